@@ -1,0 +1,187 @@
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "testutil.h"
+
+static uint64_t splitmix(uint64_t *s)
+{
+    uint64_t z = (*s += 0x9E3779B97F4A7C15ULL);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
+    return z ^ (z >> 31);
+}
+
+float tu_uniform(uint64_t *state, float lo, float hi)
+{
+    double u = (double)(splitmix(state) >> 11) / 9007199254740992.0;
+    return (float)(lo + (hi - lo) * u);
+}
+
+cd_tensor *tu_random(int ndim, const int64_t *dims, uint64_t seed, float lo, float hi)
+{
+    cd_tensor *t = NULL;
+    if (cd_tensor_create(CD_FLOAT32, ndim, dims, &t, NULL) != CD_OK)
+        return NULL;
+    float *p = t->data;
+    size_t n = cd_tensor_numel(t);
+    for (size_t i = 0; i < n; i++)
+        p[i] = tu_uniform(&seed, lo, hi);
+    return t;
+}
+
+cd_tensor *tu_tensor_f32(int ndim, const int64_t *dims, const float *vals)
+{
+    cd_tensor *t = NULL;
+    cd_tensor_from_data(CD_FLOAT32, ndim, dims, vals, &t, NULL);
+    return t;
+}
+
+cd_tensor *tu_tensor_i64(int ndim, const int64_t *dims, const int64_t *vals)
+{
+    cd_tensor *t = NULL;
+    cd_tensor_from_data(CD_INT64, ndim, dims, vals, &t, NULL);
+    return t;
+}
+
+cd_status tu_run_node(cd_node *n, cd_tensor **in, cd_tensor **out, bool const_inputs,
+                      cd_error *err)
+{
+    const cd_op_def *def = cd_op_get(n->op);
+    if (!def)
+        return cd_fail(err, CD_ERR_INTERNAL, "node not bound");
+    cd_tensor shape_in[16];
+    cd_tensor *in_view[16] = {0};
+    for (int i = 0; i < n->n_inputs; i++) {
+        if (!in[i])
+            continue;
+        shape_in[i] = *in[i];
+        shape_in[i].owns_data = false;
+        if (!const_inputs)
+            shape_in[i].data = NULL;
+        in_view[i] = &shape_in[i];
+    }
+    for (int j = 0; j < n->n_outputs; j++)
+        out[j] = calloc(1, sizeof(cd_tensor));
+    cd_status st = def->infer(n, in_view, out, err);
+    if (st != CD_OK)
+        goto fail;
+    for (int j = 0; j < n->n_outputs; j++) {
+        st = cd_tensor_ensure(out[j], err);
+        if (st != CD_OK)
+            goto fail;
+    }
+    cd_ctx ctx = {.err = err, .threads = 1};
+    st = def->forward(n, in, out, &ctx);
+    free(ctx.scratch);
+    if (st == CD_OK)
+        return CD_OK;
+fail:
+    for (int j = 0; j < n->n_outputs; j++) {
+        cd_tensor_free(out[j]);
+        out[j] = NULL;
+    }
+    return st;
+}
+
+static double weighted_sum(cd_tensor **out, cd_tensor **w, int n_out)
+{
+    double s = 0;
+    for (int j = 0; j < n_out; j++) {
+        if (!w[j])
+            continue;
+        const float *o = out[j]->data, *ww = w[j]->data;
+        size_t n = cd_tensor_numel(out[j]);
+        for (size_t i = 0; i < n; i++)
+            s += (double)o[i] * ww[i];
+    }
+    return s;
+}
+
+static double objective(cd_node *n, cd_tensor **in, cd_tensor **w)
+{
+    cd_tensor *out[8] = {0};
+    cd_error err;
+    if (tu_run_node(n, in, out, true, &err) != CD_OK) {
+        fprintf(stderr, "gradcheck forward failed: %s\n", err.message);
+        return NAN;
+    }
+    double s = weighted_sum(out, w, n->n_outputs);
+    for (int j = 0; j < n->n_outputs; j++)
+        cd_tensor_free(out[j]);
+    return s;
+}
+
+double tu_gradcheck(cd_node *n, cd_tensor **in, const bool *check, float eps, double atol,
+                    double rtol)
+{
+    const cd_op_def *def = cd_op_get(n->op);
+    cd_tensor *out[8] = {0}, *w[8] = {0}, *gin[16] = {0};
+    cd_error err;
+    double worst = 0;
+    if (tu_run_node(n, in, out, true, &err) != CD_OK) {
+        fprintf(stderr, "gradcheck: forward failed: %s\n", err.message);
+        return INFINITY;
+    }
+    for (int j = 0; j < n->n_outputs; j++)
+        if (out[j] && out[j]->dtype == CD_FLOAT32)
+            w[j] = tu_random(out[j]->ndim, out[j]->dims, 1000 + (uint64_t)j, -1.f, 1.f);
+    for (int i = 0; i < n->n_inputs; i++)
+        if (check[i] && in[i])
+            cd_tensor_create(CD_FLOAT32, in[i]->ndim, in[i]->dims, &gin[i], NULL);
+    cd_ctx ctx = {.err = &err, .threads = 1};
+    if (!def->backward || def->backward(n, in, out, w, gin, &ctx) != CD_OK) {
+        fprintf(stderr, "gradcheck: backward failed: %s\n",
+                def->backward ? err.message : "no backward");
+        worst = INFINITY;
+        goto done;
+    }
+    for (int i = 0; i < n->n_inputs; i++) {
+        if (!gin[i])
+            continue;
+        float *x = in[i]->data;
+        const float *g = gin[i]->data;
+        size_t cnt = cd_tensor_numel(in[i]);
+        for (size_t k = 0; k < cnt; k++) {
+            float saved = x[k];
+            x[k] = saved + eps;
+            double fp = objective(n, in, w);
+            x[k] = saved - eps;
+            double fm = objective(n, in, w);
+            x[k] = saved;
+            double num = (fp - fm) / (2.0 * (double)eps);
+            double ana = g[k];
+            double tol = atol + rtol * fmax(fabs(ana), fabs(num));
+            double e = fabs(ana - num) / tol;
+            if (!(e <= worst))
+                worst = isnan(e) ? INFINITY : fmax(worst, e);
+            if (e > 1.0 && worst == e)
+                fprintf(stderr, "gradcheck: input %d element %zu analytic %.6g numeric %.6g\n",
+                        i, k, ana, num);
+        }
+    }
+done:
+    free(ctx.scratch);
+    for (int j = 0; j < n->n_outputs; j++) {
+        cd_tensor_free(out[j]);
+        cd_tensor_free(w[j]);
+    }
+    for (int i = 0; i < n->n_inputs; i++)
+        cd_tensor_free(gin[i]);
+    return worst;
+}
+
+double tu_max_abs_diff(const cd_tensor *a, const cd_tensor *b)
+{
+    size_t n = cd_tensor_numel(a);
+    assert_int_equal(n, cd_tensor_numel(b));
+    const float *pa = a->data, *pb = b->data;
+    double m = 0;
+    for (size_t i = 0; i < n; i++) {
+        double d = fabs((double)pa[i] - pb[i]);
+        if (!(d <= m))
+            m = isnan(d) ? INFINITY : d;
+    }
+    return m;
+}
