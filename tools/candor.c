@@ -50,6 +50,18 @@ int cli_fail_err(const char *cmd, const cd_error *err)
     return 1;
 }
 
+cd_status cli_set_error(cd_error *err, cd_status code, const char *fmt, ...)
+{
+    if (err) {
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(err->message, sizeof err->message, fmt, ap);
+        va_end(ap);
+        err->code = code;
+    }
+    return code;
+}
+
 bool cli_is_help(const char *arg)
 {
     return strcmp(arg, "-h") == 0 || strcmp(arg, "--help") == 0;

@@ -25,6 +25,12 @@ int cli_fail(const char *fmt, ...)
     ;
 /* Prints "candor <cmd>: <err->message>" on stderr and returns 1. */
 int cli_fail_err(const char *cmd, const cd_error *err);
+/* Fills err like the library does; returns code. */
+cd_status cli_set_error(cd_error *err, cd_status code, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 3, 4)))
+#endif
+    ;
 /* True when arg is -h or --help. */
 bool cli_is_help(const char *arg);
 

@@ -52,6 +52,22 @@ CD_API cd_dtype cd_model_input_dtype(const cd_model *model, int index);
 /* Total number of weight elements (float initializers). */
 CD_API uint64_t cd_model_parameter_count(const cd_model *model);
 
+/* Node i (topological order): ONNX op type and name. NULL when out of range. */
+CD_API const char *cd_model_node_op_type(const cd_model *model, int index);
+CD_API const char *cd_model_node_name(const cd_model *model, int index);
+
+/* Cost of one run for concrete input shapes (one shape per graph input, in
+ * order; dims[i] points to ndims[i] values). */
+typedef struct cd_model_cost {
+    uint64_t macs;             /* multiply-accumulates of Conv/ConvTranspose/Gemm/MatMul */
+    uint64_t activation_bytes; /* bytes of runtime activations the plan holds */
+    uint64_t constant_bytes;   /* bytes of weights and folded constants */
+    int runtime_steps;         /* nodes left after constant folding */
+} cd_model_cost;
+CD_API cd_status cd_model_estimate_cost(const cd_model *model, int n_inputs, const int *ndims,
+                                        const int64_t *const *dims, cd_model_cost *out,
+                                        cd_error *err);
+
 typedef struct cd_session_options {
     int threads; /* 0 = number of cores */
 } cd_session_options;

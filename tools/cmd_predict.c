@@ -1,0 +1,206 @@
+/* candor predict MODEL INPUT... [--top K] [--json] [--threads N] */
+#include <getopt.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "inputs.h"
+
+static void help(FILE *f)
+{
+    fprintf(f,
+            "usage: candor predict MODEL INPUT... [options]\n\n"
+            "Classifies images (JPEG/PNG) or tensors (.npy); INPUT may be a folder (its\n"
+            "images and .npy files, sorted by name). Images are preprocessed as the model's\n"
+            "sidecar (MODEL.candor.json) says. Softmax is applied to the first output unless\n"
+            "the sidecar declares it as probabilities.\n\n"
+            "options:\n"
+            "  --top K        classes to show per input (default 3)\n"
+            "  --json         one JSON document on stdout (array of per-input results)\n"
+            "  --threads N    threads (default: all cores)\n"
+            "  -h, --help     this help\n");
+}
+
+typedef struct predict_opts {
+    int top;
+    bool json;
+    int threads;
+} predict_opts;
+
+static const char *label_of(const cd_model *m, int k, char *buf, size_t n)
+{
+    const char *l = k < cd_model_label_count(m) ? cd_model_label(m, k) : NULL;
+    if (l)
+        return l;
+    snprintf(buf, n, "class %d", k);
+    return buf;
+}
+
+static void json_str(const char *s)
+{
+    putchar('"');
+    for (; *s; s++) {
+        if (*s == '"' || *s == '\\')
+            printf("\\%c", *s);
+        else if ((unsigned char)*s < 0x20)
+            printf("\\u%04x", *s);
+        else
+            putchar(*s);
+    }
+    putchar('"');
+}
+
+/* Prints one row of K probabilities. */
+static void report_row(const cd_model *m, const char *name, const float *p, int k,
+                       const predict_opts *o, bool first)
+{
+    int top = o->top < k ? o->top : k;
+    int idx[64];
+    bool used[4096] = {0};
+    bool finite = true;
+    for (int i = 0; i < k; i++)
+        finite = finite && isfinite(p[i]);
+    if (top > 64)
+        top = 64;
+    for (int t = 0; t < top; t++) {
+        int best = -1;
+        for (int i = 0; i < k && i < 4096; i++)
+            if (!used[i] && (best < 0 || p[i] > p[best]))
+                best = i;
+        idx[t] = best;
+        used[best] = true;
+    }
+    char buf[32];
+    if (o->json) {
+        printf("%s{\"input\":", first ? "" : ",\n");
+        json_str(name);
+        printf(",\"finite\":%s,\"top\":[", finite ? "true" : "false");
+        for (int t = 0; t < top; t++) {
+            printf("%s{\"class\":%d,\"label\":", t ? "," : "", idx[t]);
+            json_str(label_of(m, idx[t], buf, sizeof buf));
+            printf(",\"probability\":%.6g}", isfinite(p[idx[t]]) ? p[idx[t]] : 0.0);
+        }
+        printf("],\"probabilities\":[");
+        for (int i = 0; i < k; i++)
+            printf(i ? ",%.6g" : "%.6g", isfinite(p[i]) ? p[i] : 0.0);
+        printf("]}");
+        return;
+    }
+    printf("%s\n", name);
+    if (!finite) {
+        printf("  WARNING: the model produced NaN/Inf for this input; no prediction\n");
+        return;
+    }
+    for (int t = 0; t < top; t++)
+        printf("  %-24s %6.2f%%\n", label_of(m, idx[t], buf, sizeof buf), 100.0 * p[idx[t]]);
+}
+
+static int predict_one(const cd_model *m, cd_session *s, const char *path, const predict_opts *o,
+                       bool *first)
+{
+    cd_error err;
+    cd_tensor *x = NULL, *y = NULL;
+    const char *kind = cd_model_output_kind(m);
+    if (inputs_load_tensor(m, path, &x, &err) != CD_OK ||
+        cd_session_run(s, 1, NULL, (const cd_tensor *const *)&x, 1, NULL, &y, &err) != CD_OK) {
+        cd_tensor_free(x);
+        fprintf(stderr, "candor predict: %s: %s\n", path, err.message);
+        return 1;
+    }
+    int nd = cd_tensor_ndim(y);
+    const int64_t *d = cd_tensor_dims(y);
+    int64_t rows = nd >= 1 ? d[0] : 1, k = 1;
+    for (int i = 1; i < nd; i++)
+        k *= d[i];
+    int rc = 0;
+    if (nd != 2 || k < 1 || k > 4096) {
+        fprintf(stderr, "candor predict: %s: output shape is not (N, classes) with at most 4096 "
+                        "classes; use 'candor run' for raw outputs\n", path);
+        rc = 1;
+    } else {
+        float *p = cd_tensor_data(y);
+        if (!kind || strcmp(kind, "probabilities") != 0)
+            softmax_rows(p, (size_t)rows, (size_t)k);
+        for (int64_t r = 0; r < rows; r++) {
+            char name[4096];
+            if (rows > 1)
+                snprintf(name, sizeof name, "%s[%lld]", path, (long long)r);
+            else
+                snprintf(name, sizeof name, "%s", path);
+            report_row(m, name, p + r * k, (int)k, o, *first);
+            *first = false;
+        }
+    }
+    cd_tensor_free(x);
+    cd_tensor_free(y);
+    return rc;
+}
+
+int cmd_predict(int argc, char **argv)
+{
+    static const struct option opts[] = {{"top", required_argument, 0, 'k'},
+                                         {"json", no_argument, 0, 'j'},
+                                         {"threads", required_argument, 0, 't'},
+                                         {"help", no_argument, 0, 'h'},
+                                         {0, 0, 0, 0}};
+    predict_opts o = {.top = 3};
+    int c;
+    optind = 1;
+    while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+        switch (c) {
+        case 'h': help(stdout); return 0;
+        case 'k': o.top = atoi(optarg); break;
+        case 'j': o.json = true; break;
+        case 't': o.threads = atoi(optarg); break;
+        default: help(stderr); return 2;
+        }
+    }
+    if (o.top < 1 || o.threads < 0) {
+        cli_fail("predict: --top and --threads must be positive integers");
+        return 2;
+    }
+    if (argc - optind < 2) {
+        help(stderr);
+        return 2;
+    }
+    cd_error err;
+    cd_model *m = NULL;
+    cd_session *s = NULL;
+    if (cd_model_load(argv[optind], NULL, &m, &err) != CD_OK)
+        return cli_fail_err("predict", &err);
+    cd_session_options so = {.threads = o.threads};
+    if (cd_session_create(m, &so, &s, &err) != CD_OK) {
+        cd_model_free(m);
+        return cli_fail_err("predict", &err);
+    }
+    input_list in;
+    int failures = 0;
+    if (inputs_collect(argc - optind - 1, argv + optind + 1, &in) != 0 || in.count == 0) {
+        cli_fail("predict: no inputs found");
+        failures = 1;
+    }
+    bool first = true, tty = isatty(2);
+    time_t last = time(NULL);
+    if (o.json && in.count)
+        printf("[");
+    for (int i = 0; i < in.count; i++) {
+        failures += predict_one(m, s, in.paths[i], &o, &first);
+        if (in.count > 20 && (time(NULL) != last || i + 1 == in.count)) {
+            last = time(NULL);
+            fprintf(stderr, tty ? "\rpredict: %d/%d" : "predict: %d/%d\n", i + 1, in.count);
+        }
+    }
+    if (tty && in.count > 20)
+        fputc('\n', stderr);
+    if (o.json && in.count)
+        printf("]\n");
+    inputs_free(&in);
+    cd_session_free(s);
+    cd_model_free(m);
+    if (failures)
+        fprintf(stderr, "candor predict: %d input(s) failed\n", failures);
+    return failures ? 1 : 0;
+}
