@@ -10,5 +10,7 @@
 #include "error.h"
 #include "tensor.h"
 #include "model.h"
+#include "calibration.h"
+#include "image.h"
 
 #endif

@@ -1,0 +1,65 @@
+/* Small shared helpers: comparators, softmax, atomic file writes. */
+#define _POSIX_C_SOURCE 200809L
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "calibration/calib_internal.h"
+#include "core/internal.h"
+
+int cd_cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+void cd_softmax_rows(const double *logits, size_t n, int k, double *out)
+{
+    for (size_t i = 0; i < n; i++) {
+        const double *z = logits + i * (size_t)k;
+        double *p = out + i * (size_t)k;
+        double mx = z[0];
+        for (int c = 1; c < k; c++)
+            if (z[c] > mx)
+                mx = z[c];
+        double s = 0;
+        for (int c = 0; c < k; c++) {
+            p[c] = exp(z[c] - mx);
+            s += p[c];
+        }
+        for (int c = 0; c < k; c++)
+            p[c] /= s;
+    }
+}
+
+/* The temp file lives next to the target so rename() stays atomic (same
+ * file system); a reader never sees a half-written report. */
+cd_status cd_write_file_atomic(const char *path, const void *data, size_t size, cd_error *err)
+{
+    if (!path || (!data && size))
+        return cd_fail(err, CD_ERR_INVALID_ARGUMENT, "write: NULL path or data");
+    size_t len = strlen(path) + 32;
+    char *tmp = malloc(len);
+    if (!tmp)
+        return cd_fail(err, CD_ERR_OUT_OF_MEMORY, "write: %s", path);
+    snprintf(tmp, len, "%s.tmp.%ld", path, (long)getpid());
+    FILE *f = fopen(tmp, "wb");
+    if (!f) {
+        cd_status st = cd_fail(err, CD_ERR_IO, "cannot create %s: %s", tmp, strerror(errno));
+        free(tmp);
+        return st;
+    }
+    int ok = fwrite(data, 1, size, f) == size;
+    ok = (fclose(f) == 0) && ok;
+    if (!ok || rename(tmp, path) != 0) {
+        cd_status st = cd_fail(err, CD_ERR_IO, "cannot write %s: %s", path, strerror(errno));
+        remove(tmp);
+        free(tmp);
+        return st;
+    }
+    free(tmp);
+    return CD_OK;
+}
