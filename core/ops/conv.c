@@ -1,0 +1,644 @@
+/* Conv and ConvTranspose (ONNX semantics, 1-D to 3-D, float32).
+ *
+ * Both are lowered onto one primitive pair: im2col (gather the receptive
+ * field of every output position into a column matrix) and col2im (its
+ * adjoint, scatter-add). Conv forward is W * im2col(X); ConvTranspose is the
+ * adjoint of a Conv from Y-space to X-space, so its forward is col2im(W^T X)
+ * and its backward reuses im2col. Every product is an OpenBLAS sgemm done per
+ * group and per batch item on scratch from the session.
+ *
+ * Also holds the window geometry shared with core/ops/pool.c and a naive
+ * reference Conv the tests compare the fast path against (conv_ref.h). */
+#include <cblas.h>
+#include <limits.h>
+#include <string.h>
+
+#include "conv_ref.h"
+
+/* Window geometry --------------------------------------------------------- */
+
+static bool auto_pad_known(const char *ap)
+{
+    return strcmp(ap, "NOTSET") == 0 || strcmp(ap, "VALID") == 0 ||
+           strcmp(ap, "SAME_UPPER") == 0 || strcmp(ap, "SAME_LOWER") == 0;
+}
+
+/* Reads an ints attribute of exactly count values into v (default def for
+ * every value when absent). */
+static cd_status read_ints(const cd_node *n, const char *name, int count, int64_t def,
+                           int64_t *v, cd_error *err)
+{
+    const int64_t *vals = NULL;
+    int got = cd_attr_ints(n, name, &vals);
+    if (got < 0) {
+        for (int i = 0; i < count; i++)
+            v[i] = def;
+        return CD_OK;
+    }
+    if (got != count)
+        return cd_node_fail(n, err, CD_ERR_PARSE, "attribute %s has %d values, expected %d",
+                            name, got, count);
+    memcpy(v, vals, (size_t)count * sizeof *v);
+    return CD_OK;
+}
+
+cd_status cd_win_check_attrs(const cd_node *n, int nsp, cd_error *err)
+{
+    const char *ap = cd_attr_string(n, "auto_pad", "NOTSET");
+    if (!auto_pad_known(ap))
+        return cd_node_fail(n, err, CD_ERR_PARSE, "unknown auto_pad '%s'", ap);
+    static const char *const positive[] = {"strides", "dilations", "kernel_shape"};
+    for (size_t a = 0; a < CD_COUNT_OF(positive); a++) {
+        const int64_t *v = NULL;
+        int cnt = cd_attr_ints(n, positive[a], &v);
+        if (cnt > CD_WIN_MAX_SP || (nsp >= 0 && cnt >= 0 && cnt != nsp))
+            return cd_node_fail(n, err, CD_ERR_UNSUPPORTED,
+                                "attribute %s has %d values for spatial rank %d (1..3 supported)",
+                                positive[a], cnt, nsp);
+        for (int i = 0; i < cnt; i++)
+            if (v[i] < 1)
+                return cd_node_fail(n, err, CD_ERR_PARSE, "attribute %s[%d] = %lld must be >= 1",
+                                    positive[a], i, (long long)v[i]);
+    }
+    const int64_t *p = NULL;
+    int cnt = cd_attr_ints(n, "pads", &p);
+    if (cnt >= 0 && (cnt > 2 * CD_WIN_MAX_SP || cnt % 2 != 0 || (nsp >= 0 && cnt != 2 * nsp)))
+        return cd_node_fail(n, err, CD_ERR_PARSE, "attribute pads has %d values", cnt);
+    return CD_OK;
+}
+
+static void geom_fill_unit(cd_win_geom *g, int from)
+{
+    for (int i = from; i < CD_WIN_MAX_SP; i++) {
+        g->in[i] = g->out[i] = g->k[i] = g->s[i] = g->d[i] = 1;
+        g->pb[i] = g->pe[i] = 0;
+    }
+}
+
+/* Reads strides, dilations and the kernel into g (spatial dims 0..nsp-1). */
+static cd_status geom_read_common(const cd_node *n, int nsp, const int64_t *k, cd_win_geom *g,
+                                  cd_error *err)
+{
+    cd_status st = cd_win_check_attrs(n, nsp, err);
+    if (st != CD_OK)
+        return st;
+    memset(g, 0, sizeof *g);
+    g->nsp = nsp;
+    geom_fill_unit(g, nsp);
+    if ((st = read_ints(n, "strides", nsp, 1, g->s, err)) != CD_OK ||
+        (st = read_ints(n, "dilations", nsp, 1, g->d, err)) != CD_OK)
+        return st;
+    for (int i = 0; i < nsp; i++) {
+        if (k[i] < 1)
+            return cd_node_fail(n, err, CD_ERR_SHAPE, "kernel size %lld in spatial dim %d",
+                                (long long)k[i], i);
+        g->k[i] = k[i];
+    }
+    return CD_OK;
+}
+
+static int64_t effective_kernel(const cd_win_geom *g, int i) { return (g->k[i] - 1) * g->d[i] + 1; }
+
+cd_status cd_win_resolve(const cd_node *n, int nsp, const int64_t *in, const int64_t *k,
+                         bool ceil_mode, cd_win_geom *g, cd_error *err)
+{
+    cd_status st = geom_read_common(n, nsp, k, g, err);
+    if (st != CD_OK)
+        return st;
+    const char *ap = cd_attr_string(n, "auto_pad", "NOTSET");
+    int64_t pads[2 * CD_WIN_MAX_SP];
+    if ((st = read_ints(n, "pads", 2 * nsp, 0, pads, err)) != CD_OK)
+        return st;
+    bool same = strncmp(ap, "SAME_", 5) == 0;
+    for (int i = 0; i < nsp; i++) {
+        int64_t eff = effective_kernel(g, i);
+        g->in[i] = in[i];
+        if (same) {
+            /* Output covers ceil(in / stride) positions; the padding needed
+             * for that is split with the odd element at the end (UPPER) or at
+             * the beginning (LOWER). */
+            g->out[i] = (in[i] + g->s[i] - 1) / g->s[i];
+            int64_t total = (g->out[i] - 1) * g->s[i] + eff - in[i];
+            if (total < 0)
+                total = 0;
+            g->pb[i] = strcmp(ap, "SAME_UPPER") == 0 ? total / 2 : total - total / 2;
+            g->pe[i] = total - g->pb[i];
+            continue;
+        }
+        bool valid = strcmp(ap, "VALID") == 0;
+        g->pb[i] = valid ? 0 : pads[i];
+        g->pe[i] = valid ? 0 : pads[i + nsp];
+        if (g->pb[i] < 0 || g->pe[i] < 0)
+            return cd_node_fail(n, err, CD_ERR_PARSE, "negative pads in spatial dim %d", i);
+        int64_t span = in[i] + g->pb[i] + g->pe[i] - eff;
+        if (span < 0)
+            return cd_node_fail(n, err, CD_ERR_SHAPE,
+                                "window %lld exceeds padded input %lld in spatial dim %d",
+                                (long long)eff, (long long)(in[i] + g->pb[i] + g->pe[i]), i);
+        g->out[i] = span / g->s[i] + 1;
+        if (ceil_mode && span % g->s[i] != 0) {
+            g->out[i]++;
+            /* ONNX/PyTorch rule: the last window must start inside the input
+             * or the left padding, never entirely in the right padding. */
+            if ((g->out[i] - 1) * g->s[i] >= in[i] + g->pb[i])
+                g->out[i]--;
+        }
+    }
+    return CD_OK;
+}
+
+/* Sizes shared by both ops ------------------------------------------------ */
+
+typedef struct conv_plan {
+    cd_win_geom g;
+    int64_t batch, group;
+    int64_t cg, mg;        /* Conv: in/out channels per group. ConvTranspose: X/Y channels per group */
+    int64_t ksize;         /* kernel elements (product of k) */
+    int64_t in_sp, out_sp; /* spatial element counts of geometry in/out */
+    size_t col_elems;      /* rows * out_sp of the column matrix */
+    bool direct;           /* 1x1, stride 1, no padding: the image is its own column matrix */
+} conv_plan;
+
+/* Computes spatial counts and checks that every sgemm dimension fits an int. */
+static cd_status plan_sizes(const cd_node *n, conv_plan *p, int64_t col_channels, cd_error *err)
+{
+    size_t k = 1, in_sp = 1, out_sp = 1, rows = 0, col = 0;
+    bool ok = true;
+    for (int i = 0; i < CD_WIN_MAX_SP; i++) {
+        ok = ok && p->g.out[i] >= 1 && p->g.in[i] >= 1;
+        ok = ok && cd_mul_size(k, (size_t)p->g.k[i], &k) &&
+             cd_mul_size(in_sp, (size_t)p->g.in[i], &in_sp) &&
+             cd_mul_size(out_sp, (size_t)p->g.out[i], &out_sp);
+    }
+    if (!ok)
+        return cd_node_fail(n, err, CD_ERR_SHAPE, "empty or overflowing spatial size");
+    ok = cd_mul_size((size_t)col_channels, k, &rows) && cd_mul_size(rows, out_sp, &col) &&
+         rows <= INT_MAX && out_sp <= INT_MAX && in_sp <= INT_MAX &&
+         (size_t)p->mg <= INT_MAX && (size_t)p->cg <= INT_MAX;
+    if (!ok)
+        return cd_node_fail(n, err, CD_ERR_LIMIT, "convolution too large for the BLAS interface");
+    p->ksize = (int64_t)k;
+    p->in_sp = (int64_t)in_sp;
+    p->out_sp = (int64_t)out_sp;
+    p->col_elems = col;
+    p->direct = k == 1;
+    for (int i = 0; i < CD_WIN_MAX_SP; i++)
+        p->direct = p->direct && p->g.s[i] == 1 && p->g.pb[i] == 0 && p->g.pe[i] == 0 &&
+                    p->g.in[i] == p->g.out[i];
+    return CD_OK;
+}
+
+static cd_status check_float_rank(const cd_node *n, const cd_tensor *x, const cd_tensor *w,
+                                  const cd_tensor *b, cd_error *err)
+{
+    if (!x || !w)
+        return cd_node_fail(n, err, CD_ERR_PARSE, "inputs X and W are required");
+    if (x->dtype != CD_FLOAT32 || w->dtype != CD_FLOAT32 || (b && b->dtype != CD_FLOAT32))
+        return cd_node_fail(n, err, CD_ERR_UNSUPPORTED, "only float32 is supported");
+    if (x->ndim < 3 || x->ndim > 2 + CD_WIN_MAX_SP)
+        return cd_node_fail(n, err, CD_ERR_UNSUPPORTED,
+                            "input rank %d (supported: 3..5, i.e. 1-D to 3-D)", x->ndim);
+    if (w->ndim != x->ndim)
+        return cd_node_fail(n, err, CD_ERR_SHAPE, "W rank %d differs from X rank %d", w->ndim,
+                            x->ndim);
+    if (b && b->ndim != 1)
+        return cd_node_fail(n, err, CD_ERR_SHAPE, "bias must be 1-D");
+    return CD_OK;
+}
+
+/* Kernel spatial sizes from W (dims 2..), cross-checked with kernel_shape. */
+static cd_status kernel_from_w(const cd_node *n, const cd_tensor *w, int64_t *k, cd_error *err)
+{
+    int nsp = w->ndim - 2;
+    const int64_t *ks = NULL;
+    int cnt = cd_attr_ints(n, "kernel_shape", &ks);
+    for (int i = 0; i < nsp; i++) {
+        k[i] = w->dims[2 + i];
+        if (cnt >= 0 && (cnt != nsp || ks[i] != k[i]))
+            return cd_node_fail(n, err, CD_ERR_SHAPE, "kernel_shape disagrees with W's shape");
+    }
+    return CD_OK;
+}
+
+static cd_status plan_group(const cd_node *n, int64_t *group, cd_error *err)
+{
+    *group = cd_attr_int(n, "group", 1);
+    if (*group < 1)
+        return cd_node_fail(n, err, CD_ERR_PARSE, "group = %lld must be >= 1", (long long)*group);
+    return CD_OK;
+}
+
+/* Conv: X [N, C, in...], W [M, C/G, k...], B [M]. */
+static cd_status conv_plan_make(const cd_node *n, cd_tensor *const *in, conv_plan *p,
+                                cd_error *err)
+{
+    const cd_tensor *x = in[0], *w = in[1], *b = n->n_inputs > 2 ? in[2] : NULL;
+    cd_status st = check_float_rank(n, x, w, b, err);
+    if (st != CD_OK || (st = plan_group(n, &p->group, err)) != CD_OK)
+        return st;
+    int64_t c = x->dims[1], m = w->dims[0];
+    if (c % p->group != 0 || m % p->group != 0 || w->dims[1] * p->group != c)
+        return cd_node_fail(n, err, CD_ERR_SHAPE,
+                            "channels do not fit groups: X has %lld, W is [%lld,%lld,...], "
+                            "group %lld",
+                            (long long)c, (long long)m, (long long)w->dims[1],
+                            (long long)p->group);
+    if (b && b->dims[0] != m)
+        return cd_node_fail(n, err, CD_ERR_SHAPE, "bias has %lld values for %lld maps",
+                            (long long)b->dims[0], (long long)m);
+    int64_t k[CD_WIN_MAX_SP];
+    if ((st = kernel_from_w(n, w, k, err)) != CD_OK ||
+        (st = cd_win_resolve(n, x->ndim - 2, x->dims + 2, k, false, &p->g, err)) != CD_OK)
+        return st;
+    p->batch = x->dims[0];
+    p->cg = c / p->group;
+    p->mg = m / p->group;
+    return plan_sizes(n, p, p->cg, err);
+}
+
+/* ConvTranspose output size and pads (ONNX ConvTranspose-11 rules): explicit
+ * output_shape or SAME auto_pad fix the output and derive the pads (SAME_UPPER
+ * puts the odd element at the end), otherwise the pads fix the output. */
+static cd_status transpose_geom(const cd_node *n, const cd_tensor *x, const int64_t *k,
+                                cd_win_geom *g, cd_error *err)
+{
+    int nsp = x->ndim - 2;
+    cd_status st = geom_read_common(n, nsp, k, g, err);
+    if (st != CD_OK)
+        return st;
+    int64_t pads[2 * CD_WIN_MAX_SP], opad[CD_WIN_MAX_SP];
+    if ((st = read_ints(n, "pads", 2 * nsp, 0, pads, err)) != CD_OK ||
+        (st = read_ints(n, "output_padding", nsp, 0, opad, err)) != CD_OK)
+        return st;
+    const int64_t *oshape = NULL;
+    int ocnt = cd_attr_ints(n, "output_shape", &oshape);
+    if (ocnt >= 0 && ocnt != nsp && ocnt != nsp + 2)
+        return cd_node_fail(n, err, CD_ERR_PARSE, "output_shape has %d values", ocnt);
+    if (ocnt == nsp + 2)
+        oshape += 2; /* some exporters write the full shape */
+    const char *ap = cd_attr_string(n, "auto_pad", "NOTSET");
+    bool same = strncmp(ap, "SAME_", 5) == 0, upper = strcmp(ap, "SAME_UPPER") == 0;
+    for (int i = 0; i < nsp; i++) {
+        int64_t xin = x->dims[2 + i];
+        if (opad[i] < 0)
+            return cd_node_fail(n, err, CD_ERR_PARSE, "negative output_padding");
+        int64_t full = g->s[i] * (xin - 1) + opad[i] + effective_kernel(g, i);
+        g->out[i] = xin;
+        if (ocnt >= 0 || same) {
+            int64_t y = ocnt >= 0 ? oshape[i] : xin * g->s[i];
+            /* A requested output larger than the full transposed result is
+             * zero-extended at the end (never negative padding), as
+             * ONNX Runtime does. */
+            int64_t total = full > y ? full - y : 0;
+            g->pb[i] = upper ? total / 2 : total - total / 2;
+            g->pe[i] = total - g->pb[i];
+            g->in[i] = y;
+        } else {
+            bool valid = strcmp(ap, "VALID") == 0;
+            g->pb[i] = valid ? 0 : pads[i];
+            g->pe[i] = valid ? 0 : pads[i + nsp];
+            if (g->pb[i] < 0 || g->pe[i] < 0)
+                return cd_node_fail(n, err, CD_ERR_PARSE, "negative pads");
+            g->in[i] = full - g->pb[i] - g->pe[i];
+        }
+        if (g->in[i] < 1)
+            return cd_node_fail(n, err, CD_ERR_SHAPE, "empty output in spatial dim %d", i);
+    }
+    return CD_OK;
+}
+
+/* ConvTranspose: X [N, C, in...], W [C, M/G, k...], B [M], Y [N, M, out...].
+ * Geometry in = Y spatial, out = X spatial; cg = C/G (X side), mg = M/G. */
+static cd_status convt_plan_make(const cd_node *n, cd_tensor *const *in, conv_plan *p,
+                                 cd_error *err)
+{
+    const cd_tensor *x = in[0], *w = in[1], *b = n->n_inputs > 2 ? in[2] : NULL;
+    cd_status st = check_float_rank(n, x, w, b, err);
+    if (st != CD_OK || (st = plan_group(n, &p->group, err)) != CD_OK)
+        return st;
+    int64_t c = x->dims[1];
+    if (w->dims[0] != c || c % p->group != 0)
+        return cd_node_fail(n, err, CD_ERR_SHAPE,
+                            "W's first dim %lld must equal X's channels %lld (divisible by "
+                            "group %lld)",
+                            (long long)w->dims[0], (long long)c, (long long)p->group);
+    p->cg = c / p->group;
+    p->mg = w->dims[1];
+    if (b && b->dims[0] != p->mg * p->group)
+        return cd_node_fail(n, err, CD_ERR_SHAPE, "bias has %lld values for %lld maps",
+                            (long long)b->dims[0], (long long)(p->mg * p->group));
+    int64_t k[CD_WIN_MAX_SP];
+    if ((st = kernel_from_w(n, w, k, err)) != CD_OK ||
+        (st = transpose_geom(n, x, k, &p->g, err)) != CD_OK)
+        return st;
+    p->batch = x->dims[0];
+    return plan_sizes(n, p, p->mg, err);
+}
+
+/* im2col / col2im ---------------------------------------------------------- */
+
+/* Calls body(row, position, source index or -1) for every column entry; the
+ * shared walk keeps im2col and col2im exact adjoints of each other. */
+#define WIN_WALK(g, channels, BODY)                                                         \
+    do {                                                                                    \
+        int64_t row_ = 0;                                                                   \
+        for (int64_t c_ = 0; c_ < (channels); c_++)                                         \
+            for (int64_t k0 = 0; k0 < (g)->k[0]; k0++)                                      \
+                for (int64_t k1 = 0; k1 < (g)->k[1]; k1++)                                  \
+                    for (int64_t k2 = 0; k2 < (g)->k[2]; k2++, row_++) {                    \
+                        int64_t pos_ = 0;                                                   \
+                        for (int64_t o0 = 0; o0 < (g)->out[0]; o0++) {                      \
+                            int64_t i0 = o0 * (g)->s[0] - (g)->pb[0] + k0 * (g)->d[0];      \
+                            bool in0 = i0 >= 0 && i0 < (g)->in[0];                          \
+                            for (int64_t o1 = 0; o1 < (g)->out[1]; o1++) {                  \
+                                int64_t i1 = o1 * (g)->s[1] - (g)->pb[1] + k1 * (g)->d[1];  \
+                                bool in1 = in0 && i1 >= 0 && i1 < (g)->in[1];               \
+                                int64_t base_ = ((c_ * (g)->in[0] + i0) * (g)->in[1] + i1) *  \
+                                                (g)->in[2];                                 \
+                                for (int64_t o2 = 0; o2 < (g)->out[2]; o2++, pos_++) {      \
+                                    int64_t i2 = o2 * (g)->s[2] - (g)->pb[2] + k2 * (g)->d[2]; \
+                                    bool ok_ = in1 && i2 >= 0 && i2 < (g)->in[2];           \
+                                    int64_t src_ = ok_ ? base_ + i2 : -1;                   \
+                                    BODY                                                    \
+                                }                                                           \
+                            }                                                               \
+                        }                                                                   \
+                    }                                                                       \
+    } while (0)
+
+/* col[(c*K + k), pos] = img[c, window(pos) + k] (0 in the padding). */
+static void im2col(const float *img, int64_t channels, const cd_win_geom *g, int64_t out_sp,
+                   float *col)
+{
+    WIN_WALK(g, channels, { col[row_ * out_sp + pos_] = src_ >= 0 ? img[src_] : 0.0f; });
+}
+
+/* img[c, window(pos) + k] += col[(c*K + k), pos] — the adjoint of im2col. */
+static void col2im_add(const float *col, int64_t channels, const cd_win_geom *g,
+                       int64_t out_sp, float *img)
+{
+    WIN_WALK(g, channels, {
+        if (src_ >= 0)
+            img[src_] += col[row_ * out_sp + pos_];
+    });
+}
+
+static void add_bias(float *y, const float *b, int64_t maps, int64_t sp)
+{
+    for (int64_t m = 0; m < maps; m++)
+        for (int64_t i = 0; i < sp; i++)
+            y[m * sp + i] += b[m];
+}
+
+static void sum_bias_grad(const float *gy, float *gb, int64_t maps, int64_t sp)
+{
+    for (int64_t m = 0; m < maps; m++) {
+        double s = 0;
+        for (int64_t i = 0; i < sp; i++)
+            s += gy[m * sp + i];
+        gb[m] += (float)s;
+    }
+}
+
+static void sgemm(bool ta, bool tb, int64_t m, int64_t nn, int64_t k, const float *a, int64_t lda,
+                  const float *b, int64_t ldb, float beta, float *c, int64_t ldc)
+{
+    cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans,
+                (int)m, (int)nn, (int)k, 1.0f, a, (int)lda, b, (int)ldb, beta, c, (int)ldc);
+}
+
+static float *scratch_floats(cd_ctx *ctx, size_t elems, size_t copies)
+{
+    size_t bytes;
+    if (!cd_mul_size(elems, copies, &bytes) || !cd_mul_size(bytes, sizeof(float), &bytes)) {
+        cd_fail(ctx->err, CD_ERR_LIMIT, "convolution scratch size overflows");
+        return NULL;
+    }
+    return cd_ctx_scratch(ctx, bytes);
+}
+
+/* Conv --------------------------------------------------------------------- */
+
+static cd_status conv_parse(cd_node *n, cd_error *err)
+{
+    int64_t group;
+    cd_status st = plan_group(n, &group, err);
+    return st != CD_OK ? st : cd_win_check_attrs(n, -1, err);
+}
+
+static cd_status conv_infer(const cd_node *n, cd_tensor *const *in, cd_tensor **out,
+                            cd_error *err)
+{
+    conv_plan p;
+    cd_status st = conv_plan_make(n, in, &p, err);
+    if (st != CD_OK)
+        return st;
+    int64_t dims[CD_MAX_DIMS] = {p.batch, p.mg * p.group};
+    for (int i = 0; i < p.g.nsp; i++)
+        dims[2 + i] = p.g.out[i];
+    cd_tensor_set_shape(out[0], CD_FLOAT32, 2 + p.g.nsp, dims);
+    return CD_OK;
+}
+
+static cd_status conv_forward(const cd_node *n, cd_tensor *const *in, cd_tensor **out,
+                              cd_ctx *ctx)
+{
+    conv_plan p;
+    cd_status st = conv_plan_make(n, in, &p, ctx->err);
+    if (st != CD_OK)
+        return st;
+    const cd_tensor *b = n->n_inputs > 2 ? in[2] : NULL;
+    float *col = p.direct ? NULL : scratch_floats(ctx, p.col_elems, 1);
+    if (!p.direct && !col)
+        return ctx->err->code;
+    int64_t kdim = p.cg * p.ksize, m_all = p.mg * p.group, c_all = p.cg * p.group;
+    for (int64_t bi = 0; bi < p.batch; bi++)
+        for (int64_t gi = 0; gi < p.group; gi++) {
+            const float *x = cd_cf32(in[0]) + (bi * c_all + gi * p.cg) * p.in_sp;
+            const float *w = cd_cf32(in[1]) + gi * p.mg * kdim;
+            float *y = cd_f32(out[0]) + (bi * m_all + gi * p.mg) * p.out_sp;
+            if (!p.direct)
+                im2col(x, p.cg, &p.g, p.out_sp, col);
+            sgemm(false, false, p.mg, p.out_sp, kdim, w, kdim, p.direct ? x : col, p.out_sp, 0.0f,
+                  y, p.out_sp);
+            if (b)
+                add_bias(y, cd_cf32(b) + gi * p.mg, p.mg, p.out_sp);
+        }
+    return CD_OK;
+}
+
+/* dW += dY col^T, dcol = W^T dY then col2im into dX, dB += sum dY. */
+static cd_status conv_backward(const cd_node *n, cd_tensor *const *in, cd_tensor *const *out,
+                               cd_tensor *const *gout, cd_tensor **gin, cd_ctx *ctx)
+{
+    if (!gout[0])
+        return CD_OK;
+    conv_plan p;
+    cd_status st = conv_plan_make(n, in, &p, ctx->err);
+    if (st != CD_OK)
+        return st;
+    float *gx = gin[0] ? cd_f32(gin[0]) : NULL, *gw = gin[1] ? cd_f32(gin[1]) : NULL;
+    float *gb = n->n_inputs > 2 && gin[2] ? cd_f32(gin[2]) : NULL;
+    float *col = p.direct ? NULL : scratch_floats(ctx, p.col_elems, 2);
+    if (!p.direct && !col)
+        return ctx->err->code;
+    float *dcol = col ? col + p.col_elems : NULL;
+    int64_t kdim = p.cg * p.ksize, m_all = p.mg * p.group, c_all = p.cg * p.group;
+    for (int64_t bi = 0; bi < p.batch; bi++)
+        for (int64_t gi = 0; gi < p.group; gi++) {
+            int64_t xoff = (bi * c_all + gi * p.cg) * p.in_sp;
+            const float *x = cd_cf32(in[0]) + xoff;
+            const float *w = cd_cf32(in[1]) + gi * p.mg * kdim;
+            const float *gy = cd_cf32(gout[0]) + (bi * m_all + gi * p.mg) * p.out_sp;
+            if (gw) {
+                if (!p.direct)
+                    im2col(x, p.cg, &p.g, p.out_sp, col);
+                sgemm(false, true, p.mg, kdim, p.out_sp, gy, p.out_sp, p.direct ? x : col,
+                      p.out_sp, 1.0f, gw + gi * p.mg * kdim, kdim);
+            }
+            if (gx && p.direct)
+                sgemm(true, false, kdim, p.out_sp, p.mg, w, kdim, gy, p.out_sp, 1.0f, gx + xoff,
+                      p.in_sp);
+            else if (gx) {
+                sgemm(true, false, kdim, p.out_sp, p.mg, w, kdim, gy, p.out_sp, 0.0f, dcol,
+                      p.out_sp);
+                col2im_add(dcol, p.cg, &p.g, p.out_sp, gx + xoff);
+            }
+            if (gb)
+                sum_bias_grad(gy, gb + gi * p.mg, p.mg, p.out_sp);
+        }
+    return CD_OK;
+}
+
+const cd_op_def cd_opdef_CONV = {"Conv", 1, conv_parse, conv_infer, conv_forward, conv_backward};
+
+/* ConvTranspose ------------------------------------------------------------ */
+
+static cd_status convt_infer(const cd_node *n, cd_tensor *const *in, cd_tensor **out,
+                             cd_error *err)
+{
+    conv_plan p;
+    cd_status st = convt_plan_make(n, in, &p, err);
+    if (st != CD_OK)
+        return st;
+    int64_t dims[CD_MAX_DIMS] = {p.batch, p.mg * p.group};
+    for (int i = 0; i < p.g.nsp; i++)
+        dims[2 + i] = p.g.in[i];
+    cd_tensor_set_shape(out[0], CD_FLOAT32, 2 + p.g.nsp, dims);
+    return CD_OK;
+}
+
+/* Y_g = col2im(W_g^T X_g) + B. */
+static cd_status convt_forward(const cd_node *n, cd_tensor *const *in, cd_tensor **out,
+                               cd_ctx *ctx)
+{
+    conv_plan p;
+    cd_status st = convt_plan_make(n, in, &p, ctx->err);
+    if (st != CD_OK)
+        return st;
+    const cd_tensor *b = n->n_inputs > 2 ? in[2] : NULL;
+    float *col = p.direct ? NULL : scratch_floats(ctx, p.col_elems, 1);
+    if (!p.direct && !col)
+        return ctx->err->code;
+    int64_t kdim = p.mg * p.ksize, m_all = p.mg * p.group, c_all = p.cg * p.group;
+    for (int64_t bi = 0; bi < p.batch; bi++)
+        for (int64_t gi = 0; gi < p.group; gi++) {
+            const float *x = cd_cf32(in[0]) + (bi * c_all + gi * p.cg) * p.out_sp;
+            const float *w = cd_cf32(in[1]) + gi * p.cg * kdim;
+            float *y = cd_f32(out[0]) + (bi * m_all + gi * p.mg) * p.in_sp;
+            if (p.direct) {
+                sgemm(true, false, kdim, p.out_sp, p.cg, w, kdim, x, p.out_sp, 0.0f, y, p.in_sp);
+            } else {
+                sgemm(true, false, kdim, p.out_sp, p.cg, w, kdim, x, p.out_sp, 0.0f, col,
+                      p.out_sp);
+                memset(y, 0, (size_t)(p.mg * p.in_sp) * sizeof *y);
+                col2im_add(col, p.mg, &p.g, p.out_sp, y);
+            }
+            if (b)
+                add_bias(y, cd_cf32(b) + gi * p.mg, p.mg, p.in_sp);
+        }
+    return CD_OK;
+}
+
+/* With colY = im2col(dY_g): dX_g += W_g colY, dW_g += X_g colY^T. */
+static cd_status convt_backward(const cd_node *n, cd_tensor *const *in, cd_tensor *const *out,
+                                cd_tensor *const *gout, cd_tensor **gin, cd_ctx *ctx)
+{
+    if (!gout[0])
+        return CD_OK;
+    conv_plan p;
+    cd_status st = convt_plan_make(n, in, &p, ctx->err);
+    if (st != CD_OK)
+        return st;
+    float *gx = gin[0] ? cd_f32(gin[0]) : NULL, *gw = gin[1] ? cd_f32(gin[1]) : NULL;
+    float *gb = n->n_inputs > 2 && gin[2] ? cd_f32(gin[2]) : NULL;
+    bool need_col = !p.direct && (gx || gw);
+    float *col = need_col ? scratch_floats(ctx, p.col_elems, 1) : NULL;
+    if (need_col && !col)
+        return ctx->err->code;
+    int64_t kdim = p.mg * p.ksize, m_all = p.mg * p.group, c_all = p.cg * p.group;
+    for (int64_t bi = 0; bi < p.batch; bi++)
+        for (int64_t gi = 0; gi < p.group; gi++) {
+            int64_t xoff = (bi * c_all + gi * p.cg) * p.out_sp;
+            const float *w = cd_cf32(in[1]) + gi * p.cg * kdim;
+            const float *gy = cd_cf32(gout[0]) + (bi * m_all + gi * p.mg) * p.in_sp;
+            const float *cy = p.direct ? gy : col;
+            if (need_col)
+                im2col(gy, p.mg, &p.g, p.out_sp, col);
+            if (gx)
+                sgemm(false, false, p.cg, p.out_sp, kdim, w, kdim, cy, p.out_sp, 1.0f, gx + xoff,
+                      p.out_sp);
+            if (gw)
+                sgemm(false, true, p.cg, kdim, p.out_sp, cd_cf32(in[0]) + xoff, p.out_sp, cy,
+                      p.out_sp, 1.0f, gw + gi * p.cg * kdim, kdim);
+            if (gb)
+                sum_bias_grad(gy, gb + gi * p.mg, p.mg, p.in_sp);
+        }
+    return CD_OK;
+}
+
+const cd_op_def cd_opdef_CONV_TRANSPOSE = {"ConvTranspose", 1,           conv_parse,
+                                           convt_infer,     convt_forward, convt_backward};
+
+/* Reference ---------------------------------------------------------------- */
+
+/* Deliberately written without im2col or the shared window walk. */
+static float ref_tap(const float *xc, const float *wc, const cd_win_geom *g, const int64_t *o)
+{
+    float acc = 0.0f;
+    for (int64_t k0 = 0; k0 < g->k[0]; k0++)
+        for (int64_t k1 = 0; k1 < g->k[1]; k1++)
+            for (int64_t k2 = 0; k2 < g->k[2]; k2++) {
+                int64_t i0 = o[0] * g->s[0] - g->pb[0] + k0 * g->d[0];
+                int64_t i1 = o[1] * g->s[1] - g->pb[1] + k1 * g->d[1];
+                int64_t i2 = o[2] * g->s[2] - g->pb[2] + k2 * g->d[2];
+                if (i0 < 0 || i0 >= g->in[0] || i1 < 0 || i1 >= g->in[1] || i2 < 0 ||
+                    i2 >= g->in[2])
+                    continue;
+                acc += wc[(k0 * g->k[1] + k1) * g->k[2] + k2] *
+                       xc[(i0 * g->in[1] + i1) * g->in[2] + i2];
+            }
+    return acc;
+}
+
+void cd_conv_ref(const float *x, const float *w, const float *b, float *y, int64_t batch,
+                 int64_t channels, int64_t maps, int64_t group, const cd_win_geom *g)
+{
+    int64_t cg = channels / group, mg = maps / group;
+    int64_t in_sp = g->in[0] * g->in[1] * g->in[2];
+    int64_t ksz = g->k[0] * g->k[1] * g->k[2];
+    for (int64_t bi = 0; bi < batch; bi++)
+        for (int64_t m = 0; m < maps; m++) {
+            int64_t o[3];
+            for (o[0] = 0; o[0] < g->out[0]; o[0]++)
+                for (o[1] = 0; o[1] < g->out[1]; o[1]++)
+                    for (o[2] = 0; o[2] < g->out[2]; o[2]++) {
+                        float acc = b ? b[m] : 0.0f;
+                        for (int64_t c = 0; c < cg; c++) {
+                            const float *xc = x + (bi * channels + (m / mg) * cg + c) * in_sp;
+                            acc += ref_tap(xc, w + (m * cg + c) * ksz, g, o);
+                        }
+                        *y++ = acc;
+                    }
+        }
+}
