@@ -471,6 +471,11 @@ static void test_conv_errors(void **state)
     cd_node_clear(&n);
 }
 
+/* While core/ops/stubs.c still holds weak placeholders, a test linked from a
+ * static archive must reference the real definitions itself, or the linker
+ * may satisfy the registry with the stubs. */
+const cd_op_def *const conv_defs_used[] = {&cd_opdef_CONV, &cd_opdef_CONV_TRANSPOSE};
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {

@@ -1,0 +1,449 @@
+/* MaxPool, AveragePool, GlobalAveragePool, GlobalMaxPool (ONNX semantics,
+ * 1-D to 3-D windows; global pools any rank >= 2). Window geometry (pads,
+ * auto_pad, ceil_mode, dilations) comes from cd_win_resolve (conv.c), which
+ * pads lower spatial ranks to three unit dims so one loop nest serves all.
+ *
+ * MaxPool accepts float32, uint8 and int8 (ONNX allows integer max pooling);
+ * its gradient is float32 only and routes to the first maximum of each window
+ * (the element that forward selected). */
+#include <math.h>
+#include <string.h>
+
+#include "conv_ref.h"
+
+/* Taps of one window that fall inside the input: for spatial dim i the
+ * kernel offsets lo[i] <= k < hi[i] map to input start[i] + k * d[i]. */
+typedef struct win_taps {
+    int64_t start[CD_WIN_MAX_SP], lo[CD_WIN_MAX_SP], hi[CD_WIN_MAX_SP];
+} win_taps;
+
+static void taps_at(const cd_win_geom *g, const int64_t *o, win_taps *t)
+{
+    for (int i = 0; i < CD_WIN_MAX_SP; i++) {
+        int64_t s = o[i] * g->s[i] - g->pb[i];
+        t->start[i] = s;
+        t->lo[i] = s < 0 ? (-s + g->d[i] - 1) / g->d[i] : 0;
+        int64_t last = g->in[i] - 1 - s; /* largest offset k*d that stays inside */
+        t->hi[i] = last < 0 ? 0 : last / g->d[i] + 1;
+        if (t->hi[i] > g->k[i])
+            t->hi[i] = g->k[i];
+        if (t->lo[i] > t->hi[i])
+            t->lo[i] = t->hi[i];
+    }
+}
+
+static int64_t taps_count(const win_taps *t)
+{
+    return (t->hi[0] - t->lo[0]) * (t->hi[1] - t->lo[1]) * (t->hi[2] - t->lo[2]);
+}
+
+/* Iterates BODY with idx = plane-local input index of every in-range tap. */
+#define TAPS_FOR(g, t, BODY)                                                                \
+    for (int64_t k0 = (t)->lo[0]; k0 < (t)->hi[0]; k0++)                                    \
+        for (int64_t k1 = (t)->lo[1]; k1 < (t)->hi[1]; k1++) {                              \
+            int64_t row_ = (((t)->start[0] + k0 * (g)->d[0]) * (g)->in[1] + (t)->start[1] + \
+                            k1 * (g)->d[1]) *                                               \
+                           (g)->in[2];                                                      \
+            for (int64_t k2 = (t)->lo[2]; k2 < (t)->hi[2]; k2++) {                          \
+                int64_t idx = row_ + (t)->start[2] + k2 * (g)->d[2];                        \
+                BODY                                                                        \
+            }                                                                               \
+        }
+
+/* Iterates BODY over every output position o[] of g (pos = linear index). */
+#define OUT_FOR(g, BODY)                                                                    \
+    do {                                                                                    \
+        int64_t o[CD_WIN_MAX_SP], pos = 0;                                                  \
+        for (o[0] = 0; o[0] < (g)->out[0]; o[0]++)                                          \
+            for (o[1] = 0; o[1] < (g)->out[1]; o[1]++)                                      \
+                for (o[2] = 0; o[2] < (g)->out[2]; o[2]++, pos++) {                         \
+                    BODY                                                                    \
+                }                                                                           \
+    } while (0)
+
+typedef struct pool_plan {
+    cd_win_geom g;
+    int64_t planes;        /* N * C */
+    int64_t in_sp, out_sp; /* spatial element counts */
+} pool_plan;
+
+static cd_status pool_plan_make(const cd_node *n, const cd_tensor *x, pool_plan *p,
+                                cd_error *err)
+{
+    if (!x)
+        return cd_node_fail(n, err, CD_ERR_PARSE, "input X is required");
+    int nsp = x->ndim - 2;
+    if (nsp < 1 || nsp > CD_WIN_MAX_SP)
+        return cd_node_fail(n, err, CD_ERR_UNSUPPORTED,
+                            "input rank %d (supported: 3..5, i.e. 1-D to 3-D)", x->ndim);
+    const int64_t *k = NULL;
+    int kc = cd_attr_ints(n, "kernel_shape", &k);
+    if (kc != nsp)
+        return cd_node_fail(n, err, CD_ERR_PARSE, "kernel_shape has %d values for rank-%d input",
+                            kc, x->ndim);
+    bool ceil_mode = cd_attr_int(n, "ceil_mode", 0) != 0;
+    cd_status st = cd_win_resolve(n, nsp, x->dims + 2, k, ceil_mode, &p->g, err);
+    if (st != CD_OK)
+        return st;
+    size_t planes, in_sp = 1, out_sp = 1;
+    bool ok = cd_mul_size((size_t)x->dims[0], (size_t)x->dims[1], &planes);
+    for (int i = 0; i < nsp; i++)
+        ok = ok && cd_mul_size(in_sp, (size_t)p->g.in[i], &in_sp) &&
+             cd_mul_size(out_sp, (size_t)p->g.out[i], &out_sp);
+    if (!ok)
+        return cd_node_fail(n, err, CD_ERR_SHAPE, "pooling size overflows");
+    p->planes = (int64_t)planes;
+    p->in_sp = (int64_t)in_sp;
+    p->out_sp = (int64_t)out_sp;
+    return CD_OK;
+}
+
+static void pool_out_dims(const cd_tensor *x, const pool_plan *p, int64_t *dims)
+{
+    dims[0] = x->dims[0];
+    dims[1] = x->dims[1];
+    for (int i = 0; i < p->g.nsp; i++)
+        dims[2 + i] = p->g.out[i];
+}
+
+static cd_status pool_parse(cd_node *n, cd_error *err)
+{
+    if (cd_attr_ints(n, "kernel_shape", &(const int64_t *){NULL}) < 0)
+        return cd_node_fail(n, err, CD_ERR_PARSE, "attribute kernel_shape is required");
+    return cd_win_check_attrs(n, -1, err);
+}
+
+/* MaxPool ------------------------------------------------------------------ */
+
+/* Plane-local index of the first maximum among the window's taps, or -1 when
+ * the window lies entirely in the padding. */
+#define DEFINE_ARGMAX(T, NAME)                                                              \
+    static int64_t NAME(const void *plane, const cd_win_geom *g, const win_taps *t)         \
+    {                                                                                       \
+        const T *x = plane;                                                                 \
+        int64_t best = -1;                                                                  \
+        T bv = 0;                                                                           \
+        TAPS_FOR(g, t, {                                                                    \
+            if (best < 0 || x[idx] > bv) {                                                  \
+                best = idx;                                                                 \
+                bv = x[idx];                                                                \
+            }                                                                               \
+        })                                                                                  \
+        return best;                                                                        \
+    }
+DEFINE_ARGMAX(float, argmax_f32)
+DEFINE_ARGMAX(uint8_t, argmax_u8)
+DEFINE_ARGMAX(int8_t, argmax_i8)
+
+typedef int64_t (*argmax_fn)(const void *, const cd_win_geom *, const win_taps *);
+
+static argmax_fn argmax_for(cd_dtype dt)
+{
+    switch (dt) {
+    case CD_FLOAT32: return argmax_f32;
+    case CD_UINT8: return argmax_u8;
+    case CD_INT8: return argmax_i8;
+    default: return NULL;
+    }
+}
+
+static cd_status maxpool_infer(const cd_node *n, cd_tensor *const *in, cd_tensor **out,
+                               cd_error *err)
+{
+    pool_plan p;
+    cd_status st = pool_plan_make(n, in[0], &p, err);
+    if (st != CD_OK)
+        return st;
+    if (!argmax_for(in[0]->dtype))
+        return cd_node_fail(n, err, CD_ERR_UNSUPPORTED,
+                            "element type %d (supported: float32, uint8, int8)", in[0]->dtype);
+    int64_t dims[CD_MAX_DIMS];
+    pool_out_dims(in[0], &p, dims);
+    cd_tensor_set_shape(out[0], in[0]->dtype, in[0]->ndim, dims);
+    if (n->n_outputs > 1 && out[1])
+        cd_tensor_set_shape(out[1], CD_INT64, in[0]->ndim, dims);
+    return CD_OK;
+}
+
+/* ONNX Indices flatten the whole input tensor; storage_order 1 linearizes the
+ * spatial dims column-major (first spatial dim fastest) within each plane. */
+static int64_t index_in_storage_order(const cd_win_geom *g, int64_t local, bool column_major)
+{
+    if (!column_major)
+        return local;
+    int64_t i2 = local % g->in[2], i1 = (local / g->in[2]) % g->in[1];
+    int64_t i0 = local / (g->in[2] * g->in[1]);
+    int64_t dims[CD_WIN_MAX_SP] = {g->in[0], g->in[1], g->in[2]};
+    int64_t idx[CD_WIN_MAX_SP] = {i0, i1, i2};
+    int64_t r = 0;
+    for (int i = g->nsp - 1; i >= 0; i--)
+        r = r * dims[i] + idx[i];
+    return r;
+}
+
+static void lowest_value(cd_dtype dt, void *dst)
+{
+    if (dt == CD_FLOAT32)
+        *(float *)dst = -INFINITY;
+    else if (dt == CD_INT8)
+        *(int8_t *)dst = INT8_MIN;
+    else
+        *(uint8_t *)dst = 0;
+}
+
+static cd_status maxpool_forward(const cd_node *n, cd_tensor *const *in, cd_tensor **out,
+                                 cd_ctx *ctx)
+{
+    pool_plan p;
+    cd_status st = pool_plan_make(n, in[0], &p, ctx->err);
+    if (st != CD_OK)
+        return st;
+    argmax_fn argmax = argmax_for(in[0]->dtype);
+    if (!argmax)
+        return cd_node_fail(n, ctx->err, CD_ERR_UNSUPPORTED, "unsupported element type");
+    size_t es = in[0]->dtype == CD_FLOAT32 ? sizeof(float) : 1;
+    int64_t *ind = n->n_outputs > 1 && out[1] ? out[1]->data : NULL;
+    bool colmajor = cd_attr_int(n, "storage_order", 0) != 0;
+    const char *xb = in[0]->data;
+    char *yb = out[0]->data;
+    for (int64_t pl = 0; pl < p.planes; pl++) {
+        const char *x = xb + (size_t)(pl * p.in_sp) * es;
+        char *y = yb + (size_t)(pl * p.out_sp) * es;
+        int64_t *ip = ind ? ind + pl * p.out_sp : NULL;
+        OUT_FOR(&p.g, {
+            win_taps t;
+            taps_at(&p.g, o, &t);
+            int64_t best = argmax(x, &p.g, &t);
+            if (best >= 0)
+                memcpy(y + (size_t)pos * es, x + (size_t)best * es, es);
+            else
+                lowest_value(in[0]->dtype, y + (size_t)pos * es);
+            if (ip)
+                ip[pos] = best < 0 ? -1 : pl * p.in_sp + index_in_storage_order(&p.g, best, colmajor);
+        });
+    }
+    return CD_OK;
+}
+
+static cd_status maxpool_backward(const cd_node *n, cd_tensor *const *in, cd_tensor *const *out,
+                                  cd_tensor *const *gout, cd_tensor **gin, cd_ctx *ctx)
+{
+    if (!gout[0] || !gin[0])
+        return CD_OK;
+    if (in[0]->dtype != CD_FLOAT32)
+        return cd_node_fail(n, ctx->err, CD_ERR_UNSUPPORTED, "gradient needs float32 input");
+    pool_plan p;
+    cd_status st = pool_plan_make(n, in[0], &p, ctx->err);
+    if (st != CD_OK)
+        return st;
+    for (int64_t pl = 0; pl < p.planes; pl++) {
+        const float *x = cd_cf32(in[0]) + pl * p.in_sp;
+        const float *gy = cd_cf32(gout[0]) + pl * p.out_sp;
+        float *gx = cd_f32(gin[0]) + pl * p.in_sp;
+        OUT_FOR(&p.g, {
+            win_taps t;
+            taps_at(&p.g, o, &t);
+            int64_t best = argmax_f32(x, &p.g, &t);
+            if (best >= 0)
+                gx[best] += gy[pos];
+        });
+    }
+    return CD_OK;
+}
+
+const cd_op_def cd_opdef_MAX_POOL = {"MaxPool",     1,           pool_parse,
+                                     maxpool_infer, maxpool_forward, maxpool_backward};
+
+/* AveragePool -------------------------------------------------------------- */
+
+/* Divisor of one window: the in-range taps, or with count_include_pad the
+ * taps inside the padded extent [-pb, in + pe) (a ceil_mode window that
+ * overhangs the right padding is not charged for the overhang, as in PyTorch). */
+static int64_t avg_divisor(const cd_win_geom *g, const int64_t *o, const win_taps *t,
+                           bool include_pad)
+{
+    if (!include_pad)
+        return taps_count(t);
+    int64_t cnt = 1;
+    for (int i = 0; i < CD_WIN_MAX_SP; i++) {
+        int64_t c = 0;
+        for (int64_t k = 0; k < g->k[i]; k++) {
+            int64_t at = o[i] * g->s[i] - g->pb[i] + k * g->d[i];
+            c += at >= -g->pb[i] && at < g->in[i] + g->pe[i];
+        }
+        cnt *= c;
+    }
+    return cnt;
+}
+
+static cd_status avgpool_infer(const cd_node *n, cd_tensor *const *in, cd_tensor **out,
+                               cd_error *err)
+{
+    pool_plan p;
+    cd_status st = pool_plan_make(n, in[0], &p, err);
+    if (st != CD_OK)
+        return st;
+    if (in[0]->dtype != CD_FLOAT32)
+        return cd_node_fail(n, err, CD_ERR_UNSUPPORTED, "only float32 is supported");
+    int64_t dims[CD_MAX_DIMS];
+    pool_out_dims(in[0], &p, dims);
+    cd_tensor_set_shape(out[0], CD_FLOAT32, in[0]->ndim, dims);
+    return CD_OK;
+}
+
+static cd_status avgpool_forward(const cd_node *n, cd_tensor *const *in, cd_tensor **out,
+                                 cd_ctx *ctx)
+{
+    pool_plan p;
+    cd_status st = pool_plan_make(n, in[0], &p, ctx->err);
+    if (st != CD_OK)
+        return st;
+    bool include_pad = cd_attr_int(n, "count_include_pad", 0) != 0;
+    for (int64_t pl = 0; pl < p.planes; pl++) {
+        const float *x = cd_cf32(in[0]) + pl * p.in_sp;
+        float *y = cd_f32(out[0]) + pl * p.out_sp;
+        OUT_FOR(&p.g, {
+            win_taps t;
+            taps_at(&p.g, o, &t);
+            double s = 0;
+            TAPS_FOR(&p.g, &t, { s += x[idx]; })
+            int64_t div = avg_divisor(&p.g, o, &t, include_pad);
+            y[pos] = div > 0 ? (float)(s / (double)div) : 0.0f;
+        });
+    }
+    return CD_OK;
+}
+
+static cd_status avgpool_backward(const cd_node *n, cd_tensor *const *in, cd_tensor *const *out,
+                                  cd_tensor *const *gout, cd_tensor **gin, cd_ctx *ctx)
+{
+    if (!gout[0] || !gin[0])
+        return CD_OK;
+    pool_plan p;
+    cd_status st = pool_plan_make(n, in[0], &p, ctx->err);
+    if (st != CD_OK)
+        return st;
+    bool include_pad = cd_attr_int(n, "count_include_pad", 0) != 0;
+    for (int64_t pl = 0; pl < p.planes; pl++) {
+        const float *gy = cd_cf32(gout[0]) + pl * p.out_sp;
+        float *gx = cd_f32(gin[0]) + pl * p.in_sp;
+        OUT_FOR(&p.g, {
+            win_taps t;
+            taps_at(&p.g, o, &t);
+            int64_t div = avg_divisor(&p.g, o, &t, include_pad);
+            if (div > 0) {
+                float share = gy[pos] / (float)div;
+                TAPS_FOR(&p.g, &t, { gx[idx] += share; })
+            }
+        });
+    }
+    return CD_OK;
+}
+
+const cd_op_def cd_opdef_AVERAGE_POOL = {"AveragePool", 1,           pool_parse,
+                                         avgpool_infer, avgpool_forward, avgpool_backward};
+
+/* Global pools ------------------------------------------------------------- */
+
+static cd_status global_infer(const cd_node *n, cd_tensor *const *in, cd_tensor **out,
+                              cd_error *err)
+{
+    const cd_tensor *x = in[0];
+    if (!x)
+        return cd_node_fail(n, err, CD_ERR_PARSE, "input X is required");
+    if (x->dtype != CD_FLOAT32)
+        return cd_node_fail(n, err, CD_ERR_UNSUPPORTED, "only float32 is supported");
+    if (x->ndim < 2)
+        return cd_node_fail(n, err, CD_ERR_SHAPE, "input rank %d (needs N, C, ...)", x->ndim);
+    int64_t dims[CD_MAX_DIMS];
+    for (int i = 0; i < x->ndim; i++)
+        dims[i] = i < 2 ? x->dims[i] : 1;
+    cd_tensor_set_shape(out[0], CD_FLOAT32, x->ndim, dims);
+    return CD_OK;
+}
+
+/* planes = N*C, sp = elements per plane. */
+static void global_sizes(const cd_tensor *x, int64_t *planes, int64_t *sp)
+{
+    *planes = x->dims[0] * x->dims[1];
+    *sp = 1;
+    for (int i = 2; i < x->ndim; i++)
+        *sp *= x->dims[i];
+}
+
+static cd_status gavg_forward(const cd_node *n, cd_tensor *const *in, cd_tensor **out,
+                              cd_ctx *ctx)
+{
+    int64_t planes, sp;
+    global_sizes(in[0], &planes, &sp);
+    if (sp == 0)
+        return cd_node_fail(n, ctx->err, CD_ERR_SHAPE, "empty spatial extent");
+    for (int64_t pl = 0; pl < planes; pl++) {
+        const float *x = cd_cf32(in[0]) + pl * sp;
+        double s = 0;
+        for (int64_t i = 0; i < sp; i++)
+            s += x[i];
+        cd_f32(out[0])[pl] = (float)(s / (double)sp);
+    }
+    return CD_OK;
+}
+
+static cd_status gavg_backward(const cd_node *n, cd_tensor *const *in, cd_tensor *const *out,
+                               cd_tensor *const *gout, cd_tensor **gin, cd_ctx *ctx)
+{
+    if (!gout[0] || !gin[0])
+        return CD_OK;
+    int64_t planes, sp;
+    global_sizes(in[0], &planes, &sp);
+    for (int64_t pl = 0; pl < planes; pl++) {
+        float share = cd_cf32(gout[0])[pl] / (float)sp;
+        float *gx = cd_f32(gin[0]) + pl * sp;
+        for (int64_t i = 0; i < sp; i++)
+            gx[i] += share;
+    }
+    return CD_OK;
+}
+
+const cd_op_def cd_opdef_GLOBAL_AVERAGE_POOL = {"GlobalAveragePool", 1,          NULL,
+                                                global_infer,        gavg_forward, gavg_backward};
+
+/* Index of the first maximum of x[0..sp-1]. */
+static int64_t first_max(const float *x, int64_t sp)
+{
+    int64_t best = 0;
+    for (int64_t i = 1; i < sp; i++)
+        if (x[i] > x[best])
+            best = i;
+    return best;
+}
+
+static cd_status gmax_forward(const cd_node *n, cd_tensor *const *in, cd_tensor **out,
+                              cd_ctx *ctx)
+{
+    int64_t planes, sp;
+    global_sizes(in[0], &planes, &sp);
+    if (sp == 0)
+        return cd_node_fail(n, ctx->err, CD_ERR_SHAPE, "empty spatial extent");
+    for (int64_t pl = 0; pl < planes; pl++) {
+        const float *x = cd_cf32(in[0]) + pl * sp;
+        cd_f32(out[0])[pl] = x[first_max(x, sp)];
+    }
+    return CD_OK;
+}
+
+static cd_status gmax_backward(const cd_node *n, cd_tensor *const *in, cd_tensor *const *out,
+                               cd_tensor *const *gout, cd_tensor **gin, cd_ctx *ctx)
+{
+    if (!gout[0] || !gin[0])
+        return CD_OK;
+    int64_t planes, sp;
+    global_sizes(in[0], &planes, &sp);
+    for (int64_t pl = 0; pl < planes; pl++) {
+        const float *x = cd_cf32(in[0]) + pl * sp;
+        cd_f32(gin[0])[pl * sp + first_max(x, sp)] += cd_cf32(gout[0])[pl];
+    }
+    return CD_OK;
+}
+
+const cd_op_def cd_opdef_GLOBAL_MAX_POOL = {"GlobalMaxPool", 1,          NULL,
+                                            global_infer,    gmax_forward, gmax_backward};
