@@ -287,6 +287,16 @@ static cd_status decode_png(const uint8_t *b, size_t n, const char *name,
                             const cd_image_options *opts, cd_image **out, cd_error *err)
 {
     png_src src = {b, n, 0, ""};
+    /* IHDR is always the first chunk (bytes 16..23 hold width and height);
+     * checking it here refuses absurd sizes even when libpng would first
+     * fail on later, truncated chunks. */
+    if (n >= 24) {
+        uint32_t w = (uint32_t)b[16] << 24 | (uint32_t)b[17] << 16 | (uint32_t)b[18] << 8 | b[19];
+        uint32_t h = (uint32_t)b[20] << 24 | (uint32_t)b[21] << 16 | (uint32_t)b[22] << 8 | b[23];
+        cd_status pre = w && h ? check_pixels(name, "PNG", w, h, opts, err) : CD_OK;
+        if (pre != CD_OK)
+            return pre;
+    }
     png_decode *d = calloc(1, sizeof *d);
     cd_status s;
     if (!d)
