@@ -1,0 +1,474 @@
+/* Activations: Relu, LeakyRelu, PRelu, Elu, Sigmoid, Tanh, Clip, HardSigmoid,
+ * HardSwish, Softmax, LogSoftmax. Each has its shape rule, forward kernel and
+ * vector-Jacobian product. Float32 throughout, except Clip, which also clamps
+ * integer tensors (forward only). */
+#include <float.h>
+#include <math.h>
+#include <string.h>
+
+#include "op.h"
+
+static cd_status same_shape_infer(const cd_node *n, cd_tensor *const *in, cd_tensor **out,
+                                  cd_error *err)
+{
+    if (n->n_inputs < 1 || !in[0])
+        return cd_node_fail(n, err, CD_ERR_PARSE, "input X is missing");
+    if (in[0]->dtype != CD_FLOAT32)
+        return cd_node_fail(n, err, CD_ERR_UNSUPPORTED, "element type %s is not supported",
+                            cd_dtype_name(in[0]->dtype));
+    if (out[0])
+        cd_tensor_set_shape(out[0], in[0]->dtype, in[0]->ndim, in[0]->dims);
+    return CD_OK;
+}
+
+/* Point-wise activations ------------------------------------------------------ */
+
+static float sigmoidf(float x)
+{
+    /* Both branches only ever exponentiate a non-positive number. */
+    if (x >= 0)
+        return 1.0f / (1.0f + expf(-x));
+    float e = expf(x);
+    return e / (1.0f + e);
+}
+
+/* Attribute defaults follow the ONNX operator spec. */
+static float attr_alpha(const cd_node *n)
+{
+    switch (n->op) {
+    case CD_OP_LEAKY_RELU: return cd_attr_float(n, "alpha", 0.01f);
+    case CD_OP_ELU: return cd_attr_float(n, "alpha", 1.0f);
+    case CD_OP_HARD_SIGMOID: return cd_attr_float(n, "alpha", 0.2f);
+    default: return 0;
+    }
+}
+
+static cd_status pointwise_forward(const cd_node *n, cd_tensor *const *in, cd_tensor **out,
+                                   cd_ctx *ctx)
+{
+    const float *x = cd_cf32(in[0]);
+    float *y = cd_f32(out[0]);
+    size_t cnt = cd_tensor_numel_raw(in[0]);
+    float alpha = attr_alpha(n), beta = cd_attr_float(n, "beta", 0.5f);
+    switch (n->op) {
+    case CD_OP_RELU:
+        for (size_t i = 0; i < cnt; i++)
+            y[i] = x[i] > 0 ? x[i] : 0.0f;
+        break;
+    case CD_OP_LEAKY_RELU:
+        for (size_t i = 0; i < cnt; i++)
+            y[i] = x[i] >= 0 ? x[i] : alpha * x[i];
+        break;
+    case CD_OP_ELU:
+        for (size_t i = 0; i < cnt; i++)
+            y[i] = x[i] > 0 ? x[i] : alpha * expm1f(x[i]);
+        break;
+    case CD_OP_SIGMOID:
+        for (size_t i = 0; i < cnt; i++)
+            y[i] = sigmoidf(x[i]);
+        break;
+    case CD_OP_TANH:
+        for (size_t i = 0; i < cnt; i++)
+            y[i] = tanhf(x[i]);
+        break;
+    case CD_OP_HARD_SIGMOID:
+        for (size_t i = 0; i < cnt; i++)
+            y[i] = fmaxf(0.0f, fminf(1.0f, alpha * x[i] + beta));
+        break;
+    case CD_OP_HARD_SWISH:
+        for (size_t i = 0; i < cnt; i++)
+            y[i] = x[i] * fmaxf(0.0f, fminf(1.0f, x[i] / 6.0f + 0.5f));
+        break;
+    default:
+        return cd_node_fail(n, ctx->err, CD_ERR_INTERNAL, "not a point-wise activation");
+    }
+    return CD_OK;
+}
+
+/* dy/dx at one element, from the input x and the output y. */
+static float pointwise_slope(int op, float x, float y, float alpha, float beta)
+{
+    switch (op) {
+    case CD_OP_RELU: return x > 0 ? 1.0f : 0.0f;
+    case CD_OP_LEAKY_RELU: return x >= 0 ? 1.0f : alpha;
+    case CD_OP_ELU: return x > 0 ? 1.0f : y + alpha;
+    case CD_OP_SIGMOID: return y * (1.0f - y);
+    case CD_OP_TANH: return 1.0f - y * y;
+    case CD_OP_HARD_SIGMOID: {
+        float v = alpha * x + beta;
+        return v > 0 && v < 1 ? alpha : 0.0f;
+    }
+    default: { /* HardSwish: x * (x/6 + 1/2) inside the ramp */
+        float v = x / 6.0f + 0.5f;
+        return v <= 0 ? 0.0f : v >= 1 ? 1.0f : x / 3.0f + 0.5f;
+    }
+    }
+}
+
+static cd_status pointwise_backward(const cd_node *n, cd_tensor *const *in,
+                                    cd_tensor *const *out, cd_tensor *const *gout,
+                                    cd_tensor **gin, cd_ctx *ctx)
+{
+    if (!gout[0] || !gin[0])
+        return CD_OK;
+    const float *x = cd_cf32(in[0]), *y = cd_cf32(out[0]), *g = cd_cf32(gout[0]);
+    float *gx = cd_f32(gin[0]);
+    size_t cnt = cd_tensor_numel_raw(in[0]);
+    float alpha = attr_alpha(n), beta = cd_attr_float(n, "beta", 0.5f);
+    for (size_t i = 0; i < cnt; i++)
+        gx[i] += g[i] * pointwise_slope(n->op, x[i], y[i], alpha, beta);
+    return CD_OK;
+}
+
+#define POINTWISE(id, name)                                                                   \
+    const cd_op_def cd_opdef_##id = {name, 1, NULL, same_shape_infer, pointwise_forward,      \
+                                     pointwise_backward};
+POINTWISE(RELU, "Relu")
+POINTWISE(LEAKY_RELU, "LeakyRelu")
+POINTWISE(ELU, "Elu")
+POINTWISE(SIGMOID, "Sigmoid")
+POINTWISE(TANH, "Tanh")
+POINTWISE(HARD_SIGMOID, "HardSigmoid")
+#undef POINTWISE
+const cd_op_def cd_opdef_HARD_SWISH = {"HardSwish", 14, NULL, same_shape_infer,
+                                       pointwise_forward, pointwise_backward};
+
+/* PRelu ----------------------------------------------------------------------- */
+
+/* Element strides of slope inside X's index space (0 where slope repeats).
+ * Opset >= 7 broadcasts slope unidirectionally (right-aligned) to X. Before
+ * that, a 1-D slope of length C applied per channel (axis 1), which PyTorch
+ * exporters relied on. */
+static cd_status prelu_strides(const cd_node *n, const cd_tensor *x, const cd_tensor *s,
+                               int64_t *st, cd_error *err)
+{
+    char sx[96], ss[96];
+    int nd = x->ndim;
+    bool channel = n->opset < 7 && s->ndim == 1 && nd >= 2 && s->dims[0] == x->dims[1] &&
+                   s->dims[0] != 1;
+    if (channel) {
+        for (int d = 0; d < nd; d++)
+            st[d] = d == 1 ? 1 : 0;
+        return CD_OK;
+    }
+    bool ok = s->ndim <= nd;
+    int64_t stride = 1;
+    for (int d = nd - 1; ok && d >= 0; d--) {
+        int k = d - (nd - s->ndim);
+        int64_t len = k >= 0 ? s->dims[k] : 1;
+        ok = len == 1 || len == x->dims[d];
+        st[d] = len == 1 ? 0 : stride;
+        stride *= len;
+    }
+    if (!ok)
+        return cd_node_fail(n, err, CD_ERR_SHAPE, "slope %s does not broadcast to X %s",
+                            cd_shape_str(s->ndim, s->dims, ss, sizeof ss),
+                            cd_shape_str(x->ndim, x->dims, sx, sizeof sx));
+    return CD_OK;
+}
+
+static cd_status prelu_infer(const cd_node *n, cd_tensor *const *in, cd_tensor **out,
+                             cd_error *err)
+{
+    if (n->n_inputs != 2 || !in[1])
+        return cd_node_fail(n, err, CD_ERR_PARSE, "expects inputs X and slope");
+    cd_status st = same_shape_infer(n, in, out, err);
+    if (st != CD_OK)
+        return st;
+    if (in[1]->dtype != CD_FLOAT32)
+        return cd_node_fail(n, err, CD_ERR_UNSUPPORTED, "slope must be float32");
+    int64_t strides[CD_MAX_DIMS];
+    return prelu_strides(n, in[0], in[1], strides, err);
+}
+
+/* Advances a row-major index over dims and the matching strided offset. */
+static void next_index(int nd, const int64_t *dims, const int64_t *st, int64_t *idx, size_t *off)
+{
+    for (int d = nd - 1; d >= 0; d--) {
+        if (++idx[d] < dims[d]) {
+            *off += (size_t)st[d];
+            return;
+        }
+        *off -= (size_t)(st[d] * (dims[d] - 1));
+        idx[d] = 0;
+    }
+}
+
+static cd_status prelu_forward(const cd_node *n, cd_tensor *const *in, cd_tensor **out,
+                               cd_ctx *ctx)
+{
+    int64_t st[CD_MAX_DIMS], idx[CD_MAX_DIMS] = {0};
+    cd_status status = prelu_strides(n, in[0], in[1], st, ctx->err);
+    if (status != CD_OK)
+        return status;
+    const float *x = cd_cf32(in[0]), *s = cd_cf32(in[1]);
+    float *y = cd_f32(out[0]);
+    size_t cnt = cd_tensor_numel_raw(in[0]), so = 0;
+    for (size_t i = 0; i < cnt; i++) {
+        y[i] = x[i] >= 0 ? x[i] : s[so] * x[i];
+        next_index(in[0]->ndim, in[0]->dims, st, idx, &so);
+    }
+    return CD_OK;
+}
+
+static cd_status prelu_backward(const cd_node *n, cd_tensor *const *in, cd_tensor *const *out,
+                                cd_tensor *const *gout, cd_tensor **gin, cd_ctx *ctx)
+{
+    if (!gout[0] || (!gin[0] && !gin[1]))
+        return CD_OK;
+    int64_t st[CD_MAX_DIMS], idx[CD_MAX_DIMS] = {0};
+    cd_status status = prelu_strides(n, in[0], in[1], st, ctx->err);
+    if (status != CD_OK)
+        return status;
+    const float *x = cd_cf32(in[0]), *s = cd_cf32(in[1]), *g = cd_cf32(gout[0]);
+    float *gx = gin[0] ? cd_f32(gin[0]) : NULL, *gs = gin[1] ? cd_f32(gin[1]) : NULL;
+    size_t cnt = cd_tensor_numel_raw(in[0]), so = 0;
+    for (size_t i = 0; i < cnt; i++) {
+        bool neg = x[i] < 0;
+        if (gx)
+            gx[i] += neg ? g[i] * s[so] : g[i];
+        if (gs && neg)
+            gs[so] += g[i] * x[i];
+        next_index(in[0]->ndim, in[0]->dims, st, idx, &so);
+    }
+    return CD_OK;
+}
+
+const cd_op_def cd_opdef_PRELU = {"PRelu", 1, NULL, prelu_infer, prelu_forward, prelu_backward};
+
+/* Clip -------------------------------------------------------------------------- */
+
+static bool clip_dtype_ok(cd_dtype t)
+{
+    return t == CD_FLOAT32 || t == CD_INT64 || t == CD_INT32 || t == CD_INT8 || t == CD_UINT8;
+}
+
+/* Opset >= 11 takes min and max as optional scalar inputs 1 and 2. */
+static const cd_tensor *clip_bound(const cd_node *n, cd_tensor *const *in, int i)
+{
+    if (n->opset < 11 || i >= n->n_inputs)
+        return NULL;
+    return in[i];
+}
+
+static cd_status clip_infer(const cd_node *n, cd_tensor *const *in, cd_tensor **out,
+                            cd_error *err)
+{
+    if (n->n_inputs < 1 || !in[0])
+        return cd_node_fail(n, err, CD_ERR_PARSE, "input X is missing");
+    if (!clip_dtype_ok(in[0]->dtype) || (n->opset < 11 && in[0]->dtype != CD_FLOAT32))
+        return cd_node_fail(n, err, CD_ERR_UNSUPPORTED, "element type %s is not supported",
+                            cd_dtype_name(in[0]->dtype));
+    for (int i = 1; i <= 2; i++) {
+        const cd_tensor *b = clip_bound(n, in, i);
+        if (b && (b->dtype != in[0]->dtype || cd_tensor_numel_raw(b) != 1))
+            return cd_node_fail(n, err, CD_ERR_SHAPE, "%s must be a scalar of X's type",
+                                i == 1 ? "min" : "max");
+    }
+    if (out[0])
+        cd_tensor_set_shape(out[0], in[0]->dtype, in[0]->ndim, in[0]->dims);
+    return CD_OK;
+}
+
+/* Writes the bounds as T into lo/hi: the given input, the opset < 11
+ * attribute, or the type's full range when omitted. */
+#define CLIP_BOUNDS(T, LOWEST, HIGHEST)                                                       \
+    T lo = LOWEST, hi = HIGHEST;                                                              \
+    {                                                                                         \
+        const cd_tensor *bmin = clip_bound(n, in, 1), *bmax = clip_bound(n, in, 2);           \
+        if (bmin)                                                                             \
+            lo = *(const T *)bmin->data;                                                      \
+        if (bmax)                                                                             \
+            hi = *(const T *)bmax->data;                                                      \
+        if (n->opset < 11) {                                                                  \
+            lo = (T)cd_attr_float(n, "min", (float)lo);                                       \
+            hi = (T)cd_attr_float(n, "max", (float)hi);                                       \
+        }                                                                                     \
+    }
+
+/* min(max(x, lo), hi): when lo > hi every element becomes hi, as the spec
+ * requires. */
+#define CLIP_LOOP(T, LOWEST, HIGHEST)                                                         \
+    do {                                                                                      \
+        CLIP_BOUNDS(T, LOWEST, HIGHEST)                                                       \
+        const T *x = in[0]->data;                                                             \
+        T *y = out[0]->data;                                                                  \
+        for (size_t i = 0; i < cnt; i++) {                                                    \
+            T v = x[i] < lo ? lo : x[i];                                                      \
+            y[i] = v > hi ? hi : v;                                                           \
+        }                                                                                     \
+    } while (0)
+
+static cd_status clip_forward(const cd_node *n, cd_tensor *const *in, cd_tensor **out,
+                              cd_ctx *ctx)
+{
+    size_t cnt = cd_tensor_numel_raw(in[0]);
+    switch (in[0]->dtype) {
+    case CD_FLOAT32: CLIP_LOOP(float, -FLT_MAX, FLT_MAX); break;
+    case CD_INT64: CLIP_LOOP(int64_t, INT64_MIN, INT64_MAX); break;
+    case CD_INT32: CLIP_LOOP(int32_t, INT32_MIN, INT32_MAX); break;
+    case CD_INT8: CLIP_LOOP(int8_t, INT8_MIN, INT8_MAX); break;
+    case CD_UINT8: CLIP_LOOP(uint8_t, 0, UINT8_MAX); break;
+    default:
+        return cd_node_fail(n, ctx->err, CD_ERR_UNSUPPORTED, "element type %s is not supported",
+                            cd_dtype_name(in[0]->dtype));
+    }
+    return CD_OK;
+}
+
+/* Each output element comes from exactly one of x, min or max (the same
+ * choice the forward makes); its gradient goes there. */
+static cd_status clip_backward(const cd_node *n, cd_tensor *const *in, cd_tensor *const *out,
+                               cd_tensor *const *gout, cd_tensor **gin, cd_ctx *ctx)
+{
+    if (!gout[0])
+        return CD_OK;
+    if (in[0]->dtype != CD_FLOAT32)
+        return cd_node_fail(n, ctx->err, CD_ERR_UNSUPPORTED, "gradients need float32");
+    CLIP_BOUNDS(float, -FLT_MAX, FLT_MAX)
+    const float *x = cd_cf32(in[0]), *g = cd_cf32(gout[0]);
+    float *gx = gin[0] ? cd_f32(gin[0]) : NULL;
+    float *gmin = n->n_inputs > 1 && clip_bound(n, in, 1) && gin[1] ? cd_f32(gin[1]) : NULL;
+    float *gmax = n->n_inputs > 2 && clip_bound(n, in, 2) && gin[2] ? cd_f32(gin[2]) : NULL;
+    size_t cnt = cd_tensor_numel_raw(in[0]);
+    for (size_t i = 0; i < cnt; i++) {
+        bool below = x[i] < lo;
+        float v = below ? lo : x[i];
+        if (v > hi) {
+            if (gmax)
+                gmax[0] += g[i];
+        } else if (below) {
+            if (gmin)
+                gmin[0] += g[i];
+        } else if (gx) {
+            gx[i] += g[i];
+        }
+    }
+    return CD_OK;
+}
+
+const cd_op_def cd_opdef_CLIP = {"Clip", 1, NULL, clip_infer, clip_forward, clip_backward};
+
+/* Softmax, LogSoftmax --------------------------------------------------------- */
+
+/* The normalised slices as (outer, len, inner): element (o, k, i) sits at
+ * (o*len + k)*inner + i. Opset < 13 coerces X to 2-D at `axis` (default 1)
+ * and normalises over everything from axis on; opset >= 13 normalises along
+ * the single axis (default -1). */
+static cd_status softmax_layout(const cd_node *n, const cd_tensor *x, size_t *outer, size_t *len,
+                                size_t *inner, cd_error *err)
+{
+    int r = x->ndim;
+    bool new_rule = n->opset >= 13;
+    int64_t axis = cd_attr_int(n, "axis", new_rule ? -1 : 1);
+    int64_t a = axis < 0 ? axis + r : axis;
+    if (r == 0) {
+        *outer = *len = *inner = 1;
+        return CD_OK;
+    }
+    /* Old opsets allow axis == r (an empty trailing block). */
+    if (a < 0 || a > r || (new_rule && a == r))
+        return cd_node_fail(n, err, CD_ERR_SHAPE, "axis %lld is out of range for rank %d",
+                            (long long)axis, r);
+    *outer = *len = *inner = 1;
+    for (int d = 0; d < r; d++) {
+        size_t v = (size_t)x->dims[d];
+        if (d < a)
+            *outer *= v;
+        else if (d == a || !new_rule)
+            *len *= v;
+        else
+            *inner *= v;
+    }
+    return CD_OK;
+}
+
+static cd_status softmax_infer(const cd_node *n, cd_tensor *const *in, cd_tensor **out,
+                               cd_error *err)
+{
+    cd_status st = same_shape_infer(n, in, out, err);
+    size_t o, l, i;
+    return st != CD_OK ? st : softmax_layout(n, in[0], &o, &l, &i, err);
+}
+
+/* One slice: subtract the max before exponentiating so that nothing
+ * overflows; accumulate the normaliser in double. */
+static void softmax_slice(const float *x, float *y, size_t len, size_t stride, bool log_out)
+{
+    float m = -INFINITY;
+    for (size_t k = 0; k < len; k++)
+        m = fmaxf(m, x[k * stride]);
+    double sum = 0;
+    for (size_t k = 0; k < len; k++)
+        sum += exp((double)x[k * stride] - m);
+    if (log_out) {
+        /* (x - m) - log(sum), not x - (m + log(sum)): the latter rounds the
+         * large m + log(sum) to float first and loses digits. */
+        double ls = log(sum);
+        for (size_t k = 0; k < len; k++)
+            y[k * stride] = (float)(((double)x[k * stride] - m) - ls);
+    } else {
+        for (size_t k = 0; k < len; k++)
+            y[k * stride] = (float)(exp((double)x[k * stride] - m) / sum);
+    }
+}
+
+static cd_status softmax_forward(const cd_node *n, cd_tensor *const *in, cd_tensor **out,
+                                 cd_ctx *ctx)
+{
+    size_t outer, len, inner;
+    cd_status st = softmax_layout(n, in[0], &outer, &len, &inner, ctx->err);
+    if (st != CD_OK)
+        return st;
+    const float *x = cd_cf32(in[0]);
+    float *y = cd_f32(out[0]);
+    bool log_out = n->op == CD_OP_LOG_SOFTMAX;
+    for (size_t o = 0; o < outer; o++)
+        for (size_t i = 0; i < inner; i++) {
+            size_t base = o * len * inner + i;
+            softmax_slice(x + base, y + base, len, inner, log_out);
+        }
+    return CD_OK;
+}
+
+/* Softmax:    gx = y * (g - <g, y>).
+ * LogSoftmax: gx = g - softmax * sum(g), with softmax = exp(y). */
+static void softmax_slice_grad(const float *y, const float *g, float *gx, size_t len,
+                               size_t stride, bool log_out)
+{
+    double acc = 0;
+    for (size_t k = 0; k < len; k++)
+        acc += log_out ? g[k * stride] : (double)g[k * stride] * y[k * stride];
+    for (size_t k = 0; k < len; k++) {
+        size_t j = k * stride;
+        if (log_out)
+            gx[j] += g[j] - expf(y[j]) * (float)acc;
+        else
+            gx[j] += y[j] * (g[j] - (float)acc);
+    }
+}
+
+static cd_status softmax_backward(const cd_node *n, cd_tensor *const *in, cd_tensor *const *out,
+                                  cd_tensor *const *gout, cd_tensor **gin, cd_ctx *ctx)
+{
+    if (!gout[0] || !gin[0])
+        return CD_OK;
+    size_t outer, len, inner;
+    cd_status st = softmax_layout(n, in[0], &outer, &len, &inner, ctx->err);
+    if (st != CD_OK)
+        return st;
+    const float *y = cd_cf32(out[0]), *g = cd_cf32(gout[0]);
+    float *gx = cd_f32(gin[0]);
+    bool log_out = n->op == CD_OP_LOG_SOFTMAX;
+    for (size_t o = 0; o < outer; o++)
+        for (size_t i = 0; i < inner; i++) {
+            size_t base = o * len * inner + i;
+            softmax_slice_grad(y + base, g + base, gx + base, len, inner, log_out);
+        }
+    return CD_OK;
+}
+
+const cd_op_def cd_opdef_SOFTMAX = {"Softmax", 1, NULL, softmax_infer, softmax_forward,
+                                    softmax_backward};
+const cd_op_def cd_opdef_LOG_SOFTMAX = {"LogSoftmax", 1, NULL, softmax_infer, softmax_forward,
+                                        softmax_backward};

@@ -1,0 +1,133 @@
+/* Dropout, opsets 1 to 13+.
+ *
+ * Deterministic inference (ctx->stochastic == NULL) makes Dropout the
+ * identity with an all-true mask, whatever ratio or training_mode say: candor
+ * never draws random numbers unless the stochastic layer (MC dropout) asks it
+ * to. The attribute/input forms differ by opset:
+ *   opset 1-6:  ratio attribute, is_test attribute; mask has X's type
+ *   opset 7-9:  ratio attribute;                     mask has X's type
+ *   opset 10-11: ratio attribute;                    mask is bool
+ *   opset 12+:  ratio = optional input 1, training_mode = optional input 2
+ *               (both scalars), seed attribute;      mask is bool */
+#include <string.h>
+
+#include "op.h"
+
+/* The settings a stochastic kernel would need, read for any opset. */
+typedef struct dropout_settings {
+    float ratio;
+    bool training; /* the model itself asks for training behaviour */
+} dropout_settings;
+
+static const cd_tensor *optional_input(const cd_node *n, cd_tensor *const *in, int i)
+{
+    return i < n->n_inputs ? in[i] : NULL;
+}
+
+static cd_status dropout_settings_get(const cd_node *n, cd_tensor *const *in,
+                                      dropout_settings *s, cd_error *err)
+{
+    s->ratio = 0.5f;
+    s->training = false;
+    if (n->opset < 12) {
+        s->ratio = cd_attr_float(n, "ratio", 0.5f);
+        /* Before opset 7 is_test defaults to 0 (training), but exporters left
+         * it unset on inference graphs; only an explicit 0 counts. */
+        s->training = n->opset < 7 && cd_node_attr(n, "is_test") && cd_attr_int(n, "is_test", 0) == 0;
+    } else {
+        const cd_tensor *r = optional_input(n, in, 1), *t = optional_input(n, in, 2);
+        if (r && r->data) {
+            if (r->dtype != CD_FLOAT32 || cd_tensor_numel_raw(r) != 1)
+                return cd_node_fail(n, err, CD_ERR_SHAPE, "ratio must be a float32 scalar");
+            s->ratio = *cd_cf32(r);
+        }
+        if (t && t->data) {
+            if (t->dtype != CD_BOOL || cd_tensor_numel_raw(t) != 1)
+                return cd_node_fail(n, err, CD_ERR_SHAPE, "training_mode must be a bool scalar");
+            s->training = cd_tensor_int_at(t, 0) != 0;
+        }
+    }
+    if (!(s->ratio >= 0.0f && s->ratio < 1.0f))
+        return cd_node_fail(n, err, CD_ERR_INVALID_ARGUMENT, "ratio %g is outside [0, 1)",
+                            (double)s->ratio);
+    return CD_OK;
+}
+
+static cd_status dropout_infer(const cd_node *n, cd_tensor *const *in, cd_tensor **out,
+                               cd_error *err)
+{
+    if (n->n_inputs < 1 || !in[0])
+        return cd_node_fail(n, err, CD_ERR_PARSE, "input data is missing");
+    if (in[0]->dtype != CD_FLOAT32)
+        return cd_node_fail(n, err, CD_ERR_UNSUPPORTED, "element type %s is not supported",
+                            cd_dtype_name(in[0]->dtype));
+    dropout_settings s;
+    cd_status st = dropout_settings_get(n, in, &s, err);
+    if (st != CD_OK)
+        return st;
+    if (out[0])
+        cd_tensor_set_shape(out[0], in[0]->dtype, in[0]->ndim, in[0]->dims);
+    if (n->n_outputs > 1 && out[1])
+        cd_tensor_set_shape(out[1], n->opset >= 10 ? CD_BOOL : in[0]->dtype, in[0]->ndim,
+                            in[0]->dims);
+    return CD_OK;
+}
+
+static void fill_mask_all_kept(cd_tensor *mask, size_t cnt)
+{
+    if (mask->dtype == CD_BOOL) {
+        memset(mask->data, 1, cnt);
+        return;
+    }
+    float *m = cd_f32(mask);
+    for (size_t i = 0; i < cnt; i++)
+        m[i] = 1.0f;
+}
+
+static cd_status dropout_forward(const cd_node *n, cd_tensor *const *in, cd_tensor **out,
+                                 cd_ctx *ctx)
+{
+    dropout_settings s;
+    cd_status st = dropout_settings_get(n, in, &s, ctx->err);
+    if (st != CD_OK)
+        return st;
+    cd_tensor *mask = n->n_outputs > 1 ? out[1] : NULL;
+    size_t cnt = cd_tensor_numel_raw(in[0]);
+    if (ctx->stochastic) {
+        /* ---- MC-DROPOUT HOOK (stochastic execution, a later issue) ----
+         * Here the stochastic layer will supply a Bernoulli(1 - ratio) keep
+         * mask for this site (s.ratio, or the site's configured rate), and
+         * the kernel will write y = x * keep / (1 - ratio) and the mask. Until
+         * that exists, refuse rather than silently run deterministically. */
+        return cd_node_fail(n, ctx->err, CD_ERR_UNSUPPORTED,
+                            "stochastic dropout is not available yet (ratio %g)",
+                            (double)s.ratio);
+    }
+    /* Deterministic: identity, every element kept. */
+    if (out[0]->data != in[0]->data)
+        memcpy(out[0]->data, in[0]->data, cnt * sizeof(float));
+    if (mask)
+        fill_mask_all_kept(mask, cnt);
+    return CD_OK;
+}
+
+/* Deterministic mode is the identity, so its Jacobian is too. ratio and
+ * training_mode are not differentiable. */
+static cd_status dropout_backward(const cd_node *n, cd_tensor *const *in, cd_tensor *const *out,
+                                  cd_tensor *const *gout, cd_tensor **gin, cd_ctx *ctx)
+{
+    if (!gout[0] || !gin[0])
+        return CD_OK;
+    if (ctx->stochastic)
+        return cd_node_fail(n, ctx->err, CD_ERR_UNSUPPORTED,
+                            "stochastic dropout has no backward pass yet");
+    const float *g = cd_cf32(gout[0]);
+    float *gx = cd_f32(gin[0]);
+    size_t cnt = cd_tensor_numel_raw(in[0]);
+    for (size_t i = 0; i < cnt; i++)
+        gx[i] += g[i];
+    return CD_OK;
+}
+
+const cd_op_def cd_opdef_DROPOUT = {"Dropout", 1, NULL, dropout_infer, dropout_forward,
+                                    dropout_backward};
