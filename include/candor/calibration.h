@@ -229,16 +229,17 @@ typedef struct cd_abstention {
 } cd_abstention;
 
 /* Chooses the threshold on calibration values u (uncertainty of the given
- * kind) and correctness flags so that the Clopper-Pearson (1-delta) upper
- * bound of the selective error is <= target_risk, scanning thresholds from
- * the most certain downwards and stopping at the first failure
- * (fixed-sequence testing, so the guarantee holds without correction). */
+ * kind) and correctness flags: among the thresholds at coverage g/20
+ * (g = 1..20), the loosest whose one-sided Clopper-Pearson upper bound of
+ * the selective error, at level delta/20 (union bound over the candidates),
+ * is <= target_risk. risk_upper reports that bound. */
 CD_API cd_status cd_abstention_fit(const double *u, const unsigned char *correct, size_t n,
                                    cd_uncertainty_kind kind, double target_risk,
                                    double delta, cd_abstention *out, cd_error *err);
 /* 1 when a prediction with uncertainty value u is accepted, 0 = abstain. */
 CD_API int cd_abstain_accept(const cd_abstention *a, double u);
-/* Exact one-sided (1-delta) Clopper-Pearson upper bound for e errors in m. */
+/* Exact one-sided (1-delta) Clopper-Pearson upper bound for e errors in m
+ * (the (1-delta) quantile of Beta(e+1, m-e)), by bisection to 1e-15. */
 CD_API double cd_clopper_pearson_upper(size_t e, size_t m, double delta);
 
 /* ------------------------------------------------------------------ reports */
