@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "op.h"
+#include "uncertainty/stochastic.h"
 
 /* The settings a stochastic kernel would need, read for any opset. */
 typedef struct dropout_settings {
@@ -93,16 +94,13 @@ static cd_status dropout_forward(const cd_node *n, cd_tensor *const *in, cd_tens
         return st;
     cd_tensor *mask = n->n_outputs > 1 ? out[1] : NULL;
     size_t cnt = cd_tensor_numel_raw(in[0]);
-    if (ctx->stochastic) {
-        /* ---- MC-DROPOUT HOOK (stochastic execution, a later issue) ----
-         * Here the stochastic layer will supply a Bernoulli(1 - ratio) keep
-         * mask for this site (s.ratio, or the site's configured rate), and
-         * the kernel will write y = x * keep / (1 - ratio) and the mask. Until
-         * that exists, refuse rather than silently run deterministically. */
-        return cd_node_fail(n, ctx->err, CD_ERR_UNSUPPORTED,
-                            "stochastic dropout is not available yet (ratio %g)",
-                            (double)s.ratio);
-    }
+    /* MC mode: a node the stochastic layer declared a site samples its mask
+     * from the counter-based generator (uncertainty/stochastic.c); the
+     * site's rate is the node's ratio unless the user overrode it. Other
+     * Dropout nodes stay deterministic. */
+    int site = cd_stochastic_site(ctx->stochastic, n);
+    if (site >= 0)
+        return cd_stochastic_dropout(ctx->stochastic, site, n, in[0], out[0], mask, ctx->err);
     /* Deterministic: identity, every element kept. */
     if (out[0]->data != in[0]->data)
         memcpy(out[0]->data, in[0]->data, cnt * sizeof(float));
@@ -111,16 +109,17 @@ static cd_status dropout_forward(const cd_node *n, cd_tensor *const *in, cd_tens
     return CD_OK;
 }
 
-/* Deterministic mode is the identity, so its Jacobian is too. ratio and
- * training_mode are not differentiable. */
+/* Deterministic mode is the identity, so its Jacobian is too; a sampled
+ * site scales by its mask. ratio and training_mode are not differentiable. */
 static cd_status dropout_backward(const cd_node *n, cd_tensor *const *in, cd_tensor *const *out,
                                   cd_tensor *const *gout, cd_tensor **gin, cd_ctx *ctx)
 {
     if (!gout[0] || !gin[0])
         return CD_OK;
-    if (ctx->stochastic)
-        return cd_node_fail(n, ctx->err, CD_ERR_UNSUPPORTED,
-                            "stochastic dropout has no backward pass yet");
+    int site = cd_stochastic_site(ctx->stochastic, n);
+    if (site >= 0) /* the same mask, recomputed from its counters */
+        return cd_stochastic_dropout_backward(ctx->stochastic, site, n, gout[0], gin[0],
+                                              ctx->err);
     const float *g = cd_cf32(gout[0]);
     float *gx = cd_f32(gin[0]);
     size_t cnt = cd_tensor_numel_raw(in[0]);

@@ -12,5 +12,6 @@
 #include "model.h"
 #include "calibration.h"
 #include "image.h"
+#include "uncertainty.h"
 
 #endif
