@@ -387,7 +387,7 @@ static cd_status softmax_infer(const cd_node *n, cd_tensor *const *in, cd_tensor
                                cd_error *err)
 {
     cd_status st = same_shape_infer(n, in, out, err);
-    size_t o, l, i;
+    size_t o = 0, l = 0, i = 0;
     return st != CD_OK ? st : softmax_layout(n, in[0], &o, &l, &i, err);
 }
 
@@ -416,7 +416,7 @@ static void softmax_slice(const float *x, float *y, size_t len, size_t stride, b
 static cd_status softmax_forward(const cd_node *n, cd_tensor *const *in, cd_tensor **out,
                                  cd_ctx *ctx)
 {
-    size_t outer, len, inner;
+    size_t outer = 0, len = 0, inner = 0;
     cd_status st = softmax_layout(n, in[0], &outer, &len, &inner, ctx->err);
     if (st != CD_OK)
         return st;
@@ -453,7 +453,7 @@ static cd_status softmax_backward(const cd_node *n, cd_tensor *const *in, cd_ten
 {
     if (!gout[0] || !gin[0])
         return CD_OK;
-    size_t outer, len, inner;
+    size_t outer = 0, len = 0, inner = 0;
     cd_status st = softmax_layout(n, in[0], &outer, &len, &inner, ctx->err);
     if (st != CD_OK)
         return st;

@@ -282,7 +282,7 @@ static cd_status binary_forward(const cd_node *n, cd_tensor *const *in, cd_tenso
 {
     int nd;
     int64_t dims[CD_MAX_DIMS];
-    bc_walk w;
+    bc_walk w = {0};
     cd_status st = binary_walk(n, in[0], in[1], &nd, dims, &w, ctx->err);
     if (st != CD_OK)
         return st;
@@ -356,7 +356,7 @@ static cd_status binary_backward(const cd_node *n, cd_tensor *const *in, cd_tens
         return st;
     int nd;
     int64_t dims[CD_MAX_DIMS];
-    bc_walk w;
+    bc_walk w = {0};
     st = binary_walk(n, in[0], in[1], &nd, dims, &w, ctx->err);
     if (st != CD_OK)
         return st;

@@ -75,7 +75,7 @@ static cd_status gemm_dims_get(const cd_node *n, cd_tensor *const *in, gemm_dims
 static cd_status gemm_infer(const cd_node *n, cd_tensor *const *in, cd_tensor **out,
                             cd_error *err)
 {
-    gemm_dims g;
+    gemm_dims g = {0};
     cd_status st = gemm_dims_get(n, in, &g, err);
     if (st != CD_OK)
         return st;
@@ -88,7 +88,7 @@ static cd_status gemm_infer(const cd_node *n, cd_tensor *const *in, cd_tensor **
 static cd_status gemm_forward(const cd_node *n, cd_tensor *const *in, cd_tensor **out,
                               cd_ctx *ctx)
 {
-    gemm_dims g;
+    gemm_dims g = {0};
     cd_status st = gemm_dims_get(n, in, &g, ctx->err);
     if (st != CD_OK)
         return st;
@@ -147,7 +147,7 @@ static cd_status gemm_backward(const cd_node *n, cd_tensor *const *in, cd_tensor
 {
     if (!gout[0])
         return CD_OK;
-    gemm_dims g;
+    gemm_dims g = {0};
     cd_status st = gemm_dims_get(n, in, &g, ctx->err);
     if (st != CD_OK)
         return st;
@@ -236,7 +236,7 @@ static cd_status matmul_plan_make(const cd_node *n, cd_tensor *const *in, matmul
 static cd_status matmul_infer(const cd_node *n, cd_tensor *const *in, cd_tensor **out,
                               cd_error *err)
 {
-    matmul_plan p;
+    matmul_plan p = {0};
     cd_status st = matmul_plan_make(n, in, &p, err);
     if (st == CD_OK && out[0])
         cd_tensor_set_shape(out[0], CD_FLOAT32, p.out_nd, p.out_dims);
@@ -271,7 +271,7 @@ static bool matmul_foldable(const matmul_plan *p, const cd_tensor *a, const cd_t
 static cd_status matmul_forward(const cd_node *n, cd_tensor *const *in, cd_tensor **out,
                                 cd_ctx *ctx)
 {
-    matmul_plan p;
+    matmul_plan p = {0};
     cd_status st = matmul_plan_make(n, in, &p, ctx->err);
     if (st != CD_OK)
         return st;
@@ -305,7 +305,7 @@ static cd_status matmul_backward(const cd_node *n, cd_tensor *const *in, cd_tens
 {
     if (!gout[0] || (!gin[0] && !gin[1]))
         return CD_OK;
-    matmul_plan p;
+    matmul_plan p = {0};
     cd_status st = matmul_plan_make(n, in, &p, ctx->err);
     if (st != CD_OK)
         return st;

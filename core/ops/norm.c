@@ -57,8 +57,8 @@ static cd_status bn_infer(const cd_node *n, cd_tensor *const *in, cd_tensor **ou
         if (!in[i] || in[i]->dtype != CD_FLOAT32)
             return cd_node_fail(n, err, in[i] ? CD_ERR_UNSUPPORTED : CD_ERR_PARSE,
                                 "input %s must be present and float32", names[i]);
-    size_t outer, channels, inner;
-    bool per_position;
+    size_t outer = 0, channels = 0, inner = 0;
+    bool per_position = false;
     cd_status st = bn_layout(n, in[0], &outer, &channels, &inner, &per_position, err);
     if (st != CD_OK)
         return st;
@@ -101,7 +101,7 @@ static size_t bn_slot(const bn_view *v, size_t c, size_t s)
 
 static cd_status bn_forward(const cd_node *n, cd_tensor *const *in, cd_tensor **out, cd_ctx *ctx)
 {
-    bn_view v;
+    bn_view v = {0};
     cd_status st = bn_view_init(n, in, &v, ctx->err);
     if (st != CD_OK)
         return st;
@@ -138,7 +138,7 @@ static cd_status bn_backward(const cd_node *n, cd_tensor *const *in, cd_tensor *
 {
     if (!gout[0])
         return CD_OK;
-    bn_view v;
+    bn_view v = {0};
     cd_status st = bn_view_init(n, in, &v, ctx->err);
     if (st != CD_OK)
         return st;
