@@ -107,7 +107,12 @@ static int predict_one(const cd_model *m, cd_session *s, const char *path, const
     if (inputs_load_tensor(m, path, &x, &err) != CD_OK ||
         cd_session_run(s, 1, NULL, (const cd_tensor *const *)&x, 1, NULL, &y, &err) != CD_OK) {
         cd_tensor_free(x);
-        fprintf(stderr, "candor predict: %s: %s\n", path, err.message);
+        if (strstr(err.message, path))
+            fprintf(stderr, "candor predict: error (%s): %s\n", cd_status_name(err.code),
+                    err.message);
+        else
+            fprintf(stderr, "candor predict: error (%s): %s: %s\n", cd_status_name(err.code),
+                    path, err.message);
         return 1;
     }
     int nd = cd_tensor_ndim(y);
@@ -197,10 +202,11 @@ int cmd_predict(int argc, char **argv)
         fputc('\n', stderr);
     if (o.json && in.count)
         printf("]\n");
+    int total = in.count;
     inputs_free(&in);
     cd_session_free(s);
     cd_model_free(m);
-    if (failures)
+    if (failures && total > 1)
         fprintf(stderr, "candor predict: %d input(s) failed\n", failures);
     return failures ? 1 : 0;
 }
