@@ -1,13 +1,19 @@
-/* candor predict MODEL INPUT... [--top K] [--json] [--threads N] */
+/* candor predict MODEL INPUT... [--top K] [--json] [--threads N]
+ *                 [--mc T] [--seed S] [--dropout SITE:P[:channel]]... [--level L]
+ *                 [--ensemble M1.onnx M2.onnx ... | --member M.onnx ...]
+ *                 [--samples FILE.npy] [--csv FILE] [--regression] [--log-variance]
+ * The uncertainty options are handled in predict_mc.c. */
 #include <getopt.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "inputs.h"
+#include "predict_mc.h"
 
 static void help(FILE *f)
 {
@@ -20,7 +26,19 @@ static void help(FILE *f)
             "options:\n"
             "  --top K        classes to show per input (default 3)\n"
             "  --json         one JSON document on stdout (array of per-input results)\n"
-            "  --threads N    threads (default: all cores)\n"
+            "  --threads N    threads (default: all cores)\n\n"
+            "uncertainty (docs/uncertainty.md):\n"
+            "  --mc T         MC dropout with T samples per input (Dropout nodes + sites)\n"
+            "  --seed S       seed of the counter-based generator (default 0)\n"
+            "  --dropout SITE:P[:channel]  declare a dropout site after tensor/node SITE\n"
+            "                 with probability P (repeatable; channel = Dropout2d)\n"
+            "  --ensemble     the leading *.onnx arguments are ensemble members\n"
+            "  --member M     add ensemble member M (repeatable)\n"
+            "  --level L      interval level (default 0.95)\n"
+            "  --samples F    write the sampled probabilities, shape (inputs, samples, K)\n"
+            "  --csv F        one row of summary columns per input\n"
+            "  --regression   summarize outputs as regression (mean, std, interval)\n"
+            "  --log-variance output 1 is a log-variance head (with --regression)\n"
             "  -h, --help     this help\n");
 }
 
@@ -144,14 +162,61 @@ static int predict_one(const cd_model *m, cd_session *s, const char *path, const
     return rc;
 }
 
+static bool is_onnx_name(const char *s)
+{
+    size_t n = strlen(s);
+    return n > 5 && strcasecmp(s + n - 5, ".onnx") == 0;
+}
+
+/* Hands over to predict_mc.c: models are the first positional argument (or
+ * the leading .onnx ones with --ensemble) plus any --member. */
+static int predict_uncertain(const predict_opts *o, predict_mc_opts *mo, bool ensemble,
+                             int n_members, const char **members, int argc, char **argv)
+{
+    mo->top = o->top;
+    mo->json = o->json;
+    mo->threads = o->threads;
+    int used = 0;
+    while (used < argc && mo->n_models < PMC_MAX && (used == 0 || (ensemble && is_onnx_name(argv[used]))))
+        mo->models[mo->n_models++] = argv[used++];
+    for (int i = 0; i < n_members && mo->n_models < PMC_MAX; i++)
+        mo->models[mo->n_models++] = members[i];
+    if (o->top < 1 || o->threads < 0) {
+        cli_fail("predict: --top and --threads must be positive integers");
+        return 2;
+    }
+    if (mo->n_models == 0 || argc - used < 1) {
+        help(stderr);
+        return 2;
+    }
+    return predict_mc_run(mo, argc - used, argv + used);
+}
+
 int cmd_predict(int argc, char **argv)
 {
     static const struct option opts[] = {{"top", required_argument, 0, 'k'},
                                          {"json", no_argument, 0, 'j'},
                                          {"threads", required_argument, 0, 't'},
                                          {"help", no_argument, 0, 'h'},
+                                         {"mc", required_argument, 0, 'M'},
+                                         {"seed", required_argument, 0, 'S'},
+                                         {"dropout", required_argument, 0, 'D'},
+                                         {"ensemble", no_argument, 0, 'E'},
+                                         {"member", required_argument, 0, 'm'},
+                                         {"level", required_argument, 0, 'L'},
+                                         {"samples", required_argument, 0, 'N'},
+                                         {"csv", required_argument, 0, 'C'},
+                                         {"regression", no_argument, 0, 'R'},
+                                         {"log-variance", no_argument, 0, 'V'},
                                          {0, 0, 0, 0}};
     predict_opts o = {.top = 3};
+    static predict_mc_opts mo; /* large; one per process */
+    memset(&mo, 0, sizeof mo);
+    mo.T = 1;
+    mo.level = 0.95;
+    bool uncertain = false, ensemble = false;
+    int n_members = 0;
+    const char *members[PMC_MAX];
     int c;
     optind = 1;
     while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
@@ -160,9 +225,32 @@ int cmd_predict(int argc, char **argv)
         case 'k': o.top = atoi(optarg); break;
         case 'j': o.json = true; break;
         case 't': o.threads = atoi(optarg); break;
+        case 'M': mo.T = atoi(optarg); mo.mc = uncertain = true; break;
+        case 'S': mo.seed = strtoull(optarg, NULL, 10); break;
+        case 'D':
+            if (mo.n_sites >= PMC_MAX || predict_mc_parse_site(optarg, &mo.sites[mo.n_sites]))
+                return 2;
+            mo.n_sites++;
+            mo.mc = uncertain = true;
+            break;
+        case 'E': ensemble = uncertain = true; break;
+        case 'm':
+            if (n_members >= PMC_MAX)
+                return cli_fail("predict: too many --member models"), 2;
+            members[n_members++] = optarg;
+            uncertain = true;
+            break;
+        case 'L': mo.level = atof(optarg); break;
+        case 'N': mo.samples_path = optarg; uncertain = true; break;
+        case 'C': mo.csv_path = optarg; uncertain = true; break;
+        case 'R': mo.regression = uncertain = true; break;
+        case 'V': mo.log_variance = uncertain = true; break;
         default: help(stderr); return 2;
         }
     }
+    if (uncertain)
+        return predict_uncertain(&o, &mo, ensemble, n_members, members, argc - optind,
+                                 argv + optind);
     if (o.top < 1 || o.threads < 0) {
         cli_fail("predict: --top and --threads must be positive integers");
         return 2;

@@ -96,7 +96,8 @@ cd_status cd_ensemble_create(int n_models, const cd_model *const *models,
     for (int m = 0; m < n_models; m++) {
         cd_status st = cd_mc_session_create(models[m], opts, &e->members[m], err);
         if (st != CD_OK) {
-            cd_error_prefix(err, st, "ensemble member %d", m);
+            if (n_models > 1)
+                cd_error_prefix(err, st, "ensemble member %d", m);
             cd_ensemble_free(e);
             return st;
         }
@@ -147,7 +148,7 @@ cd_status cd_ensemble_sample(cd_ensemble *e, int n_inputs, const cd_tensor *cons
     for (int m = 0; m < e->k && st == CD_OK; m++) {
         st = cd_mc_sample(e->members[m], n_inputs, inputs, n_outputs, output_indices,
                           parts + (size_t)m * n_outputs, err);
-        if (st != CD_OK)
+        if (st != CD_OK && e->k > 1)
             cd_error_prefix(err, st, "ensemble member %d", m);
     }
     for (int j = 0; j < n_outputs && st == CD_OK; j++) {

@@ -114,10 +114,16 @@ static cd_status graph_ratio(const cd_model *m, const cd_node *n, float *p, cd_e
         *p = cd_attr_float(n, "ratio", 0.5f);
     } else if (n->n_inputs > 1 && n->inputs[1] >= 0) {
         const cd_tensor *t = m->values[n->inputs[1]].init;
-        if (!t || !t->data || cd_tensor_numel(t) != 1)
+        int prod = m->values[n->inputs[1]].producer;
+        if (!t && prod >= 0 && prod < m->n_nodes && m->nodes[prod].op == CD_OP_CONSTANT)
+            t = cd_attr_tensor(&m->nodes[prod], "value"); /* PyTorch's Constant ratio */
+        if (!t && prod >= 0 && prod < m->n_nodes && m->nodes[prod].op == CD_OP_CONSTANT &&
+            cd_node_attr(&m->nodes[prod], "value_float")) {
+            *p = cd_attr_float(&m->nodes[prod], "value_float", 0.5f);
+        } else if (!t || !t->data || cd_tensor_numel(t) != 1)
             return cd_node_fail(n, err, CD_ERR_UNSUPPORTED,
                                 "MC dropout needs a constant scalar ratio input");
-        if (t->dtype == CD_FLOAT32)
+        else if (t->dtype == CD_FLOAT32)
             *p = *(const float *)t->data;
         else if (t->dtype == CD_FLOAT64)
             *p = (float)*(const double *)t->data;
