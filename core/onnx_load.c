@@ -18,13 +18,7 @@
 #include "graph.h"
 #include "onnx_io.h"
 #include "ops/op.h"
-
-/* Sidecar metadata (MODEL.candor.json) lives in core/sidecar.c, a separate
- * module. Weak references keep the loader linkable (and the sidecar simply
- * absent) in builds without it. */
-cd_status cd_sidecar_load_for_model(const char *model_path, struct cd_sidecar **out,
-                                    cd_error *err) __attribute__((weak));
-void cd_sidecar_free(struct cd_sidecar *sidecar) __attribute__((weak));
+#include "sidecar.h"
 
 #define MIN_DEFAULT_OPSET 1
 #define MAX_DEFAULT_OPSET 21
@@ -771,13 +765,11 @@ cd_status cd_model_load(const char *path, const cd_load_options *opts, cd_model 
         cd_model_free(m);
         return cd_fail(err, CD_ERR_OUT_OF_MEMORY, "%s: out of memory", path);
     }
-    /* SIDECAR: MODEL.candor.json next to the model (core/sidecar.c). */
-    if (cd_sidecar_load_for_model) {
-        st = cd_sidecar_load_for_model(path, &m->sidecar, err);
-        if (st != CD_OK) {
-            cd_model_free(m);
-            return st;
-        }
+    /* MODEL.candor.json next to the model, when present (core/sidecar.c). */
+    st = cd_sidecar_load_for_model(path, &m->sidecar, err);
+    if (st != CD_OK) {
+        cd_model_free(m);
+        return st;
     }
     *out = m;
     return CD_OK;
@@ -799,8 +791,7 @@ void cd_model_free(cd_model *m)
     free(m->outputs);
     free(m->path);
     free(m->producer);
-    if (m->sidecar && cd_sidecar_free)
-        cd_sidecar_free(m->sidecar);
+    cd_sidecar_free(m->sidecar);
     free(m);
 }
 

@@ -649,6 +649,39 @@ static void test_external_data(void **state)
     remove_tree(outside);
 }
 
+/* A sidecar next to the model is attached; a malformed one fails the load. */
+static void test_sidecar_hook(void **state)
+{
+    (void)state;
+    char dir[1024], path[1200], json[1200];
+    make_scratch(dir, sizeof dir);
+    mb *b = mb_new(13);
+    mb_input(b, "x", 2, dims_n4);
+    mb_node(b, "Relu", "r", "x", "y");
+    mb_output(b, "y", 2, dims_n4);
+    size_t size = 0;
+    uint8_t *bytes = mb_pack(b, &size);
+    snprintf(path, sizeof path, "%s/net.onnx", dir);
+    write_file(path, bytes, size);
+    cd_model *m = NULL;
+    cd_error err;
+    assert_int_equal(cd_model_load(path, NULL, &m, &err), CD_OK);
+    assert_null(m->sidecar);
+    cd_model_free(m);
+    snprintf(json, sizeof json, "%s/net.candor.json", dir);
+    const char *ok = "{\"labels\": [\"a\", \"b\"]}";
+    write_file(json, ok, strlen(ok));
+    assert_int_equal(cd_model_load(path, NULL, &m, &err), CD_OK);
+    assert_non_null(m->sidecar);
+    cd_model_free(m);
+    write_file(json, "{\"labels\": 3", 13);
+    assert_int_equal(cd_model_load(path, NULL, &m, &err), CD_ERR_PARSE);
+    assert_non_null(strstr(err.message, "net.candor.json"));
+    assert_null(m);
+    mb_free(b);
+    remove_tree(dir);
+}
+
 /* ------------------------------------------------------------------------ */
 /* Tensor conversion details: float16, typed fields */
 
@@ -1059,6 +1092,7 @@ int main(void)
         cmocka_unit_test(test_bad_initializers),
         cmocka_unit_test(test_limits_and_opsets),
         cmocka_unit_test(test_external_data),
+        cmocka_unit_test(test_sidecar_hook),
         cmocka_unit_test(test_tensor_types),
         cmocka_unit_test(test_bad_files),
         cmocka_unit_test(test_corpus_models),
