@@ -13,5 +13,6 @@
 #include "calibration.h"
 #include "image.h"
 #include "uncertainty.h"
+#include "explain.h"
 
 #endif

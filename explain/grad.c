@@ -1,0 +1,545 @@
+/* Gradients of a scalar objective through a whole model: the explainer keeps
+ * execution plans for the shapes it sees, runs the forward pass, seeds the
+ * objective's gradient on the output and runs the plan's reverse pass. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/graph.h"
+#include "explain_internal.h"
+
+void cd_objective_default(cd_objective *o)
+{
+    memset(o, 0, sizeof *o);
+    o->kind = CD_OBJECTIVE_LOGIT;
+    o->target = -1;
+}
+
+cd_status cd_explainer_create(const cd_model *model, const cd_explain_options *opts,
+                              cd_explainer **out, cd_error *err)
+{
+    if (!out || !model)
+        return cd_fail(err, CD_ERR_INVALID_ARGUMENT, "cd_explainer_create: NULL argument");
+    *out = NULL;
+    if (model->n_inputs != 1)
+        return cd_fail(err, CD_ERR_UNSUPPORTED,
+                       "explanations need a model with exactly one input (this one has %d)",
+                       model->n_inputs);
+    cd_dtype dt = model->values[model->inputs[0]].dtype;
+    if (dt != CD_FLOAT32 && dt != CD_DTYPE_UNDEFINED)
+        return cd_fail(err, CD_ERR_UNSUPPORTED, "input '%s' is %s; gradients need float32",
+                       model->values[model->inputs[0]].name, cd_dtype_name(dt));
+    cd_explainer *e = calloc(1, sizeof *e);
+    if (!e)
+        return cd_fail(err, CD_ERR_OUT_OF_MEMORY, "out of memory");
+    e->model = model;
+    e->threads = opts && opts->threads > 0 ? opts->threads : 1;
+    e->max_batch = opts && opts->max_batch > 0 ? opts->max_batch : 8;
+    e->force_loop = opts && opts->force_loop;
+    *out = e;
+    return CD_OK;
+}
+
+void cd_explainer_free(cd_explainer *e)
+{
+    if (!e)
+        return;
+    for (int i = 0; i < EX_PLAN_CACHE; i++)
+        cd_plan_free(e->plans[i]);
+    free(e->ctx.scratch);
+    free(e);
+}
+
+/* ------------------------------------------------------------ helpers */
+
+uint64_t ex_rng_next(ex_rng *r)
+{
+    uint64_t z = (r->s += 0x9E3779B97F4A7C15ull);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return z ^ (z >> 31);
+}
+
+double ex_rng_uniform(ex_rng *r) { return (double)(ex_rng_next(r) >> 11) * 0x1.0p-53; }
+
+double ex_rng_normal(ex_rng *r)
+{
+    /* Box-Muller; 1 - u keeps the log argument in (0, 1]. */
+    double u = 1.0 - ex_rng_uniform(r), v = ex_rng_uniform(r);
+    return sqrt(-2.0 * log(u)) * cos(6.283185307179586 * v);
+}
+
+size_t ex_row_numel(const cd_tensor *x)
+{
+    size_t n = 1;
+    for (int d = 1; d < x->ndim; d++)
+        n *= (size_t)x->dims[d];
+    return n;
+}
+
+cd_status ex_batch_like(const cd_tensor *x, int64_t rows, cd_tensor **out, cd_error *err)
+{
+    int64_t dims[CD_MAX_DIMS];
+    memcpy(dims, x->dims, sizeof dims);
+    dims[0] = rows;
+    return cd_tensor_create(CD_FLOAT32, x->ndim, dims, out, err);
+}
+
+/* A borrowed view of rows [start, start + rows) of x. */
+static cd_tensor row_view(const cd_tensor *x, int64_t start, int64_t rows)
+{
+    cd_tensor v = *x;
+    v.dims[0] = rows;
+    v.data = (char *)x->data + (size_t)start * ex_row_numel(x) * sizeof(float);
+    v.capacity = (size_t)rows * ex_row_numel(x) * sizeof(float);
+    v.owns_data = false;
+    return v;
+}
+
+cd_status ex_get_plan(cd_explainer *e, const cd_tensor *x, cd_plan **out, cd_error *err)
+{
+    const cd_tensor *in[1] = {x};
+    for (int i = 0; i < EX_PLAN_CACHE; i++)
+        if (e->plans[i] && cd_plan_matches(e->plans[i], in)) {
+            *out = e->plans[i];
+            return CD_OK;
+        }
+    cd_plan *p = NULL;
+    cd_status st = cd_plan_build(e->model, in, NULL, &p, err);
+    if (st != CD_OK)
+        return st;
+    int slot = e->next_slot;
+    e->next_slot = (slot + 1) % EX_PLAN_CACHE;
+    cd_plan_free(e->plans[slot]);
+    e->plans[slot] = p;
+    *out = p;
+    return CD_OK;
+}
+
+/* Lists up to 12 of the last runtime tensors (4-D ones when the model has
+ * any) into buf, for "unknown name" messages. */
+static void list_candidates(const cd_plan *p, char *buf, size_t size)
+{
+    const cd_model *m = p->model;
+    int want_nd = 0;
+    for (int v = 0; v < p->n_values; v++)
+        if (p->kind[v] == CD_VALUE_RUNTIME && p->vals[v].ndim == 4)
+            want_nd = 4;
+    int ids[12], n = 0, total = 0;
+    for (int s = p->n_steps - 1; s >= 0; s--) {
+        const cd_node *nd = &m->nodes[p->steps[s]];
+        for (int j = 0; j < nd->n_outputs; j++) {
+            int v = nd->outputs[j];
+            if (v < 0 || (want_nd && p->vals[v].ndim != want_nd))
+                continue;
+            total++;
+            if (n < 12)
+                ids[n++] = v;
+        }
+    }
+    size_t len = 0;
+    buf[0] = '\0';
+    for (int i = n - 1; i >= 0 && len < size; i--)
+        len += (size_t)snprintf(buf + len, size - len, "%s'%s'", i == n - 1 ? "" : ", ",
+                                m->values[ids[i]].name);
+    if (total > n && len < size)
+        snprintf(buf + len, size - len, " (the last %d of %d%s)", n, total,
+                 want_nd ? " 4-D tensors" : "");
+}
+
+static cd_status resolve_tensor(const cd_plan *p, const char *name, int *id, cd_error *err)
+{
+    const cd_model *m = p->model;
+    if (!name) {
+        *id = m->inputs[0];
+        return CD_OK;
+    }
+    int v = cd_model_find_value(m, name);
+    if (v < 0 || p->kind[v] == CD_VALUE_UNUSED) {
+        char cands[400];
+        list_candidates(p, cands, sizeof cands);
+        return cd_fail(err, CD_ERR_INVALID_ARGUMENT, "model has no tensor named '%s'; candidates: %s",
+                       name, cands);
+    }
+    if (p->kind[v] == CD_VALUE_CONST || p->vals[v].dtype != CD_FLOAT32)
+        return cd_fail(err, CD_ERR_INVALID_ARGUMENT,
+                       "tensor '%s' is %s and does not depend on the input; no gradient",
+                       name, p->kind[v] == CD_VALUE_CONST ? "a constant" : "not float32");
+    *id = v;
+    return CD_OK;
+}
+
+static int objective_value(const cd_model *m, const cd_objective *obj, cd_error *err)
+{
+    int v = m->outputs[0];
+    if (obj->output) {
+        v = cd_model_find_value(m, obj->output);
+        if (v < 0) {
+            cd_fail(err, CD_ERR_INVALID_ARGUMENT, "model has no tensor named '%s' (outputs: '%s'%s)",
+                    obj->output, m->values[m->outputs[0]].name, m->n_outputs > 1 ? ", ..." : "");
+            return -1;
+        }
+    }
+    /* A model that ends in (Log)Softmax: its input is the pre-softmax score,
+     * and the probability objectives re-apply the softmax to it. */
+    int prod = m->values[v].producer;
+    if (obj->kind != CD_OBJECTIVE_SUM && prod >= 0 &&
+        (m->nodes[prod].op == CD_OP_SOFTMAX || m->nodes[prod].op == CD_OP_LOG_SOFTMAX))
+        v = m->nodes[prod].inputs[0];
+    return v;
+}
+
+/* ------------------------------------------------------------ objective */
+
+/* Marks which spatial positions of an output belong to the region. */
+static cd_status region_mask(const cd_objective *obj, const cd_tensor *y, size_t s,
+                             uint8_t **mask, cd_error *err)
+{
+    *mask = malloc(s ? s : 1);
+    if (!*mask)
+        return cd_fail(err, CD_ERR_OUT_OF_MEMORY, "out of memory");
+    int sp = y->ndim - 2;
+    if (obj->region_ndim > 0 && obj->region_ndim != sp) {
+        free(*mask);
+        *mask = NULL;
+        return cd_fail(err, CD_ERR_INVALID_ARGUMENT,
+                       "region has %d axes but the output has %d spatial axes", obj->region_ndim,
+                       sp < 0 ? 0 : sp);
+    }
+    for (size_t j = 0; j < s; j++) {
+        bool in = true;
+        size_t rem = j;
+        for (int d = sp - 1; d >= 0 && obj->region_ndim > 0; d--) {
+            int64_t c = (int64_t)(rem % (size_t)y->dims[2 + d]);
+            rem /= (size_t)y->dims[2 + d];
+            in = in && c >= obj->region_lo[d] && c < obj->region_hi[d];
+        }
+        (*mask)[j] = in;
+    }
+    return CD_OK;
+}
+
+/* Scores one row z (k classes x s positions) and writes d(score)/dz to g
+ * (may be NULL). */
+static cd_status score_row(const cd_objective *obj, const float *z, int64_t k, size_t s,
+                           const uint8_t *mask, const char *oname, int *target, double *score,
+                           float *g, double *tmp, cd_error *err)
+{
+    if (obj->kind == CD_OBJECTIVE_SUM) {
+        double acc = 0;
+        for (int64_t c = 0; c < k; c++)
+            for (size_t j = 0; j < s; j++)
+                if (mask[j]) {
+                    acc += z[(size_t)c * s + j];
+                    if (g)
+                        g[(size_t)c * s + j] = 1.0f;
+                }
+        *score = acc;
+        return CD_OK;
+    }
+    for (int64_t c = 0; c < k; c++) {
+        double acc = 0;
+        for (size_t j = 0; j < s; j++)
+            if (mask[j])
+                acc += z[(size_t)c * s + j];
+        tmp[c] = acc;
+    }
+    int t = *target;
+    if (t < 0) {
+        t = 0;
+        for (int64_t c = 1; c < k; c++)
+            if (tmp[c] > tmp[t])
+                t = (int)c;
+        *target = t;
+    }
+    if (t >= k && obj->kind != CD_OBJECTIVE_ENTROPY)
+        return cd_fail(err, CD_ERR_INVALID_ARGUMENT,
+                       "target class %d is outside the %lld classes of output '%s'", t,
+                       (long long)k, oname);
+    if (obj->kind == CD_OBJECTIVE_LOGIT) {
+        *score = tmp[t];
+        for (size_t j = 0; g && j < s; j++)
+            g[(size_t)t * s + j] = mask[j] ? 1.0f : 0.0f;
+        return CD_OK;
+    }
+    if (s != 1)
+        return cd_fail(err, CD_ERR_UNSUPPORTED,
+                       "probability/entropy objectives need an (N, classes) output; '%s' has "
+                       "spatial axes", oname);
+    double mx = tmp[0], sum = 0, h = 0;
+    for (int64_t c = 1; c < k; c++)
+        mx = fmax(mx, tmp[c]);
+    for (int64_t c = 0; c < k; c++)
+        sum += exp(tmp[c] - mx);
+    for (int64_t c = 0; c < k; c++) {
+        tmp[c] = exp(tmp[c] - mx) / sum; /* now probabilities */
+        if (tmp[c] > 0)
+            h -= tmp[c] * log(tmp[c]);
+    }
+    double pt = t < k ? tmp[t] : 0;
+    for (int64_t c = 0; c < k; c++) {
+        double d = 0, delta = c == t ? 1.0 : 0.0;
+        if (obj->kind == CD_OBJECTIVE_PROB)
+            d = pt * (delta - tmp[c]);
+        else if (obj->kind == CD_OBJECTIVE_LOG_PROB)
+            d = delta - tmp[c];
+        else
+            d = tmp[c] > 0 ? -tmp[c] * (log(tmp[c]) + h) : 0;
+        if (g)
+            g[c] = (float)d;
+    }
+    if (obj->kind == CD_OBJECTIVE_PROB)
+        *score = pt;
+    else if (obj->kind == CD_OBJECTIVE_LOG_PROB)
+        *score = pt > 0 ? log(pt) : -INFINITY;
+    else
+        *score = h;
+    return CD_OK;
+}
+
+/* Scores every row of y; seed (y's shape, may be NULL) receives d/dy.
+ * *batch_mismatch is set when y's first axis is not the batch. */
+static cd_status eval_objective(const cd_objective *obj, const cd_tensor *y, const char *oname,
+                                int64_t n, int *targets, double *scores, cd_tensor *seed,
+                                bool *batch_mismatch, cd_error *err)
+{
+    char sh[96];
+    if (y->dtype != CD_FLOAT32)
+        return cd_fail(err, CD_ERR_UNSUPPORTED, "output '%s' is %s, not float32", oname,
+                       cd_dtype_name(y->dtype));
+    if (y->ndim < 1 || y->dims[0] != n) {
+        *batch_mismatch = true;
+        return cd_fail(err, CD_ERR_SHAPE, "output '%s' has shape %s; expected batch %lld first",
+                       oname, cd_shape_str(y->ndim, y->dims, sh, sizeof sh), (long long)n);
+    }
+    int64_t k = y->ndim >= 2 ? y->dims[1] : 1;
+    size_t s = 1;
+    for (int d = 2; d < y->ndim; d++)
+        s *= (size_t)y->dims[d];
+    uint8_t *mask = NULL;
+    double *tmp = malloc(((size_t)k + 1) * sizeof *tmp);
+    cd_status st = tmp ? region_mask(obj, y, s, &mask, err)
+                       : cd_fail(err, CD_ERR_OUT_OF_MEMORY, "out of memory");
+    size_t row = (size_t)k * s;
+    for (int64_t b = 0; st == CD_OK && b < n; b++)
+        st = score_row(obj, cd_cf32(y) + (size_t)b * row, k, s, mask, oname, &targets[b],
+                       &scores[b], seed ? cd_f32(seed) + (size_t)b * row : NULL, tmp, err);
+    free(mask);
+    free(tmp);
+    return st;
+}
+
+/* ------------------------------------------------------------ passes */
+
+typedef struct pass_io {
+    const cd_objective *obj;
+    int n_wrt;
+    const char *const *wrt;
+    cd_tensor **grads;  /* n_wrt slots or NULL */
+    cd_tensor **values; /* n_wrt slots or NULL */
+    double *scores;
+    int *targets;
+} pass_io;
+
+/* One forward (and backward when grads) pass over x as one batch. */
+static cd_status one_pass(cd_explainer *e, const cd_tensor *x, const pass_io *io,
+                          bool *batch_problem, cd_error *err)
+{
+    cd_plan *p = NULL;
+    cd_status st = ex_get_plan(e, x, &p, err);
+    if (st != CD_OK) {
+        *batch_problem = true;
+        return st;
+    }
+    const cd_model *m = e->model;
+    int vo = objective_value(m, io->obj, err);
+    if (vo < 0)
+        return CD_ERR_INVALID_ARGUMENT;
+    int ids[16];
+    if (io->n_wrt > 16)
+        return cd_fail(err, CD_ERR_INVALID_ARGUMENT, "at most 16 tensors per gradient call");
+    for (int i = 0; i < io->n_wrt && st == CD_OK; i++)
+        st = resolve_tensor(p, io->wrt ? io->wrt[i] : NULL, &ids[i], err);
+    if (st != CD_OK)
+        return st;
+    e->ctx.err = err;
+    e->ctx.threads = e->threads;
+    const cd_tensor *in[1] = {x};
+    st = cd_plan_run(p, in, &e->ctx);
+    if (st != CD_OK)
+        return st;
+    if (p->kind[vo] == CD_VALUE_UNUSED)
+        return cd_fail(err, CD_ERR_INVALID_ARGUMENT, "tensor '%s' is not computed",
+                       m->values[vo].name);
+    const cd_tensor *y = &p->vals[vo];
+    cd_tensor *seed = NULL;
+    if (io->grads && (st = cd_tensor_create(CD_FLOAT32, y->ndim, y->dims, &seed, err)) != CD_OK)
+        return st;
+    st = eval_objective(io->obj, y, m->values[vo].name, x->dims[0], io->targets, io->scores,
+                        seed, batch_problem, err);
+    if (st == CD_OK && io->values)
+        for (int i = 0; i < io->n_wrt && st == CD_OK; i++)
+            st = cd_tensor_clone(&p->vals[ids[i]], &io->values[i], err);
+    if (st == CD_OK && io->grads) {
+        const cd_tensor *seeds[1] = {seed};
+        st = cd_plan_backward(p, 1, &vo, seeds, io->n_wrt, ids, io->grads, &e->ctx);
+    }
+    cd_tensor_free(seed);
+    return st;
+}
+
+/* Copies a chunk's per-row result into the full-batch tensor *dst (created
+ * on the first chunk). */
+static cd_status gather_rows(cd_tensor **dst, cd_tensor *part, int64_t start, int64_t rows,
+                             int64_t n, const char *name, cd_error *err)
+{
+    if (part->ndim < 1 || part->dims[0] != rows)
+        return cd_fail(err, CD_ERR_SHAPE,
+                       "tensor '%s' has no batch axis, so batches cannot be split; give at "
+                       "most max_batch rows", name ? name : "input");
+    if (!*dst) {
+        cd_status st = ex_batch_like(part, n, dst, err);
+        if (st != CD_OK)
+            return st;
+        (*dst)->dtype = part->dtype;
+    }
+    size_t rn = ex_row_numel(part);
+    memcpy(cd_f32(*dst) + (size_t)start * rn, part->data, (size_t)rows * rn * sizeof(float));
+    return CD_OK;
+}
+
+/* Runs x in chunks of max_batch rows (one row at a time once a batched plan
+ * has been refused) and assembles per-row results. */
+static cd_status run_rows(cd_explainer *e, const cd_tensor *x, const pass_io *io, cd_error *err)
+{
+    int64_t n = x->dims[0];
+    for (int i = 0; i < io->n_wrt; i++) {
+        if (io->grads)
+            io->grads[i] = NULL;
+        if (io->values)
+            io->values[i] = NULL;
+    }
+    cd_tensor *g[16] = {0}, *v[16] = {0};
+    pass_io sub = *io;
+    sub.grads = io->grads ? g : NULL;
+    sub.values = io->values ? v : NULL;
+    cd_status st = CD_OK;
+    int64_t start = 0;
+    while (st == CD_OK && start < n) {
+        int64_t chunk = e->force_loop || e->batch_refused ? 1 : e->max_batch;
+        int64_t rows = n - start < chunk ? n - start : chunk;
+        cd_tensor view = row_view(x, start, rows);
+        sub.scores = io->scores + start;
+        sub.targets = io->targets + start;
+        bool batch_problem = false;
+        st = one_pass(e, &view, &sub, &batch_problem, err);
+        if (st != CD_OK && batch_problem && rows > 1) {
+            e->batch_refused = true; /* e.g. a Reshape to a constant batch of 1 */
+            st = CD_OK;
+            continue;
+        }
+        for (int i = 0; st == CD_OK && i < io->n_wrt; i++) {
+            const char *nm = io->wrt ? io->wrt[i] : NULL;
+            if (rows == n) { /* single chunk: hand the tensors over */
+                if (io->grads)
+                    io->grads[i] = g[i], g[i] = NULL;
+                if (io->values)
+                    io->values[i] = v[i], v[i] = NULL;
+                continue;
+            }
+            if (io->grads)
+                st = gather_rows(&io->grads[i], g[i], start, rows, n, nm, err);
+            if (st == CD_OK && io->values)
+                st = gather_rows(&io->values[i], v[i], start, rows, n, nm, err);
+        }
+        for (int i = 0; i < io->n_wrt; i++) {
+            cd_tensor_free(g[i]);
+            cd_tensor_free(v[i]);
+            g[i] = v[i] = NULL;
+        }
+        start += rows;
+    }
+    if (st != CD_OK)
+        for (int i = 0; i < io->n_wrt; i++) {
+            if (io->grads) {
+                cd_tensor_free(io->grads[i]);
+                io->grads[i] = NULL;
+            }
+            if (io->values) {
+                cd_tensor_free(io->values[i]);
+                io->values[i] = NULL;
+            }
+        }
+    return st;
+}
+
+static cd_status check_x(const cd_explainer *e, const cd_tensor *x, cd_error *err)
+{
+    if (!e || !x)
+        return cd_fail(err, CD_ERR_INVALID_ARGUMENT, "explain: NULL explainer or input");
+    if (x->dtype != CD_FLOAT32 || x->ndim < 1 || x->dims[0] < 1)
+        return cd_fail(err, CD_ERR_INVALID_ARGUMENT,
+                       "explain: the input must be a float32 tensor with a batch axis");
+    return CD_OK;
+}
+
+static cd_status with_targets(cd_explainer *e, const cd_tensor *x, pass_io *io, int *targets,
+                              double *scores, cd_error *err)
+{
+    int64_t n = x->dims[0];
+    int *t = malloc((size_t)n * sizeof *t);
+    double *s = malloc((size_t)n * sizeof *s);
+    if (!t || !s) {
+        free(t);
+        free(s);
+        return cd_fail(err, CD_ERR_OUT_OF_MEMORY, "out of memory");
+    }
+    for (int64_t b = 0; b < n; b++)
+        t[b] = io->obj->target;
+    io->targets = t;
+    io->scores = s;
+    cd_status st = run_rows(e, x, io, err);
+    if (st == CD_OK && targets)
+        memcpy(targets, t, (size_t)n * sizeof *t);
+    if (st == CD_OK && scores)
+        memcpy(scores, s, (size_t)n * sizeof *s);
+    free(t);
+    free(s);
+    return st;
+}
+
+cd_status cd_explain_scores(cd_explainer *e, const cd_tensor *x, const cd_objective *obj,
+                            double *scores, int *targets, cd_error *err)
+{
+    cd_status st = check_x(e, x, err);
+    if (st != CD_OK)
+        return st;
+    cd_objective def;
+    cd_objective_default(&def);
+    pass_io io = {.obj = obj ? obj : &def};
+    return with_targets(e, x, &io, targets, scores, err);
+}
+
+cd_status ex_scores(cd_explainer *e, const cd_tensor *x, const cd_objective *obj, double *scores,
+                    cd_error *err)
+{
+    return cd_explain_scores(e, x, obj, scores, NULL, err);
+}
+
+cd_status cd_explain_gradient(cd_explainer *e, const cd_tensor *x, const cd_objective *obj,
+                              int n_wrt, const char *const *wrt, cd_tensor **grads,
+                              cd_tensor **values, double *scores, cd_error *err)
+{
+    cd_status st = check_x(e, x, err);
+    if (st != CD_OK)
+        return st;
+    if (n_wrt < 1 || n_wrt > 16 || !grads)
+        return cd_fail(err, CD_ERR_INVALID_ARGUMENT,
+                       "cd_explain_gradient: between 1 and 16 tensors, and grads non-NULL");
+    cd_objective def;
+    cd_objective_default(&def);
+    pass_io io = {.obj = obj ? obj : &def, .n_wrt = n_wrt, .wrt = wrt, .grads = grads,
+                  .values = values};
+    return with_targets(e, x, &io, NULL, scores, err);
+}

@@ -1,0 +1,239 @@
+/* candor — explanations: gradients through whole models, saliency methods,
+ * faithfulness metrics and heatmap rendering.
+ *
+ * Gradients run the model's reverse pass over the execution plan (every
+ * activation stays in the plan, so the plan is the tape). Many samples
+ * (SmoothGrad noise, IG steps, occlusion windows, RISE masks) go through
+ * the model as one batch of up to max_batch rows; a model whose graph
+ * cannot take a larger batch (a Reshape to a constant batch of 1, say) is
+ * run one row at a time instead, with identical results.
+ *
+ * Exact definitions follow docs/explain.md. Ownership: every tensor returned
+ * is owned by the caller (cd_tensor_free); an explainer borrows its model.
+ * Thread safety: one explainer per thread, any number per model. */
+#ifndef CANDOR_EXPLAIN_H
+#define CANDOR_EXPLAIN_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "error.h"
+#include "image.h"
+#include "model.h"
+#include "tensor.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ------------------------------------------------------------ objective */
+
+/* The scalar whose gradient is taken, per batch row b. For an output of
+ * shape (N, K) with logits z_b:
+ *   LOGIT     z_b[c]              (the pre-softmax score; when the output is
+ *                                  produced by a Softmax node its input is
+ *                                  used, so this is always pre-softmax)
+ *   PROB      softmax(z_b)[c]
+ *   LOG_PROB  log softmax(z_b)[c]
+ *   ENTROPY   -sum_k p_k ln p_k of softmax(z_b) (target unused)
+ *   SUM       sum of every element of row b (regression heads)
+ * For outputs with more axes, (N, K, S1, ...), LOGIT is the sum of
+ * z_b[c, s] over the region (every position when no region is given);
+ * the other kinds need a 2-D output. The objective of a batch is the sum
+ * of its rows' objectives, so row b's input gradient is the gradient of
+ * row b's objective. */
+typedef enum cd_objective_kind {
+    CD_OBJECTIVE_LOGIT = 0,
+    CD_OBJECTIVE_PROB = 1,
+    CD_OBJECTIVE_LOG_PROB = 2,
+    CD_OBJECTIVE_ENTROPY = 3,
+    CD_OBJECTIVE_SUM = 4
+} cd_objective_kind;
+
+typedef struct cd_objective {
+    cd_objective_kind kind;
+    int target;         /* class index; -1 = each row's argmax */
+    const char *output; /* tensor name; NULL = the model's first output */
+    /* Optional region for outputs with spatial axes: [lo, hi) per spatial
+     * axis; region_ndim = 0 means everything. */
+    int region_ndim;
+    int64_t region_lo[CD_MAX_DIMS - 2];
+    int64_t region_hi[CD_MAX_DIMS - 2];
+} cd_objective;
+
+/* Pre-softmax score of the argmax class of the model's first output. */
+CD_API void cd_objective_default(cd_objective *o);
+
+/* ------------------------------------------------------------ explainer */
+
+typedef struct cd_explainer cd_explainer;
+
+typedef struct cd_explain_options {
+    int threads;    /* 0 = all cores */
+    int max_batch;  /* rows per pass, default 8 */
+    bool force_loop; /* never batch (testing the fallback) */
+} cd_explain_options;
+
+/* The model must have exactly one float32 input. *out owned by caller. */
+CD_API cd_status cd_explainer_create(const cd_model *model, const cd_explain_options *opts,
+                                     cd_explainer **out, cd_error *err);
+CD_API void cd_explainer_free(cd_explainer *e);
+
+/* Objective value per row of x (scores: N values) and the class used per
+ * row (targets: N values, may be NULL). */
+CD_API cd_status cd_explain_scores(cd_explainer *e, const cd_tensor *x, const cd_objective *obj,
+                                   double *scores, int *targets, cd_error *err);
+
+/* Gradient of the objective summed over the rows of x with respect to the
+ * tensors named in wrt (a NULL name = the model input). grads[i] receives
+ * a tensor of that tensor's shape; values[i] (when values is non-NULL) its
+ * forward value; scores (N values, may be NULL) the per-row objective.
+ * An unknown name fails with CD_ERR_INVALID_ARGUMENT and lists candidates. */
+CD_API cd_status cd_explain_gradient(cd_explainer *e, const cd_tensor *x,
+                                     const cd_objective *obj, int n_wrt,
+                                     const char *const *wrt, cd_tensor **grads,
+                                     cd_tensor **values, double *scores, cd_error *err);
+
+/* ------------------------------------------------------------ methods */
+
+typedef enum cd_explain_method {
+    CD_EXPLAIN_GRADIENT = 0,
+    CD_EXPLAIN_GRADXINPUT,
+    CD_EXPLAIN_SMOOTHGRAD,
+    CD_EXPLAIN_IG,
+    CD_EXPLAIN_GRADCAM,
+    CD_EXPLAIN_GRADCAM_PP,
+    CD_EXPLAIN_OCCLUSION,
+    CD_EXPLAIN_RISE
+} cd_explain_method;
+
+typedef enum cd_smoothgrad_form {
+    CD_SMOOTHGRAD_MEAN = 0,    /* (1/n) sum g_i */
+    CD_SMOOTHGRAD_SQUARED = 1, /* (1/n) sum g_i^2 */
+    CD_SMOOTHGRAD_VARGRAD = 2  /* (1/n) sum (g_i - mean)^2 */
+} cd_smoothgrad_form;
+
+typedef enum cd_ig_rule {
+    CD_IG_RIEMANN_MIDDLE = 0,
+    CD_IG_GAUSS_LEGENDRE = 1
+} cd_ig_rule;
+
+typedef enum cd_baseline_kind {
+    CD_BASELINE_BLACK = 0,  /* all zeros in input-tensor space */
+    CD_BASELINE_BLUR = 1,   /* Gaussian blur of x (blur_sigma pixels) */
+    CD_BASELINE_CUSTOM = 2  /* baseline tensor given by the caller */
+} cd_baseline_kind;
+
+typedef struct cd_explain_params {
+    cd_explain_method method;
+    cd_objective objective;  /* target -1 = argmax of x */
+    uint64_t seed;           /* SmoothGrad noise, RISE masks */
+    /* SmoothGrad */
+    int samples;             /* default 25 */
+    float noise_level;       /* s in sigma = s (max x - min x), default 0.15 */
+    cd_smoothgrad_form smoothgrad_form;
+    /* Integrated Gradients */
+    int steps;               /* default 32 */
+    cd_ig_rule ig_rule;      /* default Gauss-Legendre */
+    cd_baseline_kind baseline;
+    const cd_tensor *baseline_tensor; /* CUSTOM: shape of x */
+    float blur_sigma;        /* BLUR baseline, default 5 pixels */
+    /* Grad-CAM / Grad-CAM++ */
+    const char *layer;       /* NULL = automatic (see docs/explain.md) */
+    /* Occlusion */
+    int window;              /* default 16 (spatial size, square) */
+    int stride;              /* default 8 */
+    float occlusion_value;   /* baseline value, default 0 */
+    /* RISE */
+    int rise_masks;          /* N, default 4000 */
+    int rise_grid;           /* s, default 7 */
+    float rise_p;            /* default 0.5 */
+} cd_explain_params;
+
+CD_API void cd_explain_params_default(cd_explain_params *p, cd_explain_method method);
+/* "gradient", "gradxinput", "smoothgrad", "ig", "gradcam", "gradcam++",
+ * "occlusion", "rise"; parse returns -1 for an unknown name. */
+CD_API const char *cd_explain_method_name(cd_explain_method m);
+CD_API int cd_explain_method_parse(const char *name);
+
+typedef struct cd_explanation {
+    /* Raw signed map. Gradient-type methods (gradient, gradxinput,
+     * smoothgrad, ig): the input's shape. Grad-CAM, occlusion, RISE:
+     * (1, 1, H, W) for an (1, C, H, W) input (CAMs normalised to [0, 1]). */
+    cd_tensor *map;
+    int target;           /* class explained */
+    double score;         /* objective at x */
+    /* Integrated Gradients only */
+    double baseline_score;     /* F(x') */
+    double completeness_delta; /* sum IG - (F(x) - F(x')) */
+    /* Grad-CAM only: the layer used (owned by the model) */
+    const char *layer;
+    int passes;           /* forward(+backward) batches run */
+} cd_explanation;
+
+/* Explains the single example x (batch 1). out->map is owned by the caller
+ * (cd_explanation_free). */
+CD_API cd_status cd_explain(cd_explainer *e, const cd_tensor *x, const cd_explain_params *p,
+                            cd_explanation *out, cd_error *err);
+CD_API void cd_explanation_free(cd_explanation *ex);
+
+/* Name of the tensor Grad-CAM uses by default: the last (N, C, H, W) Conv
+ * output with H*W > 1, followed forward through the chain of shape-keeping
+ * element-wise nodes (activations, BatchNormalization, Add/Sub/Mul/Div,
+ * Dropout, Identity) that is its only consumer. Owned by the model. */
+CD_API cd_status cd_explain_default_layer(cd_explainer *e, const cd_tensor *x,
+                                          const char **name, cd_error *err);
+
+/* Reduces a (1, C, H, W) map to an (H, W) saliency for ranking and display:
+ * sum_c |a_c| when absolute (gradient-type maps), sum_c a_c otherwise (CAM,
+ * occlusion and RISE maps have C = 1 and are kept as they are). A (1, C, L)
+ * map becomes (1, L). *out is a new tensor. */
+CD_API cd_status cd_explain_saliency_2d(const cd_tensor *map, bool absolute, cd_tensor **out,
+                                        cd_error *err);
+
+/* ------------------------------------------------------------ faithfulness */
+
+typedef struct cd_faithfulness_params {
+    int step;               /* pixels changed per step (all channels); 0 = ceil(HW/50) */
+    float deletion_value;   /* deletion baseline value, default 0 */
+    float blur_sigma;       /* insertion start = blur of x, default 5 pixels */
+    bool output_is_probability; /* the output is already softmaxed */
+} cd_faithfulness_params;
+
+CD_API void cd_faithfulness_params_default(cd_faithfulness_params *p);
+
+typedef struct cd_faithfulness {
+    int n_steps;            /* curves have n_steps + 1 points */
+    int step;
+    double *deletion;       /* softmax probability of the class */
+    double *insertion;
+    double deletion_auc;    /* (sum s - s_0/2 - s_n/2) / n_steps */
+    double insertion_auc;
+} cd_faithfulness;
+
+/* Deletion and insertion curves (Petsiuk et al. 2018) for the (H, W)
+ * saliency (from cd_explain_saliency_2d) and class target of x. */
+CD_API cd_status cd_explain_faithfulness(cd_explainer *e, const cd_tensor *x,
+                                         const cd_tensor *saliency, int target,
+                                         const cd_faithfulness_params *p,
+                                         cd_faithfulness *out, cd_error *err);
+CD_API void cd_faithfulness_free(cd_faithfulness *f);
+
+/* ------------------------------------------------------------ rendering */
+
+/* Colours an (H, W) map with viridis after min-max scaling to [0, 1] and
+ * adds a scale bar (a vertical viridis ramp, bottom = min, top = max) on the
+ * right. *out is a new RGB image owned by the caller. */
+CD_API cd_status cd_explain_render_heatmap(const cd_tensor *map2d, bool scale_bar,
+                                           cd_image **out, cd_error *err);
+/* Blends the coloured map over base (RGB or gray of the map's size):
+ * pixel = (1 - alpha) base + alpha colour. */
+CD_API cd_status cd_explain_render_overlay(const cd_tensor *map2d, const cd_image *base,
+                                           float alpha, cd_image **out, cd_error *err);
+/* Viridis colour of t in [0, 1] (clamped) as 0..255 RGB. */
+CD_API void cd_explain_colormap(float t, float rgb[3]);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,515 @@
+/* candor explain MODEL INPUT... --method M [options] (-o OUTDIR | --npy FILE) */
+#include <errno.h>
+#include <getopt.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "candor/explain.h"
+#include "core/atomic_file.h"
+#include "inputs.h"
+
+static void help(FILE *f)
+{
+    fprintf(f,
+"usage: candor explain MODEL INPUT... --method METHOD [options] (-o OUTDIR | --npy FILE)\n\n"
+"Saliency maps: which parts of the input drove the model's score for a class.\n"
+"INPUT is an image (preprocessed as the model's sidecar says) or a .npy tensor.\n\n"
+"methods (definitions in docs/explain.md):\n"
+"  gradient     d(pre-softmax score of the target)/d(input), the input's shape\n"
+"  gradxinput   input * gradient\n"
+"  smoothgrad   mean gradient over noisy copies, sigma = noise * (max x - min x)\n"
+"  ig           Integrated Gradients (completeness delta printed)\n"
+"  gradcam      Grad-CAM on a 4-D layer (default: last Conv block output)\n"
+"  gradcam++    Grad-CAM++ (Chattopadhay et al. 2018, eq. 19)\n"
+"  occlusion    mean score drop over the windows covering each pixel\n"
+"  rise         RISE random masks (Petsiuk et al. 2018)\n\n"
+"options:\n"
+"  --method M          one of the methods above (default gradient)\n"
+"  --target CLASS      class to explain (default: the top class)\n"
+"  --objective K       logit (default) | prob | logprob | entropy | sum\n"
+"  --output NAME       output tensor for the objective (default: first output)\n"
+"  --region R          sum a spatial output over LO:HI[,LO:HI...] (segmentation)\n"
+"  --layer NAME        Grad-CAM layer (4-D tensor name)\n"
+"  --samples N         SmoothGrad samples (25)\n"
+"  --noise S           SmoothGrad noise level s (0.15)\n"
+"  --form F            SmoothGrad form: mean | squared | vargrad (mean)\n"
+"  --steps N           IG steps (32)\n"
+"  --rule R            IG rule: gauss-legendre | riemann-middle (gauss-legendre)\n"
+"  --baseline B        IG baseline: black | blur | FILE.npy (black)\n"
+"  --window N          occlusion window (16); --stride N (8); --value V (0)\n"
+"  --masks N           RISE masks (4000); --grid S (7); --p P (0.5)\n"
+"  --seed S            seed for SmoothGrad noise and RISE masks (0)\n"
+"  --evaluate          deletion/insertion curves and AUCs\n"
+"  --step N            pixels per deletion/insertion step (default ceil(HW/50))\n"
+"  --blur S            blur sigma for insertion and the IG blur baseline (5)\n"
+"  --alpha A           overlay opacity (0.5)\n"
+"  --batch N           rows per forward/backward pass (8)\n"
+"  --threads N         threads (default 1)\n"
+"  --npy FILE          write the raw signed map of the (single) input to FILE\n"
+"  -o, --outdir DIR    write NAME.METHOD.{npy,png,overlay.png,json} per input\n"
+"  -h, --help          this help\n");
+}
+
+typedef struct ex_args {
+    cd_explain_params p;
+    cd_faithfulness_params fp;
+    bool evaluate;
+    float alpha;
+    int batch, threads;
+    const char *npy, *outdir, *baseline_path;
+    char region_text[128];
+} ex_args;
+
+static int parse_region(const char *s, cd_objective *o)
+{
+    int nd = 0;
+    const char *q = s;
+    while (*q && nd < CD_MAX_DIMS - 2) {
+        char *end;
+        long long lo = strtoll(q, &end, 10);
+        if (*end != ':')
+            return -1;
+        long long hi = strtoll(end + 1, &end, 10);
+        if (hi <= lo || lo < 0 || (*end && *end != ','))
+            return -1;
+        o->region_lo[nd] = lo;
+        o->region_hi[nd++] = hi;
+        q = *end ? end + 1 : end;
+    }
+    o->region_ndim = nd;
+    return *q ? -1 : 0;
+}
+
+static int parse_enum(const char *s, const char *const *names, int n)
+{
+    for (int i = 0; i < n; i++)
+        if (strcmp(s, names[i]) == 0)
+            return i;
+    return -1;
+}
+
+static bool parse_int(const char *s, long lo, long hi, int *out)
+{
+    char *end;
+    errno = 0;
+    long v = strtol(s, &end, 10);
+    if (errno || *end || end == s || v < lo || v > hi)
+        return false;
+    *out = (int)v;
+    return true;
+}
+
+static bool parse_float(const char *s, float *out)
+{
+    char *end;
+    float v = strtof(s, &end);
+    if (*end || end == s || !isfinite(v))
+        return false;
+    *out = v;
+    return true;
+}
+
+static const char *const objective_names[] = {"logit", "prob", "logprob", "entropy", "sum"};
+static const char *const form_names[] = {"mean", "squared", "vargrad"};
+static const char *const rule_names[] = {"riemann-middle", "gauss-legendre"};
+
+enum {
+    OPT_TARGET = 256, OPT_OBJECTIVE, OPT_OUTPUT, OPT_REGION, OPT_LAYER, OPT_SAMPLES, OPT_NOISE,
+    OPT_FORM, OPT_STEPS, OPT_RULE, OPT_BASELINE, OPT_WINDOW, OPT_STRIDE, OPT_VALUE, OPT_MASKS,
+    OPT_GRID, OPT_P, OPT_SEED, OPT_EVALUATE, OPT_STEP, OPT_BLUR, OPT_ALPHA, OPT_BATCH,
+    OPT_THREADS, OPT_NPY, OPT_METHOD
+};
+
+/* Applies one option; returns false with a message on a bad value. */
+static bool apply_option(int c, const char *v, ex_args *a)
+{
+    cd_explain_params *p = &a->p;
+    int k;
+    switch (c) {
+    case OPT_TARGET: return parse_int(v, 0, 1 << 30, &p->objective.target);
+    case OPT_OBJECTIVE:
+        k = parse_enum(v, objective_names, 5);
+        p->objective.kind = (cd_objective_kind)k;
+        return k >= 0;
+    case OPT_OUTPUT: p->objective.output = v; return true;
+    case OPT_REGION:
+        snprintf(a->region_text, sizeof a->region_text, "%s", v);
+        return parse_region(v, &p->objective) == 0;
+    case OPT_LAYER: p->layer = v; return true;
+    case OPT_SAMPLES: return parse_int(v, 1, 100000, &p->samples);
+    case OPT_NOISE: return parse_float(v, &p->noise_level) && p->noise_level >= 0;
+    case OPT_FORM:
+        k = parse_enum(v, form_names, 3);
+        p->smoothgrad_form = (cd_smoothgrad_form)k;
+        return k >= 0;
+    case OPT_STEPS: return parse_int(v, 1, 4096, &p->steps);
+    case OPT_RULE:
+        k = parse_enum(v, rule_names, 2);
+        p->ig_rule = (cd_ig_rule)k;
+        return k >= 0;
+    case OPT_BASELINE:
+        if (strcmp(v, "black") == 0)
+            p->baseline = CD_BASELINE_BLACK;
+        else if (strcmp(v, "blur") == 0)
+            p->baseline = CD_BASELINE_BLUR;
+        else
+            p->baseline = CD_BASELINE_CUSTOM, a->baseline_path = v;
+        return true;
+    case OPT_WINDOW: return parse_int(v, 1, 1 << 20, &p->window);
+    case OPT_STRIDE: return parse_int(v, 1, 1 << 20, &p->stride);
+    case OPT_VALUE: return parse_float(v, &p->occlusion_value);
+    case OPT_MASKS: return parse_int(v, 1, 10000000, &p->rise_masks);
+    case OPT_GRID: return parse_int(v, 1, 1024, &p->rise_grid);
+    case OPT_P: return parse_float(v, &p->rise_p) && p->rise_p > 0 && p->rise_p <= 1;
+    case OPT_SEED: p->seed = strtoull(v, NULL, 10); return true;
+    case OPT_EVALUATE: a->evaluate = true; return true;
+    case OPT_STEP: return parse_int(v, 1, 1 << 30, &a->fp.step);
+    case OPT_BLUR:
+        if (!parse_float(v, &a->fp.blur_sigma) || a->fp.blur_sigma < 0)
+            return false;
+        p->blur_sigma = a->fp.blur_sigma;
+        return true;
+    case OPT_ALPHA: return parse_float(v, &a->alpha) && a->alpha >= 0 && a->alpha <= 1;
+    case OPT_BATCH: return parse_int(v, 1, 4096, &a->batch);
+    case OPT_THREADS: return parse_int(v, 1, 1024, &a->threads);
+    case OPT_NPY: a->npy = v; return true;
+    case 'o': a->outdir = v; return true;
+    default: return false;
+    }
+}
+
+/* Returns 0 when parsed, 1 after --help, 2 on a usage error. */
+static int parse_args(int argc, char **argv, ex_args *a)
+{
+    static const struct option opts[] = {
+        {"method", required_argument, 0, OPT_METHOD},   {"target", required_argument, 0, OPT_TARGET},
+        {"objective", required_argument, 0, OPT_OBJECTIVE}, {"output", required_argument, 0, OPT_OUTPUT},
+        {"region", required_argument, 0, OPT_REGION},   {"layer", required_argument, 0, OPT_LAYER},
+        {"samples", required_argument, 0, OPT_SAMPLES}, {"noise", required_argument, 0, OPT_NOISE},
+        {"form", required_argument, 0, OPT_FORM},       {"steps", required_argument, 0, OPT_STEPS},
+        {"rule", required_argument, 0, OPT_RULE},       {"baseline", required_argument, 0, OPT_BASELINE},
+        {"window", required_argument, 0, OPT_WINDOW},   {"stride", required_argument, 0, OPT_STRIDE},
+        {"value", required_argument, 0, OPT_VALUE},     {"masks", required_argument, 0, OPT_MASKS},
+        {"grid", required_argument, 0, OPT_GRID},       {"p", required_argument, 0, OPT_P},
+        {"seed", required_argument, 0, OPT_SEED},       {"evaluate", no_argument, 0, OPT_EVALUATE},
+        {"step", required_argument, 0, OPT_STEP},       {"blur", required_argument, 0, OPT_BLUR},
+        {"alpha", required_argument, 0, OPT_ALPHA},     {"batch", required_argument, 0, OPT_BATCH},
+        {"threads", required_argument, 0, OPT_THREADS}, {"npy", required_argument, 0, OPT_NPY},
+        {"outdir", required_argument, 0, 'o'},          {"help", no_argument, 0, 'h'},
+        {0, 0, 0, 0}};
+    /* First pass finds the method, whose defaults the other options refine. */
+    int method = CD_EXPLAIN_GRADIENT;
+    for (int i = 1; i + 1 < argc; i++)
+        if (strcmp(argv[i], "--method") == 0)
+            method = cd_explain_method_parse(argv[i + 1]);
+        else if (strncmp(argv[i], "--method=", 9) == 0)
+            method = cd_explain_method_parse(argv[i] + 9);
+    if (method < 0) {
+        cli_fail("explain: unknown --method (gradient, gradxinput, smoothgrad, ig, gradcam, "
+                 "gradcam++, occlusion, rise)");
+        return 2;
+    }
+    cd_explain_params_default(&a->p, (cd_explain_method)method);
+    cd_faithfulness_params_default(&a->fp);
+    a->alpha = 0.5f;
+    int c;
+    optind = 1;
+    while ((c = getopt_long(argc, argv, "ho:", opts, NULL)) != -1) {
+        if (c == 'h') {
+            help(stdout);
+            return 1;
+        }
+        if (c == OPT_METHOD)
+            continue;
+        if (c == '?' || !apply_option(c, optarg, a)) {
+            if (c != '?')
+                cli_fail("explain: bad value '%s' for %s", optarg ? optarg : "",
+                         argv[optind - 1]);
+            help(stderr);
+            return 2;
+        }
+    }
+    if (argc - optind < 2 || (!a->npy && !a->outdir)) {
+        cli_fail("explain: need MODEL INPUT and at least one of -o OUTDIR or --npy FILE");
+        return 2;
+    }
+    return 0;
+}
+
+/* ------------------------------------------------------------ outputs */
+
+static void json_str(FILE *f, const char *s)
+{
+    fputc('"', f);
+    for (; s && *s; s++) {
+        if (*s == '"' || *s == '\\')
+            fprintf(f, "\\%c", *s);
+        else if ((unsigned char)*s < 0x20)
+            fprintf(f, "\\u%04x", *s);
+        else
+            fputc(*s, f);
+    }
+    fputc('"', f);
+}
+
+static void json_num(FILE *f, double v)
+{
+    if (isfinite(v))
+        fprintf(f, "%.9g", v);
+    else
+        fputs("null", f);
+}
+
+static void json_settings(FILE *f, const ex_args *a, const cd_explanation *ex)
+{
+    const cd_explain_params *p = &a->p;
+    fprintf(f, "\"settings\":{\"objective\":");
+    json_str(f, objective_names[p->objective.kind]);
+    if (p->objective.region_ndim)
+        fprintf(f, ",\"region\":\"%s\"", a->region_text);
+    switch (p->method) {
+    case CD_EXPLAIN_SMOOTHGRAD:
+        fprintf(f, ",\"samples\":%d,\"noise_level\":%g,\"form\":\"%s\",\"seed\":%llu", p->samples,
+                p->noise_level, form_names[p->smoothgrad_form], (unsigned long long)p->seed);
+        break;
+    case CD_EXPLAIN_IG:
+        fprintf(f, ",\"steps\":%d,\"rule\":\"%s\",\"baseline\":", p->steps, rule_names[p->ig_rule]);
+        json_str(f, p->baseline == CD_BASELINE_BLACK  ? "black"
+                    : p->baseline == CD_BASELINE_BLUR ? "blur"
+                                                      : a->baseline_path);
+        fprintf(f, ",\"blur_sigma\":%g,\"baseline_score\":", p->blur_sigma);
+        json_num(f, ex->baseline_score);
+        fprintf(f, ",\"completeness_delta\":");
+        json_num(f, ex->completeness_delta);
+        break;
+    case CD_EXPLAIN_GRADCAM:
+    case CD_EXPLAIN_GRADCAM_PP:
+        fprintf(f, ",\"layer\":");
+        json_str(f, ex->layer);
+        fprintf(f, ",\"variant\":\"%s\"", p->method == CD_EXPLAIN_GRADCAM
+                                              ? "Grad-CAM (Selvaraju et al. 2017)"
+                                              : "Grad-CAM++ (Chattopadhay et al. 2018, eq. 19)");
+        break;
+    case CD_EXPLAIN_OCCLUSION:
+        fprintf(f, ",\"window\":%d,\"stride\":%d,\"value\":%g", p->window, p->stride,
+                p->occlusion_value);
+        break;
+    case CD_EXPLAIN_RISE:
+        fprintf(f, ",\"masks\":%d,\"grid\":%d,\"p\":%g,\"seed\":%llu", p->rise_masks,
+                p->rise_grid, p->rise_p, (unsigned long long)p->seed);
+        break;
+    default: break;
+    }
+    fprintf(f, ",\"batch\":%d}", a->batch);
+}
+
+static void json_curve(FILE *f, const char *name, const double *v, int n)
+{
+    fprintf(f, ",\"%s\":[", name);
+    for (int i = 0; i <= n; i++) {
+        if (i)
+            fputc(',', f);
+        json_num(f, v[i]);
+    }
+    fputc(']', f);
+}
+
+static cd_status write_json(const char *path, const char *input, const ex_args *a,
+                            const cd_explanation *ex, const cd_faithfulness *fa, cd_error *err)
+{
+    cd_atomic_file *af = NULL;
+    cd_status st = cd_atomic_open(path, true, &af, err);
+    if (st != CD_OK)
+        return st;
+    FILE *f = cd_atomic_stream(af);
+    fprintf(f, "{\"input\":");
+    json_str(f, input);
+    fprintf(f, ",\"method\":\"%s\",\"target\":%d,\"score\":", cd_explain_method_name(a->p.method),
+            ex->target);
+    json_num(f, ex->score);
+    fputc(',', f);
+    json_settings(f, a, ex);
+    if (fa && fa->deletion) {
+        fprintf(f, ",\"faithfulness\":{\"step\":%d,\"n_steps\":%d,\"deletion_value\":%g,"
+                   "\"insertion_blur_sigma\":%g,\"score\":\"softmax probability of the target\","
+                   "\"deletion_auc\":",
+                fa->step, fa->n_steps, a->fp.deletion_value, a->fp.blur_sigma);
+        json_num(f, fa->deletion_auc);
+        fprintf(f, ",\"insertion_auc\":");
+        json_num(f, fa->insertion_auc);
+        json_curve(f, "deletion", fa->deletion, fa->n_steps);
+        json_curve(f, "insertion", fa->insertion, fa->n_steps);
+        fputc('}', f);
+    }
+    fprintf(f, "}\n");
+    return cd_atomic_commit(af, err);
+}
+
+/* The model's view of the input as a displayable image: the inverse of the
+ * sidecar's normalisation. NULL when the input is not a 1/3-channel image. */
+static cd_image *input_image(const cd_model *m, const cd_tensor *x)
+{
+    int nd = cd_tensor_ndim(x);
+    const int64_t *d = cd_tensor_dims(x);
+    if (nd != 4 || (d[1] != 1 && d[1] != 3))
+        return NULL;
+    cd_preprocess pp;
+    cd_model_preprocess(m, &pp);
+    cd_image *img = NULL;
+    if (cd_image_create((int)d[3], (int)d[2], (int)d[1], &img, NULL) != CD_OK)
+        return NULL;
+    const float *v = cd_tensor_cdata(x);
+    size_t hw = (size_t)(d[2] * d[3]);
+    for (int c = 0; c < d[1]; c++)
+        for (size_t j = 0; j < hw; j++) {
+            float s = pp.std[c] != 0 ? pp.std[c] : 1;
+            float px = v[(size_t)c * hw + j] * s + pp.mean[c];
+            img->pixels[j * (size_t)d[1] + (size_t)c] = pp.scale > 0 ? px * pp.scale : px;
+        }
+    return img;
+}
+
+static bool gradient_type(cd_explain_method m)
+{
+    return m == CD_EXPLAIN_GRADIENT || m == CD_EXPLAIN_GRADXINPUT ||
+           m == CD_EXPLAIN_SMOOTHGRAD || m == CD_EXPLAIN_IG;
+}
+
+static cd_status write_pictures(const cd_model *m, const cd_tensor *x, const cd_tensor *sal,
+                                const char *base, const ex_args *a, cd_error *err)
+{
+    char path[4096];
+    cd_image *heat = NULL, *ov = NULL, *img = NULL;
+    cd_status st = cd_explain_render_heatmap(sal, true, &heat, err);
+    if (st == CD_OK) {
+        snprintf(path, sizeof path, "%s.png", base);
+        st = cd_image_save_png(path, heat, true, err);
+    }
+    img = st == CD_OK ? input_image(m, x) : NULL;
+    if (img) {
+        st = cd_explain_render_overlay(sal, img, a->alpha, &ov, err);
+        snprintf(path, sizeof path, "%s.overlay.png", base);
+        if (st == CD_OK)
+            st = cd_image_save_png(path, ov, true, err);
+    }
+    cd_image_free(heat);
+    cd_image_free(ov);
+    cd_image_free(img);
+    return st;
+}
+
+static void print_summary(const char *input, const ex_args *a, const cd_explanation *ex,
+                          const cd_faithfulness *fa)
+{
+    printf("%s: %s, target %d, score %.6g", input, cd_explain_method_name(a->p.method),
+           ex->target, ex->score);
+    if (ex->layer)
+        printf(", layer '%s'", ex->layer);
+    if (a->p.method == CD_EXPLAIN_IG)
+        printf(", F(baseline) %.6g, completeness delta %.3g (%.3g%% of F(x)-F(x'))",
+               ex->baseline_score, ex->completeness_delta,
+               100.0 * fabs(ex->completeness_delta) /
+                   fmax(1e-30, fabs(ex->score - ex->baseline_score)));
+    printf("\n");
+    if (fa && fa->deletion)
+        printf("  deletion AUC %.4f, insertion AUC %.4f (softmax probability of class %d; "
+               "%d steps of %d pixels; deletion to %g, insertion from blur sigma %g)\n",
+               fa->deletion_auc, fa->insertion_auc, ex->target, fa->n_steps, fa->step,
+               a->fp.deletion_value, a->fp.blur_sigma);
+}
+
+static int explain_one(const cd_model *m, cd_explainer *e, const char *input, const ex_args *a,
+                       cd_tensor *baseline)
+{
+    cd_error err = {0};
+    cd_tensor *x = NULL, *sal = NULL;
+    cd_explanation ex = {0};
+    cd_faithfulness fa = {0};
+    cd_explain_params p = a->p;
+    p.baseline_tensor = baseline;
+    cd_status st = inputs_load_tensor(m, input, &x, &err);
+    if (st == CD_OK && cd_tensor_dims(x)[0] != 1)
+        st = cli_set_error(&err, CD_ERR_INVALID_ARGUMENT, "explain takes one example (batch 1)");
+    if (st == CD_OK)
+        st = cd_explain(e, x, &p, &ex, &err);
+    if (st == CD_OK && a->npy)
+        st = cd_npy_save(a->npy, ex.map, &err);
+    bool has_2d = st == CD_OK && cd_tensor_ndim(x) >= 3 && cd_tensor_ndim(x) <= 4;
+    if (has_2d && (a->outdir || a->evaluate))
+        st = cd_explain_saliency_2d(ex.map, gradient_type(p.method), &sal, &err);
+    if (st == CD_OK && a->evaluate && sal)
+        st = cd_explain_faithfulness(e, x, sal, ex.target, &a->fp, &fa, &err);
+    if (st == CD_OK && a->outdir) {
+        const char *slash = strrchr(input, '/');
+        char stem[1024], base[4096];
+        snprintf(stem, sizeof stem, "%s", slash ? slash + 1 : input);
+        char *dot = strrchr(stem, '.');
+        if (dot && dot != stem)
+            *dot = '\0';
+        snprintf(base, sizeof base, "%s/%s.%s", a->outdir, stem, cd_explain_method_name(p.method));
+        char path[4200];
+        snprintf(path, sizeof path, "%s.npy", base);
+        st = cd_npy_save(path, ex.map, &err);
+        if (st == CD_OK && sal)
+            st = write_pictures(m, x, sal, base, a, &err);
+        snprintf(path, sizeof path, "%s.json", base);
+        if (st == CD_OK)
+            st = write_json(path, input, a, &ex, &fa, &err);
+    }
+    if (st == CD_OK)
+        print_summary(input, a, &ex, &fa);
+    else
+        fprintf(stderr, "candor explain: %s: error (%s): %s\n", input, cd_status_name(err.code),
+                err.message);
+    cd_faithfulness_free(&fa);
+    cd_explanation_free(&ex);
+    cd_tensor_free(sal);
+    cd_tensor_free(x);
+    return st == CD_OK ? 0 : 1;
+}
+
+int cmd_explain(int argc, char **argv)
+{
+    ex_args a = {0};
+    int rc = parse_args(argc, argv, &a);
+    if (rc)
+        return rc == 1 ? 0 : 2;
+    cd_error err = {0};
+    cd_model *m = NULL;
+    cd_explainer *e = NULL;
+    cd_tensor *baseline = NULL;
+    if (cd_model_load(argv[optind], NULL, &m, &err) != CD_OK)
+        return cli_fail_err("explain", &err);
+    a.fp.output_is_probability = strcmp(cd_model_output_kind(m), "probabilities") == 0;
+    cd_explain_options eo = {.threads = a.threads, .max_batch = a.batch};
+    if (cd_explainer_create(m, &eo, &e, &err) != CD_OK ||
+        (a.baseline_path && cd_npy_load_f32(a.baseline_path, &baseline, &err) != CD_OK)) {
+        cd_explainer_free(e);
+        cd_model_free(m);
+        return cli_fail_err("explain", &err);
+    }
+    if (a.batch == 0)
+        a.batch = 8;
+    input_list in = {0};
+    int failures = 0, setup = 0;
+    if (inputs_collect(argc - optind - 1, argv + optind + 1, &in) != 0 || in.count == 0) {
+        cli_fail("explain: no inputs found");
+        setup = 1;
+    } else if (a.npy && in.count > 1) {
+        cli_fail("explain: --npy takes a single input (use -o OUTDIR for several)");
+        setup = 1;
+    } else if (a.outdir && mkdir(a.outdir, 0777) != 0 && errno != EEXIST) {
+        cli_fail("explain: cannot create '%s': %s", a.outdir, strerror(errno));
+        setup = 1;
+    }
+    for (int i = 0; !setup && i < in.count; i++)
+        failures += explain_one(m, e, in.paths[i], &a, baseline);
+    inputs_free(&in);
+    cd_tensor_free(baseline);
+    cd_explainer_free(e);
+    cd_model_free(m);
+    return failures || setup ? 1 : 0;
+}
