@@ -2,6 +2,7 @@
  *                 [--mc T] [--seed S] [--dropout SITE:P[:channel]]... [--level L]
  *                 [--ensemble M1.onnx M2.onnx ... | --member M.onnx ...]
  *                 [--samples FILE.npy] [--csv FILE] [--regression] [--log-variance]
+ *                 [--maps DIR [--overlay[=ALPHA]]]
  * The uncertainty options are handled in predict_mc.c. */
 #include <getopt.h>
 #include <math.h>
@@ -39,6 +40,9 @@ static void help(FILE *f)
             "  --csv F        one row of summary columns per input\n"
             "  --regression   summarize outputs as regression (mean, std, interval)\n"
             "  --log-variance output 1 is a log-variance head (with --regression)\n"
+            "  --maps DIR     dense (N, C, H, W) outputs: write per-pixel entropy, mutual\n"
+            "                 information, winning-class std and argmax as .npy and PNG\n"
+            "  --overlay[=A]  with --maps, also draw the maps over the input (alpha A, 0.5)\n"
             "  -h, --help     this help\n");
 }
 
@@ -208,12 +212,15 @@ int cmd_predict(int argc, char **argv)
                                          {"csv", required_argument, 0, 'C'},
                                          {"regression", no_argument, 0, 'R'},
                                          {"log-variance", no_argument, 0, 'V'},
+                                         {"maps", required_argument, 0, 'P'},
+                                         {"overlay", optional_argument, 0, 'O'},
                                          {0, 0, 0, 0}};
     predict_opts o = {.top = 3};
     static predict_mc_opts mo; /* large; one per process */
     memset(&mo, 0, sizeof mo);
     mo.T = 1;
     mo.level = 0.95;
+    mo.overlay_alpha = 0.5f;
     bool uncertain = false, ensemble = false;
     int n_members = 0;
     const char *members[PMC_MAX];
@@ -245,6 +252,12 @@ int cmd_predict(int argc, char **argv)
         case 'C': mo.csv_path = optarg; uncertain = true; break;
         case 'R': mo.regression = uncertain = true; break;
         case 'V': mo.log_variance = uncertain = true; break;
+        case 'P': mo.maps_dir = optarg; uncertain = true; break;
+        case 'O':
+            mo.overlay = uncertain = true;
+            if (optarg)
+                mo.overlay_alpha = (float)atof(optarg);
+            break;
         default: help(stderr); return 2;
         }
     }

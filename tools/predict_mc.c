@@ -1,10 +1,13 @@
 /* candor predict --mc / --ensemble: sampled predictions and their summaries. */
+#include <errno.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "inputs.h"
+#include "predict_dense.h"
 #include "predict_mc.h"
 
 int predict_mc_parse_site(char *arg, cd_dropout_site *site)
@@ -44,7 +47,8 @@ typedef struct run_state {
     FILE *csv;
     float *raw;          /* accumulated sampled probabilities for --samples */
     size_t raw_rows, raw_cap;
-    int64_t raw_s, raw_k;
+    int raw_nd;          /* shape of one row's samples: (S, ...) */
+    int64_t raw_dims[CD_MAX_DIMS];
     bool first_json;
 } run_state;
 
@@ -177,17 +181,23 @@ static void csv_class(run_state *st, const char *name, const cd_class_summary *s
             s->variation_ratio, s->agreement);
 }
 
-static int keep_raw(run_state *st, const float *p, int64_t s, int64_t k)
+/* Appends one row's samples, of shape dims[0..nd-1] = (S, ...), to the
+ * --samples array. */
+static int keep_raw(run_state *st, const float *p, int nd, const int64_t *dims)
 {
     if (!st->o->samples_path)
         return 0;
-    if (st->raw_rows && (st->raw_s != s || st->raw_k != k)) {
+    if (nd + 1 > CD_MAX_DIMS)
+        return cli_fail("predict: --samples: samples of rank %d are too large", nd);
+    if (st->raw_rows && (st->raw_nd != nd || memcmp(st->raw_dims, dims, nd * sizeof *dims))) {
         fprintf(stderr, "candor predict: --samples needs the same sample shape for every input\n");
         return 1;
     }
-    st->raw_s = s;
-    st->raw_k = k;
-    size_t block = (size_t)(s * k);
+    st->raw_nd = nd;
+    memcpy(st->raw_dims, dims, nd * sizeof *dims);
+    size_t block = 1;
+    for (int i = 0; i < nd; i++)
+        block *= (size_t)dims[i];
     if (st->raw_rows == st->raw_cap) {
         size_t cap = st->raw_cap ? 2 * st->raw_cap : 16;
         float *nr = realloc(st->raw, cap * block * sizeof *nr);
@@ -213,7 +223,8 @@ static int summarize_class(run_state *st, const char *name, float *p, int64_t s,
     if (st->csv)
         csv_class(st, name, &sum);
     cd_class_summary_free(&sum);
-    return keep_raw(st, p, s, k);
+    int64_t dims[2] = {s, k};
+    return keep_raw(st, p, 2, dims);
 }
 
 static int summarize_regression(run_state *st, const char *name, const float *mu,
@@ -250,7 +261,45 @@ static int summarize_regression(run_state *st, const char *name, const float *mu
                    r.aleatoric_var[j], r.epistemic_var[j]);
     }
     cd_regression_summary_free(&r);
-    return keep_raw(st, mu, s, d);
+    int64_t dims[2] = {s, d};
+    return keep_raw(st, mu, 2, dims);
+}
+
+/* True when the samples (rows, S, C, H, W) are dense per-pixel outputs. */
+static bool is_dense(const run_state *st, int nd)
+{
+    const char *kind = cd_model_output_kind(st->models[0]);
+    return !st->o->regression && strcmp(kind, "regression") != 0 &&
+           (nd == 5 || strcmp(kind, "segmentation") == 0);
+}
+
+/* Dense outputs: softmax over the class axis, then maps row by row. */
+static int summarize_dense_rows(run_state *st, const char *path, const cd_tensor *x,
+                                cd_tensor *smp)
+{
+    const int64_t *d = cd_tensor_dims(smp);
+    cd_error err;
+    if (cd_tensor_ndim(smp) != 5)
+        return cli_fail("predict: %s: segmentation samples must have shape (rows, S, C, H, W)",
+                        path);
+    if (strcmp(cd_model_output_kind(st->models[0]), "probabilities") != 0 &&
+        cd_softmax_axis(smp, 2, &err) != CD_OK)
+        return cli_fail_err("predict", &err);
+    dense_ctx c = {.o = st->o, .input = x, .first_json = &st->first_json};
+    size_t block = (size_t)(d[1] * d[2] * d[3] * d[4]);
+    int rc = 0;
+    for (int64_t r = 0; r < d[0] && rc == 0; r++) {
+        char name[4096];
+        if (d[0] > 1)
+            snprintf(name, sizeof name, "%s[%lld]", path, (long long)r);
+        else
+            snprintf(name, sizeof name, "%s", path);
+        const float *p = (const float *)cd_tensor_cdata(smp) + r * block;
+        rc = predict_dense_row(&c, path, name, r, d[0], p, d + 1);
+        if (rc == 0)
+            rc = keep_raw(st, p, 4, d + 1);
+    }
+    return rc;
 }
 
 /* One input file: sample, then summarize each of its rows. */
@@ -268,7 +317,6 @@ static int predict_input(run_state *st, const char *path)
                 err.message);
         return 1;
     }
-    cd_tensor_free(x);
     const int64_t *d = cd_tensor_dims(smp[0]);
     int nd = cd_tensor_ndim(smp[0]);
     int64_t rows = d[0], s = d[1], k = 1;
@@ -277,13 +325,20 @@ static int predict_input(run_state *st, const char *path)
     const char *kind = cd_model_output_kind(st->models[0]);
     bool regression = o->regression || strcmp(kind, "regression") == 0;
     int rc = 0;
-    if (nd != 3 && !regression) {
-        fprintf(stderr, "candor predict: %s: samples of shape (rows, S, classes) expected; "
-                        "dense outputs are summarized by the C API (cd_summarize_dense)\n", path);
+    if (is_dense(st, nd)) {
+        rc = summarize_dense_rows(st, path, x, smp[0]);
+        rows = 0;
+    } else if (o->maps_dir) {
+        fprintf(stderr, "candor predict: %s: --maps needs a dense (N, C, H, W) output\n", path);
+        rc = 1;
+    } else if (nd != 3 && !regression) {
+        fprintf(stderr, "candor predict: %s: samples of shape (rows, S, classes) expected, or "
+                        "(rows, S, C, H, W) for segmentation\n", path);
         rc = 1;
     } else if (!regression && strcmp(kind, "probabilities") != 0) {
         cd_softmax_axis(smp[0], -1, &err);
     }
+    cd_tensor_free(x);
     for (int64_t r = 0; r < rows && rc == 0; r++) {
         char name[4096];
         if (rows > 1)
@@ -305,10 +360,11 @@ static int save_raw(run_state *st)
 {
     if (!st->o->samples_path || !st->raw_rows)
         return 0;
-    int64_t dims[3] = {(int64_t)st->raw_rows, st->raw_s, st->raw_k};
+    int64_t dims[CD_MAX_DIMS] = {(int64_t)st->raw_rows};
+    memcpy(dims + 1, st->raw_dims, (size_t)st->raw_nd * sizeof *dims);
     cd_tensor *t = NULL;
     cd_error err;
-    if (cd_tensor_from_data(CD_FLOAT32, 3, dims, st->raw, &t, &err) != CD_OK ||
+    if (cd_tensor_from_data(CD_FLOAT32, st->raw_nd + 1, dims, st->raw, &t, &err) != CD_OK ||
         cd_npy_save(st->o->samples_path, t, &err) != CD_OK) {
         cd_tensor_free(t);
         return cli_fail_err("predict", &err);
@@ -355,6 +411,13 @@ int predict_mc_run(const predict_mc_opts *o, int n_inputs, char **inputs)
         return cli_fail("predict: --mc needs at least 1 sample (got %d)", o->T), 2;
     if (!(o->level > 0 && o->level < 1))
         return cli_fail("predict: --level must be in (0, 1)"), 2;
+    if (o->overlay && !o->maps_dir)
+        return cli_fail("predict: --overlay needs --maps DIR"), 2;
+    if (!(o->overlay_alpha >= 0 && o->overlay_alpha <= 1))
+        return cli_fail("predict: --overlay alpha must be in [0, 1]"), 2;
+    if (o->maps_dir && mkdir(o->maps_dir, 0777) != 0 && errno != EEXIST)
+        return cli_fail("predict: cannot create --maps folder %s: %s", o->maps_dir,
+                        strerror(errno)), 1;
     run_state st = {.o = o, .first_json = true};
     int failures = open_all(&st);
     input_list in = {0};

@@ -26,6 +26,9 @@ typedef struct predict_mc_opts {
     bool regression;           /* --regression: summarize as regression */
     bool log_variance;         /* --log-variance: output 1 is a log-variance head */
     int threads;
+    const char *maps_dir;      /* --maps DIR: dense maps as .npy + PNG */
+    bool overlay;              /* --overlay: maps over the input image too */
+    float overlay_alpha;       /* weight of the map colour in the overlay */
 } predict_mc_opts;
 
 /* Parses "NAME:P[:channel]" into site (name points into arg, which is

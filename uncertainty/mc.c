@@ -233,7 +233,9 @@ static cd_status build_full(cd_mc_session *mc, const cd_tensor *const *inputs, c
         return cd_fail(err, CD_ERR_OUT_OF_MEMORY, "out of memory");
     for (int i = 0; i < m->n_nodes; i++)
         keep[i] = mc->site_of_node[i] >= 0;
-    cd_plan_options po = {.keep_node = keep};
+    /* The prefix runs a subset of the steps and the suffix reads boundary
+     * tensors out of p->vals: both need every activation in its own buffer. */
+    cd_plan_options po = {.keep_node = keep, .keep_activations = true};
     cd_status st = cd_plan_build(m, inputs, &po, &mc->full, err);
     free(keep);
     if (st != CD_OK)

@@ -23,6 +23,7 @@
 #include <stdint.h>
 
 #include "error.h"
+#include "image.h"
 #include "model.h"
 #include "tensor.h"
 
@@ -166,6 +167,33 @@ typedef struct cd_dense_maps {
 CD_API cd_status cd_summarize_dense(const cd_tensor *samples, cd_dense_maps *out,
                                     cd_error *err);
 CD_API void cd_dense_maps_free(cd_dense_maps *m);
+
+/* The fixed colour range of a dense map: [0, ln C] for "entropy",
+ * "expected_entropy" and "mutual_information" (the values they can reach
+ * with C classes), [0, 0.5] for "winning_std" (the largest std of a
+ * probability). A fixed range keeps maps of different inputs comparable. */
+CD_API void cd_dense_map_range(const char *name, int n_classes, double *lo, double *hi);
+
+/* Colours an (H, W) float32 map with viridis on [lo, hi] (values outside are
+ * clamped, non-finite ones drawn at lo). With legend, a scale bar (top = hi,
+ * bottom = lo) labelled with hi, the midpoint and lo is added on the right.
+ * *out is a new RGB image owned by the caller. */
+CD_API cd_status cd_render_map(const cd_tensor *map2d, double lo, double hi, bool legend,
+                               cd_image **out, cd_error *err);
+/* The coloured map blended over base (gray, RGB or RGBA of W x H, alpha
+ * channel ignored): pixel = (1 - alpha) base + alpha colour. */
+CD_API cd_status cd_render_map_overlay(const cd_tensor *map2d, double lo, double hi,
+                                       const cd_image *base, float alpha, cd_image **out,
+                                       cd_error *err);
+/* Writes the maps of one input, each file atomically (replacing old ones):
+ *   PREFIX.{entropy,expected_entropy,mutual_information,winning_std}.npy
+ *       (H, W) float32, and .png with a legend, coloured on
+ *       cd_dense_map_range;
+ *   PREFIX.argmax.npy (H, W) int64 and PREFIX.argmax.png (class palette);
+ *   with base (the input image at W x H; NULL = none):
+ *   PREFIX.<map>.overlay.png for the four float maps. */
+CD_API cd_status cd_dense_maps_save(const cd_dense_maps *m, int n_classes, const char *prefix,
+                                    const cd_image *base, float alpha, cd_error *err);
 
 /* Standard normal quantile (inverse CDF) for 0 < q < 1. */
 CD_API double cd_normal_quantile(double q);
