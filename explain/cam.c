@@ -86,7 +86,7 @@ cd_status cd_explain_default_layer(cd_explainer *e, const cd_tensor *x, const ch
                                    cd_error *err)
 {
     cd_plan *p = NULL;
-    cd_status st = ex_get_plan(e, x, &p, err);
+    cd_status st = ex_get_plan(e, x, true, &p, err);
     if (st != CD_OK)
         return st;
     int v = default_layer_value(p);

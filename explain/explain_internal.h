@@ -6,7 +6,7 @@
 #include "core/internal.h"
 #include "core/plan.h"
 
-#define EX_PLAN_CACHE 2
+#define EX_PLAN_CACHE 4
 
 struct cd_explainer {
     const cd_model *model;
@@ -19,8 +19,9 @@ struct cd_explainer {
     cd_ctx ctx;
 };
 
-/* Plan for x's shape from the explainer's cache (built when missing). */
-cd_status ex_get_plan(cd_explainer *e, const cd_tensor *x, cd_plan **out, cd_error *err);
+/* Plan for x's shape (tape: built with keep_activations) from the explainer's cache (built when missing). */
+cd_status ex_get_plan(cd_explainer *e, const cd_tensor *x, bool tape, cd_plan **out,
+                      cd_error *err);
 
 /* Deterministic generator (splitmix64) for noise and masks. */
 typedef struct ex_rng {

@@ -97,16 +97,21 @@ static cd_tensor row_view(const cd_tensor *x, int64_t start, int64_t rows)
     return v;
 }
 
-cd_status ex_get_plan(cd_explainer *e, const cd_tensor *x, cd_plan **out, cd_error *err)
+cd_status ex_get_plan(cd_explainer *e, const cd_tensor *x, bool tape, cd_plan **out,
+                      cd_error *err)
 {
     const cd_tensor *in[1] = {x};
     for (int i = 0; i < EX_PLAN_CACHE; i++)
-        if (e->plans[i] && cd_plan_matches(e->plans[i], in)) {
+        if (e->plans[i] && e->plans[i]->keep_activations == tape &&
+            cd_plan_matches(e->plans[i], in)) {
             *out = e->plans[i];
             return CD_OK;
         }
+    /* Gradients need the tape (every activation kept); score-only passes
+     * (occlusion, RISE, deletion/insertion) use the fast fused plan. */
+    cd_plan_options po = {.keep_activations = tape};
     cd_plan *p = NULL;
-    cd_status st = cd_plan_build(e->model, in, NULL, &p, err);
+    cd_status st = cd_plan_build(e->model, in, &po, &p, err);
     if (st != CD_OK)
         return st;
     int slot = e->next_slot;
@@ -346,16 +351,19 @@ typedef struct pass_io {
 static cd_status one_pass(cd_explainer *e, const cd_tensor *x, const pass_io *io,
                           bool *batch_problem, cd_error *err)
 {
-    cd_plan *p = NULL;
-    cd_status st = ex_get_plan(e, x, &p, err);
-    if (st != CD_OK) {
-        *batch_problem = true;
-        return st;
-    }
     const cd_model *m = e->model;
     int vo = objective_value(m, io->obj, err);
     if (vo < 0)
         return CD_ERR_INVALID_ARGUMENT;
+    /* Gradients and intermediate values (a pre-softmax score included) need
+     * the plan that keeps every activation. */
+    bool tape = io->grads || io->values || !m->values[vo].is_graph_output;
+    cd_plan *p = NULL;
+    cd_status st = ex_get_plan(e, x, tape, &p, err);
+    if (st != CD_OK) {
+        *batch_problem = true;
+        return st;
+    }
     int ids[16];
     if (io->n_wrt > 16)
         return cd_fail(err, CD_ERR_INVALID_ARGUMENT, "at most 16 tensors per gradient call");
