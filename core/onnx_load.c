@@ -374,6 +374,11 @@ static cd_status convert_node(loader *L, size_t index, cd_node *n, const char **
     if (np->n_input > INT_MAX || np->n_output > INT_MAX || np->n_attribute > INT_MAX)
         return cd_fail(err, CD_ERR_LIMIT, "%s: node #%zu has too many inputs/outputs", L->file,
                        index);
+    /* Every operator's first output is required; later ones (masks, indices)
+     * may be omitted with "". The kernels write output 0 unconditionally. */
+    if (np->n_output < 1 || !np->output[0] || !np->output[0][0])
+        return cd_fail(err, CD_ERR_PARSE, "%s: node #%zu (%s '%s') has no first output",
+                       L->file, index, np->op_type, np->name ? np->name : "");
     int64_t opset = imported_version(L->mp, np->domain);
     if (opset < 0)
         return cd_fail(err, CD_ERR_PARSE,
@@ -518,70 +523,66 @@ done:
     return st;
 }
 
-/* Converts, sorts and binds all nodes into L->m. */
-static cd_status build_nodes(loader *L, cd_error *err)
+/* Moves tmp[] (file order) into L->m->nodes in topological order and renumbers
+ * the value producers to match. */
+static void adopt_in_order(loader *L, cd_node *tmp, const int *order, int *pos, int n)
 {
     cd_model *m = L->m;
-    int n = (int)L->g->n_node;
-    cd_node *tmp = calloc((size_t)n + 1, sizeof *tmp);
-    int *order = malloc(((size_t)n + 1) * sizeof *order);
-    const char **skipped = calloc((size_t)n + 1, sizeof *skipped);
-    cd_status st = CD_OK;
-    if (!tmp || !order || !skipped) {
-        st = cd_fail(err, CD_ERR_OUT_OF_MEMORY, "%s: out of memory", L->file);
-        goto done;
-    }
-    for (int i = 0; i < n && st == CD_OK; i++)
-        st = convert_node(L, (size_t)i, &tmp[i], &skipped[i], err);
-    if (st == CD_OK)
-        st = topo_sort(L, tmp, n, order, err);
-    if (st != CD_OK)
-        goto done;
-    /* Move the nodes into topological order; producers follow them. */
-    m->nodes = malloc(((size_t)n + 1) * sizeof *m->nodes);
-    if (!m->nodes) {
-        st = cd_fail(err, CD_ERR_OUT_OF_MEMORY, "%s: out of memory", L->file);
-        goto done;
-    }
-    int *pos = malloc(((size_t)n + 1) * sizeof *pos);
-    if (!pos) {
-        st = cd_fail(err, CD_ERR_OUT_OF_MEMORY, "%s: out of memory", L->file);
-        goto done;
-    }
-    const char **skipped_sorted = malloc(((size_t)n + 1) * sizeof *skipped_sorted);
-    if (!skipped_sorted) {
-        free(pos);
-        st = cd_fail(err, CD_ERR_OUT_OF_MEMORY, "%s: out of memory", L->file);
-        goto done;
-    }
     for (int k = 0; k < n; k++) {
         m->nodes[k] = tmp[order[k]];
-        skipped_sorted[k] = skipped[order[k]];
         pos[order[k]] = k;
     }
-    memset(tmp, 0, ((size_t)n + 1) * sizeof *tmp); /* ownership moved to m->nodes */
+    memset(tmp, 0, (size_t)n * sizeof *tmp); /* ownership moved to m->nodes */
     m->n_nodes = n;
     for (int v = 0; v < m->n_values; v++)
         if (m->values[v].producer >= 0)
             m->values[v].producer = pos[m->values[v].producer];
-    free(pos);
-    for (int k = 0; k < n && st == CD_OK; k++) {
-        cd_node *node = &m->nodes[k];
-        st = cd_node_bind(node, err);
+}
+
+/* Binds every node to its operator (in topological order). skipped[] is in
+ * file order, hence order[]. */
+static cd_status bind_all(loader *L, const int *order, const char *const *skipped,
+                          cd_error *err)
+{
+    for (int k = 0; k < L->m->n_nodes; k++) {
+        cd_node *node = &L->m->nodes[k];
+        cd_status st = cd_node_bind(node, err);
         if (st != CD_OK)
-            cd_error_prefix(err, st, "%s", L->file);
-        else if (skipped_sorted[k])
-            st = cd_fail(err, CD_ERR_UNSUPPORTED,
-                         "%s: node '%s' (%s): attribute '%s' has a type candor does not support",
-                         L->file, node->name, node->op_type, skipped_sorted[k]);
+            return cd_error_prefix(err, st, "%s", L->file);
+        if (skipped[order[k]])
+            return cd_fail(err, CD_ERR_UNSUPPORTED,
+                           "%s: node '%s' (%s): attribute '%s' has a type candor does not "
+                           "support", L->file, node->name, node->op_type, skipped[order[k]]);
     }
-    free(skipped_sorted);
-done:
-    if (tmp)
-        for (int i = 0; i < n; i++)
-            cd_node_clear(&tmp[i]);
+    return CD_OK;
+}
+
+/* Converts, sorts and binds all nodes into L->m. */
+static cd_status build_nodes(loader *L, cd_error *err)
+{
+    int n = (int)L->g->n_node;
+    size_t count = (size_t)n + 1;
+    cd_node *tmp = calloc(count, sizeof *tmp);
+    int *order = malloc(count * sizeof *order);
+    int *pos = malloc(count * sizeof *pos);
+    const char **skipped = calloc(count, sizeof *skipped);
+    L->m->nodes = calloc(count, sizeof *L->m->nodes);
+    cd_status st = CD_OK;
+    if (!tmp || !order || !pos || !skipped || !L->m->nodes)
+        st = cd_fail(err, CD_ERR_OUT_OF_MEMORY, "%s: out of memory", L->file);
+    for (int i = 0; i < n && st == CD_OK; i++)
+        st = convert_node(L, (size_t)i, &tmp[i], &skipped[i], err);
+    if (st == CD_OK)
+        st = topo_sort(L, tmp, n, order, err);
+    if (st == CD_OK) {
+        adopt_in_order(L, tmp, order, pos, n);
+        st = bind_all(L, order, skipped, err);
+    }
+    for (int i = 0; tmp && i < n; i++)
+        cd_node_clear(&tmp[i]);
     free(tmp);
     free(order);
+    free(pos);
     free(skipped);
     return st;
 }

@@ -316,7 +316,7 @@ static void run_isolated(const char *dir, result *r)
         set(r, FAIL, "pipe: %s", strerror(errno));
         return;
     }
-    fflush(stdout);
+    fflush(NULL); /* the child must not inherit (and re-emit) buffered output */
     pid_t pid = fork();
     if (pid < 0) {
         close(fds[0]);
@@ -328,6 +328,7 @@ static void run_isolated(const char *dir, result *r)
         close(fds[0]);
         alarm(TEST_TIMEOUT_SECONDS);
         result mine;
+        memset(&mine, 0, sizeof mine); /* the whole struct goes down the pipe */
         run_one_test(dir, &mine);
         ssize_t w = write(fds[1], &mine, sizeof mine);
         _exit(w == (ssize_t)sizeof mine ? 0 : 1);
