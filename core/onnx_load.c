@@ -374,11 +374,6 @@ static cd_status convert_node(loader *L, size_t index, cd_node *n, const char **
     if (np->n_input > INT_MAX || np->n_output > INT_MAX || np->n_attribute > INT_MAX)
         return cd_fail(err, CD_ERR_LIMIT, "%s: node #%zu has too many inputs/outputs", L->file,
                        index);
-    /* Every operator's first output is required; later ones (masks, indices)
-     * may be omitted with "". The kernels write output 0 unconditionally. */
-    if (np->n_output < 1 || !np->output[0] || !np->output[0][0])
-        return cd_fail(err, CD_ERR_PARSE, "%s: node #%zu (%s '%s') has no first output",
-                       L->file, index, np->op_type, np->name ? np->name : "");
     int64_t opset = imported_version(L->mp, np->domain);
     if (opset < 0)
         return cd_fail(err, CD_ERR_PARSE,
@@ -549,6 +544,13 @@ static cd_status bind_all(loader *L, const int *order, const char *const *skippe
         cd_status st = cd_node_bind(node, err);
         if (st != CD_OK)
             return cd_error_prefix(err, st, "%s", L->file);
+        /* The first output of every operator candor implements is required
+         * (later ones, masks and indices, may be omitted with ""); kernels
+         * write output 0 unconditionally. Checked after binding because some
+         * ONNX operators candor lacks (GRU, LSTM) do allow omitting it. */
+        if (node->n_outputs < 1 || node->outputs[0] < 0)
+            return cd_fail(err, CD_ERR_PARSE, "%s: node '%s' (%s) has no first output",
+                           L->file, node->name, node->op_type);
         if (skipped[order[k]])
             return cd_fail(err, CD_ERR_UNSUPPORTED,
                            "%s: node '%s' (%s): attribute '%s' has a type candor does not "

@@ -461,6 +461,21 @@ static void test_dangling_input(void **state)
     mb_output(b, "y", 2, dims_n4);
     expect_error(b, NULL, NULL, CD_ERR_PARSE, "'y'", "already defined");
     mb_free(b);
+    /* An omitted first output: malformed for candor's operators, but only
+     * reported as unsupported for operators candor lacks (GRU allows it). */
+    b = mb_new(13);
+    mb_input(b, "x", 2, dims_n4);
+    mb_node(b, "Relu", "r0", "x", "-");
+    mb_node(b, "Relu", "r1", "x", "y");
+    mb_output(b, "y", 2, dims_n4);
+    expect_error(b, NULL, NULL, CD_ERR_PARSE, "'r0'", "first output");
+    mb_free(b);
+    b = mb_new(13);
+    mb_input(b, "x", 2, dims_n4);
+    mb_node(b, "GRU", "g0", "x", "- h");
+    mb_output(b, "h", 2, dims_n4);
+    expect_error(b, NULL, NULL, CD_ERR_UNSUPPORTED, "GRU", NULL);
+    mb_free(b);
 }
 
 static void test_bad_initializers(void **state)
