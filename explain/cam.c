@@ -166,7 +166,8 @@ cd_status ex_cam(cd_explainer *e, const cd_tensor *x, const cd_explain_params *p
 {
     if (x->ndim != 4)
         return cd_fail(err, CD_ERR_UNSUPPORTED,
-                       "Grad-CAM needs an image input (N, C, H, W); this input has %d axes",
+                       "Grad-CAM needs a spatial layer of an image model (input (N, C, H, W)); "
+                       "this input has %d axes",
                        x->ndim);
     const char *layer = p->layer;
     cd_status st = layer ? CD_OK : cd_explain_default_layer(e, x, &layer, err);

@@ -350,6 +350,11 @@ static double curve_auc(const double *s, int n)
 static cd_status faith_objective(const cd_explainer *e, const cd_faithfulness_params *p,
                                  int target, cd_objective *obj)
 {
+    if (p->objective) {
+        *obj = *p->objective;
+        obj->target = target;
+        return CD_OK;
+    }
     cd_objective_default(obj);
     obj->target = target;
     obj->kind = CD_OBJECTIVE_PROB;

@@ -241,6 +241,13 @@ static int parse_args(int argc, char **argv, ex_args *a)
 
 /* ------------------------------------------------------------ outputs */
 
+/* Region and sum objectives (segmentation, regression) have no class
+ * probability: their deletion/insertion curves record the objective itself. */
+static bool custom_curve_score(const ex_args *a)
+{
+    return a->p.objective.region_ndim > 0 || a->p.objective.kind == CD_OBJECTIVE_SUM;
+}
+
 static void json_str(FILE *f, const char *s)
 {
     fputc('"', f);
@@ -334,9 +341,10 @@ static cd_status write_json(const char *path, const char *input, const ex_args *
     json_settings(f, a, ex);
     if (fa && fa->deletion) {
         fprintf(f, ",\"faithfulness\":{\"step\":%d,\"n_steps\":%d,\"deletion_value\":%g,"
-                   "\"insertion_blur_sigma\":%g,\"score\":\"softmax probability of the target\","
-                   "\"deletion_auc\":",
-                fa->step, fa->n_steps, a->fp.deletion_value, a->fp.blur_sigma);
+                   "\"insertion_blur_sigma\":%g,\"score\":\"%s\",\"deletion_auc\":",
+                fa->step, fa->n_steps, a->fp.deletion_value, a->fp.blur_sigma,
+                custom_curve_score(a) ? "the explained objective"
+                                      : "softmax probability of the target");
         json_num(f, fa->deletion_auc);
         fprintf(f, ",\"insertion_auc\":");
         json_num(f, fa->insertion_auc);
@@ -415,9 +423,11 @@ static void print_summary(const char *input, const ex_args *a, const cd_explanat
                    fmax(1e-30, fabs(ex->score - ex->baseline_score)));
     printf("\n");
     if (fa && fa->deletion)
-        printf("  deletion AUC %.4f, insertion AUC %.4f (softmax probability of class %d; "
+        printf("  deletion AUC %.4f, insertion AUC %.4f (%s of class %d; "
                "%d steps of %d pixels; deletion to %g, insertion from blur sigma %g)\n",
-               fa->deletion_auc, fa->insertion_auc, ex->target, fa->n_steps, fa->step,
+               fa->deletion_auc, fa->insertion_auc,
+               custom_curve_score(a) ? "explained objective" : "softmax probability", ex->target,
+               fa->n_steps, fa->step,
                a->fp.deletion_value, a->fp.blur_sigma);
 }
 
@@ -440,8 +450,11 @@ static int explain_one(const cd_model *m, cd_explainer *e, const char *input, co
     bool has_2d = st == CD_OK && cd_tensor_ndim(x) >= 3 && cd_tensor_ndim(x) <= 4;
     if (has_2d && (a->outdir || a->evaluate))
         st = cd_explain_saliency_2d(ex.map, gradient_type(p.method), &sal, &err);
+    cd_faithfulness_params fp = a->fp;
+    if (custom_curve_score(a))
+        fp.objective = &p.objective;
     if (st == CD_OK && a->evaluate && sal)
-        st = cd_explain_faithfulness(e, x, sal, ex.target, &a->fp, &fa, &err);
+        st = cd_explain_faithfulness(e, x, sal, ex.target, &fp, &fa, &err);
     if (st == CD_OK && a->outdir) {
         const char *slash = strrchr(input, '/');
         char stem[1024], base[4096];

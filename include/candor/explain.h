@@ -198,6 +198,10 @@ typedef struct cd_faithfulness_params {
     float deletion_value;   /* deletion baseline value, default 0 */
     float blur_sigma;       /* insertion start = blur of x, default 5 pixels */
     bool output_is_probability; /* the output is already softmaxed */
+    /* Score recorded along the curves: NULL = the softmax probability of the
+     * target (Petsiuk et al.); otherwise this objective with its target set
+     * to the explained class (e.g. a region sum for segmentation). */
+    const cd_objective *objective;
 } cd_faithfulness_params;
 
 CD_API void cd_faithfulness_params_default(cd_faithfulness_params *p);
@@ -205,7 +209,7 @@ CD_API void cd_faithfulness_params_default(cd_faithfulness_params *p);
 typedef struct cd_faithfulness {
     int n_steps;            /* curves have n_steps + 1 points */
     int step;
-    double *deletion;       /* softmax probability of the class */
+    double *deletion;       /* score (see cd_faithfulness_params.objective) */
     double *insertion;
     double deletion_auc;    /* (sum s - s_0/2 - s_n/2) / n_steps */
     double insertion_auc;
