@@ -1,10 +1,31 @@
+#include <cblas.h>
+#include <float.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "ops/conv_fast.h"
 #include "plan.h"
 
 #define MAX_NODE_IO 64
+#define ARENA_ALIGN 64
+
+/* One executed step of a fast plan: a node run through its operator, or a
+ * Conv run through its specialised kernel (with absorbed BN/Add/activation,
+ * in which case vout is the last absorbed node's output). */
+typedef struct cd_exec {
+    int node;
+    int n_in, n_out;
+    const int *vin, *vout;     /* value ids, -1 = omitted */
+    int conv_io[3];            /* storage for a Conv's {x, residual} and {y} */
+    cd_tensor **tin, **tout;   /* resolved tensors (run-time views) */
+    cd_conv_kernel *conv;
+} cd_exec;
+
+/* The OpenBLAS pthreads build exports this; declared here because cblas.h
+ * of other BLAS builds may not. One thread setting governs every sgemm. */
+void openblas_set_num_threads(int num_threads);
 
 void cd_plan_free(cd_plan *p)
 {
@@ -12,6 +33,15 @@ void cd_plan_free(cd_plan *p)
         return;
     for (int i = 0; i < p->n_values; i++)
         cd_tensor_reset(&p->vals[i]);
+    for (int e = 0; p->exec && e < p->n_exec; e++)
+        free(p->exec[e].tin);
+    if (p->node_conv)
+        for (int i = 0; i < p->model->n_nodes; i++)
+            cd_conv_kernel_free(p->node_conv[i]);
+    free(p->node_conv);
+    free(p->exec);
+    free(p->rt);
+    free(p->arena);
     free(p->vals);
     free(p->kind);
     free(p->steps);
@@ -121,12 +151,12 @@ static cd_status plan_node(cd_plan *p, int node_index, const cd_plan_options *op
         size_t numel;
         if (!cd_shape_numel(out[j]->ndim, out[j]->dims, 0, &numel))
             return cd_node_fail(n, err, CD_ERR_SHAPE, "output %d has an invalid shape", j);
-        st = cd_tensor_ensure(out[j], err);
-        if (st != CD_OK)
+        /* Fast plans place runtime values in the arena later. */
+        if ((fold || p->keep_activations) && (st = cd_tensor_ensure(out[j], err)) != CD_OK)
             return st;
         p->kind[n->outputs[j]] = fold ? CD_VALUE_CONST : CD_VALUE_RUNTIME;
         if (!fold)
-            p->runtime_bytes += cd_tensor_nbytes(out[j]);
+            p->naive_bytes += cd_tensor_nbytes(out[j]);
     }
     if (fold) {
         for (int i = 0; i < n->n_inputs; i++)
@@ -141,6 +171,455 @@ static cd_status plan_node(cd_plan *p, int node_index, const cd_plan_options *op
     return CD_OK;
 }
 
+/* Fast plans: Conv specialisation and fusion --------------------------------- */
+
+static bool is_const(const cd_plan *p, int v) { return v >= 0 && p->kind[v] == CD_VALUE_CONST; }
+
+/* Conv nodes whose weights (and bias) are known get a specialised kernel. */
+static bool conv_specialisable(const cd_plan *p, const cd_node *n)
+{
+    return n->op == CD_OP_CONV && n->n_inputs >= 2 && is_const(p, n->inputs[1]) &&
+           (n->n_inputs < 3 || n->inputs[2] < 0 || is_const(p, n->inputs[2])) &&
+           p->vals[n->inputs[0]].dtype == CD_FLOAT32;
+}
+
+/* Node views for a shape-rule-like call: constants with data, others shape only. */
+static void node_inputs(cd_plan *p, const cd_node *n, cd_tensor *views, cd_tensor **in)
+{
+    for (int i = 0; i < n->n_inputs; i++)
+        in[i] = shape_view(p, n->inputs[i], &views[i]);
+}
+
+static cd_status make_conv(cd_plan *p, int node, const float *scale, const float *shift,
+                           const cd_epilogue *ep, cd_conv_kernel **k, cd_error *err)
+{
+    const cd_node *n = &p->model->nodes[node];
+    cd_tensor views[3], *in[3] = {0};
+    if (n->n_inputs > 3)
+        return cd_node_fail(n, err, CD_ERR_PARSE, "Conv has %d inputs", n->n_inputs);
+    node_inputs(p, n, views, in);
+    return cd_conv_kernel_create(n, in, scale, shift, ep, CD_CONV_AUTO, k, err);
+}
+
+typedef struct fuse_info {
+    int *uses;     /* per value: runtime consumers (+1 for a graph output) */
+    int *consumer; /* per value: step index of the last consumer seen */
+    bool *absorbed; /* per step: already taken into a fused Conv */
+} fuse_info;
+
+/* The single runtime consumer of v that may be absorbed, or NULL. */
+static const cd_node *sole_consumer(const cd_plan *p, const fuse_info *fi, int v,
+                                    const cd_plan_options *opts, int *step)
+{
+    if (v < 0 || fi->uses[v] != 1 || fi->consumer[v] < 0)
+        return NULL;
+    *step = fi->consumer[v];
+    if (fi->absorbed[*step])
+        return NULL;
+    int node = p->steps[*step];
+    if (opts && opts->keep_node && opts->keep_node[node])
+        return NULL;
+    const cd_node *c = &p->model->nodes[node];
+    for (int j = 1; j < c->n_outputs; j++)
+        if (c->outputs[j] >= 0)
+            return NULL;
+    return c->n_outputs >= 1 && c->outputs[0] >= 0 ? c : NULL;
+}
+
+/* scale = gamma / sqrt(var + eps), shift = beta - mean * scale (per map). */
+static bool bn_foldable(const cd_plan *p, const cd_node *bn, int maps, float *scale, float *shift)
+{
+    if (bn->op != CD_OP_BATCH_NORMALIZATION || bn->n_inputs != 5)
+        return false;
+    for (int i = 1; i < 5; i++)
+        if (!is_const(p, bn->inputs[i]) || p->vals[bn->inputs[i]].dtype != CD_FLOAT32 ||
+            cd_tensor_numel_raw(&p->vals[bn->inputs[i]]) != (size_t)maps)
+            return false;
+    if (bn->opset < 9 && cd_attr_int(bn, "spatial", 1) == 0)
+        return false;
+    const float *g = cd_cf32(&p->vals[bn->inputs[1]]), *b = cd_cf32(&p->vals[bn->inputs[2]]);
+    const float *mean = cd_cf32(&p->vals[bn->inputs[3]]), *var = cd_cf32(&p->vals[bn->inputs[4]]);
+    double eps = cd_attr_float(bn, "epsilon", 1e-5f);
+    for (int m = 0; m < maps; m++) {
+        double sc = g[m] / sqrt((double)var[m] + eps);
+        scale[m] = (float)sc;
+        shift[m] = (float)(b[m] - mean[m] * sc);
+    }
+    return true;
+}
+
+/* Clip bounds known at plan time (attributes before opset 11, inputs after). */
+static bool clip_bounds(const cd_plan *p, const cd_node *c, float *lo, float *hi)
+{
+    *lo = -FLT_MAX;
+    *hi = FLT_MAX;
+    if (c->opset < 11) {
+        *lo = cd_attr_float(c, "min", *lo);
+        *hi = cd_attr_float(c, "max", *hi);
+        return true;
+    }
+    for (int i = 1; i < c->n_inputs && i < 3; i++) {
+        int v = c->inputs[i];
+        if (v < 0)
+            continue;
+        if (!is_const(p, v) || p->vals[v].dtype != CD_FLOAT32 || !p->vals[v].data)
+            return false;
+        *(i == 1 ? lo : hi) = cd_cf32(&p->vals[v])[0];
+    }
+    return true;
+}
+
+static bool act_of(const cd_plan *p, const cd_node *c, cd_epilogue *ep)
+{
+    switch (c->op) {
+    case CD_OP_RELU: ep->act = CD_ACT_RELU; return true;
+    case CD_OP_SIGMOID: ep->act = CD_ACT_SIGMOID; return true;
+    case CD_OP_HARD_SWISH: ep->act = CD_ACT_HARD_SWISH; return true;
+    case CD_OP_LEAKY_RELU:
+        ep->act = CD_ACT_LEAKY_RELU;
+        ep->alpha = cd_attr_float(c, "alpha", 0.01f);
+        return true;
+    case CD_OP_CLIP: ep->act = CD_ACT_CLIP; return clip_bounds(p, c, &ep->lo, &ep->hi);
+    default: return false;
+    }
+}
+
+/* The other operand of Add c when it has exactly v's shape, else -1. */
+static int residual_of(const cd_plan *p, const cd_node *c, int v)
+{
+    if (c->op != CD_OP_ADD || c->n_inputs != 2)
+        return -1;
+    int other = c->inputs[0] == v ? c->inputs[1] : c->inputs[0];
+    if (other < 0 || other == v || is_const(p, other))
+        return -1;
+    const cd_tensor *a = &p->vals[v], *b = &p->vals[other];
+    return b->dtype == CD_FLOAT32 && cd_shape_equal(a->ndim, a->dims, b->ndim, b->dims) ? other
+                                                                                       : -1;
+}
+
+/* Greedily absorbs Conv -> [BatchNormalization] -> [Add residual] -> [activation]
+ * into step s's exec entry e, which runs at the last absorbed step *at. */
+static cd_status fuse_conv(cd_plan *p, fuse_info *fi, int s, const cd_plan_options *opts,
+                           bool *absorbed, cd_exec *e, int *at, cd_error *err)
+{
+    const cd_node *n = &p->model->nodes[p->steps[s]];
+    int v = n->outputs[0], step = -1, maps = (int)p->vals[v].dims[1];
+    float *bn = malloc(2 * (size_t)maps * sizeof *bn);
+    if (!bn)
+        return cd_fail(err, CD_ERR_OUT_OF_MEMORY, "out of memory");
+    bool have_bn = false;
+    cd_epilogue ep = {0};
+    int res = -1;
+    *at = s;
+    const cd_node *c = sole_consumer(p, fi, v, opts, &step);
+    if (c && c->inputs[0] == v && bn_foldable(p, c, maps, bn, bn + maps)) {
+        have_bn = true;
+        absorbed[step] = true, *at = step, v = c->outputs[0];
+        c = sole_consumer(p, fi, v, opts, &step);
+    }
+    if (c && (res = residual_of(p, c, v)) >= 0) {
+        absorbed[step] = true, *at = step, v = c->outputs[0];
+        c = sole_consumer(p, fi, v, opts, &step);
+    }
+    if (c && c->inputs[0] == v && act_of(p, c, &ep)) {
+        absorbed[step] = true, *at = step, v = c->outputs[0];
+    }
+    cd_status st = make_conv(p, p->steps[s], have_bn ? bn : NULL, have_bn ? bn + maps : NULL, &ep,
+                             &e->conv, err);
+    free(bn);
+    e->node = p->steps[s];
+    e->conv_io[0] = n->inputs[0];
+    e->conv_io[1] = res;
+    e->conv_io[2] = v;
+    e->vin = e->conv_io, e->n_in = 2;
+    e->vout = e->conv_io + 2, e->n_out = 1;
+    return st;
+}
+
+static cd_status fuse_info_init(cd_plan *p, fuse_info *fi, cd_error *err)
+{
+    const cd_model *m = p->model;
+    fi->uses = calloc((size_t)p->n_values + 1, sizeof(int));
+    fi->consumer = malloc(((size_t)p->n_values + 1) * sizeof(int));
+    if (!fi->uses || !fi->consumer)
+        return cd_fail(err, CD_ERR_OUT_OF_MEMORY, "out of memory");
+    for (int v = 0; v < p->n_values; v++)
+        fi->consumer[v] = -1;
+    for (int o = 0; o < m->n_outputs; o++)
+        fi->uses[m->outputs[o]]++;
+    for (int s = 0; s < p->n_steps; s++) {
+        const cd_node *n = &m->nodes[p->steps[s]];
+        for (int i = 0; i < n->n_inputs; i++)
+            if (n->inputs[i] >= 0) {
+                fi->uses[n->inputs[i]]++;
+                fi->consumer[n->inputs[i]] = s;
+            }
+    }
+    return CD_OK;
+}
+
+/* Builds p->exec: fused Conv groups placed at their last absorbed step,
+ * other steps as they are. */
+static cd_status build_exec(cd_plan *p, const cd_plan_options *opts, cd_error *err)
+{
+    fuse_info fi = {0};
+    int ns = p->n_steps;
+    bool *absorbed = calloc((size_t)ns + 1, sizeof *absorbed);
+    cd_exec *slot = calloc((size_t)ns + 1, sizeof *slot);
+    bool *used = calloc((size_t)ns + 1, sizeof *used);
+    fi.absorbed = absorbed;
+    cd_status st = absorbed && slot && used ? fuse_info_init(p, &fi, err)
+                                            : cd_fail(err, CD_ERR_OUT_OF_MEMORY, "out of memory");
+    for (int s = 0; st == CD_OK && s < ns; s++) {
+        const cd_node *n = &p->model->nodes[p->steps[s]];
+        if (absorbed[s])
+            continue;
+        int at = s;
+        cd_exec e = {0};
+        if (conv_specialisable(p, n) && !(opts && opts->keep_node && opts->keep_node[p->steps[s]])) {
+            st = fuse_conv(p, &fi, s, opts, absorbed, &e, &at, err);
+        } else {
+            e.node = p->steps[s];
+            e.n_in = n->n_inputs, e.vin = n->inputs;
+            e.n_out = n->n_outputs, e.vout = n->outputs;
+        }
+        slot[at] = e;
+        used[at] = true;
+    }
+    p->exec = calloc((size_t)ns + 1, sizeof *p->exec);
+    if (st == CD_OK && !p->exec)
+        st = cd_fail(err, CD_ERR_OUT_OF_MEMORY, "out of memory");
+    for (int s = 0; p->exec && s < ns; s++)
+        if (used[s]) {
+            p->exec[p->n_exec] = slot[s];
+            if (slot[s].conv) { /* re-point into the moved struct */
+                p->exec[p->n_exec].vin = p->exec[p->n_exec].conv_io;
+                p->exec[p->n_exec].vout = p->exec[p->n_exec].conv_io + 2;
+            }
+            p->n_exec++;
+        } else if (slot[s].conv) {
+            cd_conv_kernel_free(slot[s].conv);
+        }
+    free(fi.uses);
+    free(fi.consumer);
+    free(absorbed);
+    free(slot);
+    free(used);
+    return st;
+}
+
+/* Memory planning -------------------------------------------------------------- */
+
+/* Element-wise and view operators whose kernels tolerate out == in. */
+static bool runs_in_place(const cd_node *n)
+{
+    switch (n->op) {
+    case CD_OP_RELU: case CD_OP_LEAKY_RELU: case CD_OP_ELU: case CD_OP_SIGMOID:
+    case CD_OP_TANH: case CD_OP_HARD_SIGMOID: case CD_OP_HARD_SWISH: case CD_OP_CLIP:
+    case CD_OP_ADD: case CD_OP_SUB: case CD_OP_MUL: case CD_OP_DIV:
+    case CD_OP_FLATTEN: case CD_OP_RESHAPE: case CD_OP_SQUEEZE: case CD_OP_UNSQUEEZE:
+    case CD_OP_IDENTITY:
+        return true;
+    default:
+        return false;
+    }
+}
+
+typedef struct mem_buf {
+    size_t size, offset;
+    int first, last; /* exec indices */
+} mem_buf;
+
+typedef struct mem_plan {
+    int *def, *last, *buf; /* per value */
+    mem_buf *bufs;
+    int n_bufs;
+} mem_plan;
+
+/* Pass 1: lifetimes of the values the program produces. */
+static void measure_lifetimes(const cd_plan *p, mem_plan *mp)
+{
+    const cd_model *m = p->model;
+    for (int v = 0; v < p->n_values; v++)
+        mp->def[v] = mp->last[v] = -1, mp->buf[v] = -1;
+    for (int e = 0; e < p->n_exec; e++) {
+        const cd_exec *x = &p->exec[e];
+        for (int i = 0; i < x->n_in; i++)
+            if (x->vin[i] >= 0)
+                mp->last[x->vin[i]] = e;
+        for (int j = 0; j < x->n_out; j++)
+            if (x->vout[j] >= 0 && mp->def[x->vout[j]] < 0)
+                mp->def[x->vout[j]] = e;
+    }
+    for (int o = 0; o < m->n_outputs; o++)
+        mp->last[m->outputs[o]] = p->n_exec; /* outputs outlive the run */
+}
+
+/* An input of exec entry e whose buffer the output may take over. */
+static int in_place_donor(const cd_plan *p, const mem_plan *mp, int e, int out)
+{
+    const cd_exec *x = &p->exec[e];
+    if (x->conv || !runs_in_place(&p->model->nodes[x->node]))
+        return -1;
+    int lim = p->model->nodes[x->node].op == CD_OP_CLIP ? 1 : x->n_in;
+    for (int i = 0; i < lim && i < 2; i++) {
+        int v = x->vin[i];
+        if (v < 0 || mp->buf[v] < 0 || mp->last[v] != e || mp->def[v] < 0)
+            continue;
+        if (cd_tensor_nbytes(&p->vals[v]) == cd_tensor_nbytes(&p->vals[out]) &&
+            p->vals[v].dtype == p->vals[out].dtype)
+            return v;
+    }
+    return -1;
+}
+
+/* Pass 2a: one buffer per value, shared with an in-place donor. */
+static void assign_buffers(const cd_plan *p, mem_plan *mp)
+{
+    for (int e = 0; e < p->n_exec; e++) {
+        const cd_exec *x = &p->exec[e];
+        for (int j = 0; j < x->n_out; j++) {
+            int v = x->vout[j];
+            if (v < 0 || mp->def[v] != e || p->kind[v] != CD_VALUE_RUNTIME)
+                continue;
+            int donor = j == 0 ? in_place_donor(p, mp, e, v) : -1;
+            int b = donor >= 0 ? mp->buf[donor] : mp->n_bufs++;
+            if (donor < 0)
+                mp->bufs[b] = (mem_buf){cd_tensor_nbytes(&p->vals[v]), 0, e, e};
+            mp->buf[v] = b;
+            int last = mp->last[v] < e ? e : mp->last[v];
+            if (last > mp->bufs[b].last)
+                mp->bufs[b].last = last;
+        }
+    }
+}
+
+static size_t align_up(size_t n) { return (n + ARENA_ALIGN - 1) / ARENA_ALIGN * ARENA_ALIGN; }
+
+/* Pass 2b: offsets, largest first, each at the lowest gap free of every
+ * placed buffer alive at the same time. Returns the arena size. */
+static size_t place_buffers(mem_plan *mp, int *order)
+{
+    int nb = mp->n_bufs;
+    for (int i = 0; i < nb; i++)
+        order[i] = i;
+    for (int i = 1; i < nb; i++) /* insertion sort by size, descending */
+        for (int j = i; j > 0 && mp->bufs[order[j]].size > mp->bufs[order[j - 1]].size; j--) {
+            int t = order[j];
+            order[j] = order[j - 1];
+            order[j - 1] = t;
+        }
+    size_t total = 0;
+    for (int i = 0; i < nb; i++) {
+        mem_buf *b = &mp->bufs[order[i]];
+        size_t off = 0;
+        bool moved = true;
+        while (moved) { /* restart after each bump: placed buffers are unsorted */
+            moved = false;
+            for (int k = 0; k < i; k++) {
+                const mem_buf *o = &mp->bufs[order[k]];
+                bool live = o->first <= b->last && b->first <= o->last;
+                if (live && off < o->offset + align_up(o->size) && o->offset < off + align_up(b->size)) {
+                    off = o->offset + align_up(o->size);
+                    moved = true;
+                }
+            }
+        }
+        b->offset = off;
+        if (off + align_up(b->size) > total)
+            total = off + align_up(b->size);
+    }
+    return total;
+}
+
+/* Resolves every exec entry's tensors: constants from p->vals, the rest
+ * from the run-time views in p->rt. */
+static cd_status resolve_tensors(cd_plan *p, cd_error *err)
+{
+    for (int e = 0; e < p->n_exec; e++) {
+        cd_exec *x = &p->exec[e];
+        x->tin = calloc((size_t)(x->n_in + x->n_out) + 1, sizeof *x->tin);
+        if (!x->tin)
+            return cd_fail(err, CD_ERR_OUT_OF_MEMORY, "out of memory");
+        x->tout = x->tin + x->n_in;
+        for (int i = 0; i < x->n_in; i++) {
+            int v = x->vin[i];
+            x->tin[i] = v < 0 ? NULL : is_const(p, v) ? &p->vals[v] : &p->rt[v];
+        }
+        for (int j = 0; j < x->n_out; j++)
+            x->tout[j] = x->vout[j] < 0 ? NULL : &p->rt[x->vout[j]];
+    }
+    return CD_OK;
+}
+
+static cd_status plan_memory(cd_plan *p, cd_error *err)
+{
+    const cd_model *m = p->model;
+    mem_plan mp = {0};
+    size_t nv = (size_t)p->n_values + 1;
+    mp.def = malloc(nv * sizeof(int));
+    mp.last = malloc(nv * sizeof(int));
+    mp.buf = malloc(nv * sizeof(int));
+    mp.bufs = calloc(nv, sizeof *mp.bufs);
+    int *order = malloc(nv * sizeof(int));
+    p->rt = calloc(nv, sizeof *p->rt);
+    cd_status st = mp.def && mp.last && mp.buf && mp.bufs && order && p->rt
+                       ? CD_OK
+                       : cd_fail(err, CD_ERR_OUT_OF_MEMORY, "out of memory");
+    if (st == CD_OK) {
+        measure_lifetimes(p, &mp);
+        assign_buffers(p, &mp);
+        p->runtime_bytes = place_buffers(&mp, order);
+        p->arena = p->runtime_bytes ? aligned_alloc(ARENA_ALIGN, p->runtime_bytes) : NULL;
+        if (p->runtime_bytes && !p->arena)
+            st = cd_fail(err, CD_ERR_OUT_OF_MEMORY, "out of memory for %zu bytes of activations",
+                         p->runtime_bytes);
+    }
+    for (int v = 0; st == CD_OK && v < p->n_values; v++) {
+        p->rt[v] = p->vals[v];
+        p->rt[v].owns_data = false;
+        if (p->kind[v] != CD_VALUE_RUNTIME)
+            continue;
+        p->rt[v].data = mp.buf[v] >= 0 ? (char *)p->arena + mp.bufs[mp.buf[v]].offset : NULL;
+        p->rt[v].capacity = cd_tensor_nbytes(&p->vals[v]);
+    }
+    /* Graph outputs keep their (never reused) arena slot visible in p->vals. */
+    for (int o = 0; st == CD_OK && o < m->n_outputs; o++) {
+        int v = m->outputs[o];
+        if (p->kind[v] == CD_VALUE_RUNTIME) {
+            p->vals[v].data = p->rt[v].data;
+            p->vals[v].capacity = p->rt[v].capacity;
+            p->vals[v].owns_data = false;
+        }
+    }
+    if (st == CD_OK)
+        st = resolve_tensors(p, err);
+    free(mp.def);
+    free(mp.last);
+    free(mp.buf);
+    free(mp.bufs);
+    free(order);
+    return st;
+}
+
+/* keep_activations plans: specialise Conv nodes only, per node. */
+static cd_status specialise_convs(cd_plan *p, const cd_plan_options *opts, cd_error *err)
+{
+    p->node_conv = calloc((size_t)p->model->n_nodes + 1, sizeof *p->node_conv);
+    if (!p->node_conv)
+        return cd_fail(err, CD_ERR_OUT_OF_MEMORY, "out of memory");
+    for (int s = 0; s < p->n_steps; s++) {
+        int node = p->steps[s];
+        if (!conv_specialisable(p, &p->model->nodes[node]) ||
+            (opts && opts->keep_node && opts->keep_node[node]))
+            continue;
+        cd_status st = make_conv(p, node, NULL, NULL, NULL, &p->node_conv[node], err);
+        if (st != CD_OK)
+            return st;
+    }
+    return CD_OK;
+}
+
 cd_status cd_plan_build(const cd_model *m, const cd_tensor *const *inputs,
                         const cd_plan_options *opts, cd_plan **out, cd_error *err)
 {
@@ -150,6 +629,7 @@ cd_status cd_plan_build(const cd_model *m, const cd_tensor *const *inputs,
         return cd_fail(err, CD_ERR_OUT_OF_MEMORY, "out of memory");
     p->model = m;
     p->n_values = m->n_values;
+    p->keep_activations = opts && opts->keep_activations;
     p->vals = calloc((size_t)m->n_values + 1, sizeof *p->vals);
     p->kind = calloc((size_t)m->n_values + 1, 1);
     p->steps = calloc((size_t)m->n_nodes + 1, sizeof *p->steps);
@@ -168,6 +648,14 @@ cd_status cd_plan_build(const cd_model *m, const cd_tensor *const *inputs,
             st = cd_fail(err, CD_ERR_PARSE, "graph output '%s' is never produced",
                          m->values[m->outputs[o]].name);
     free(ctx.scratch);
+    if (st == CD_OK && p->keep_activations) {
+        p->runtime_bytes = p->naive_bytes;
+        st = specialise_convs(p, opts, err);
+    } else if (st == CD_OK) {
+        st = build_exec(p, opts, err);
+        if (st == CD_OK)
+            st = plan_memory(p, err);
+    }
     if (st != CD_OK) {
         cd_plan_free(p);
         return st;
@@ -188,17 +676,29 @@ bool cd_plan_matches(const cd_plan *p, const cd_tensor *const *inputs)
     return true;
 }
 
-cd_status cd_plan_run(cd_plan *p, const cd_tensor *const *inputs, cd_ctx *ctx)
+static cd_status run_exec(cd_plan *p, cd_ctx *ctx)
 {
     const cd_model *m = p->model;
-    if (!cd_plan_matches(p, inputs))
-        return cd_fail(ctx->err, CD_ERR_INTERNAL, "plan used with other input shapes");
-    for (int i = 0; i < m->n_inputs; i++) {
-        cd_tensor *t = &p->vals[m->inputs[i]];
-        t->data = inputs[i]->data; /* borrowed: kernels never write their inputs */
-        t->capacity = cd_tensor_nbytes(inputs[i]);
-        t->owns_data = false;
+    for (int e = 0; e < p->n_exec; e++) {
+        const cd_exec *x = &p->exec[e];
+        cd_status st;
+        if (x->conv)
+            st = cd_conv_kernel_run(x->conv, cd_cf32(x->tin[0]),
+                                    x->tin[1] ? cd_cf32(x->tin[1]) : NULL, cd_f32(x->tout[0]),
+                                    ctx);
+        else
+            st = cd_op_get(m->nodes[x->node].op)->forward(&m->nodes[x->node], x->tin, x->tout,
+                                                          ctx);
+        if (st != CD_OK)
+            return st;
     }
+    return CD_OK;
+}
+
+/* keep_activations: node by node over p->steps (callers may edit the list). */
+static cd_status run_steps(cd_plan *p, cd_ctx *ctx)
+{
+    const cd_model *m = p->model;
     cd_tensor *in[MAX_NODE_IO], *out[MAX_NODE_IO];
     for (int s = 0; s < p->n_steps; s++) {
         const cd_node *n = &m->nodes[p->steps[s]];
@@ -206,11 +706,30 @@ cd_status cd_plan_run(cd_plan *p, const cd_tensor *const *inputs, cd_ctx *ctx)
             in[i] = n->inputs[i] >= 0 ? &p->vals[n->inputs[i]] : NULL;
         for (int j = 0; j < n->n_outputs; j++)
             out[j] = n->outputs[j] >= 0 ? &p->vals[n->outputs[j]] : NULL;
-        cd_status st = cd_op_get(n->op)->forward(n, in, out, ctx);
+        const cd_conv_kernel *k = p->node_conv ? p->node_conv[p->steps[s]] : NULL;
+        cd_status st = k ? cd_conv_kernel_run(k, cd_cf32(in[0]), NULL, cd_f32(out[0]), ctx)
+                         : cd_op_get(n->op)->forward(n, in, out, ctx);
         if (st != CD_OK)
             return st;
     }
     return CD_OK;
+}
+
+cd_status cd_plan_run(cd_plan *p, const cd_tensor *const *inputs, cd_ctx *ctx)
+{
+    const cd_model *m = p->model;
+    if (!cd_plan_matches(p, inputs))
+        return cd_fail(ctx->err, CD_ERR_INTERNAL, "plan used with other input shapes");
+    for (int i = 0; i < m->n_inputs; i++) {
+        cd_tensor *t = p->rt ? &p->rt[m->inputs[i]] : &p->vals[m->inputs[i]];
+        t->data = inputs[i]->data; /* borrowed: kernels never write their inputs */
+        t->capacity = cd_tensor_nbytes(inputs[i]);
+        t->owns_data = false;
+        if (p->rt)
+            p->vals[m->inputs[i]] = *t;
+    }
+    openblas_set_num_threads(ctx->threads > 0 ? ctx->threads : 1);
+    return p->keep_activations ? run_steps(p, ctx) : run_exec(p, ctx);
 }
 
 static cd_status grad_slot(cd_plan *p, cd_tensor **grads, int v, cd_error *err)
@@ -227,6 +746,10 @@ cd_status cd_plan_backward(cd_plan *p, int n_seeds, const int *seed_values,
 {
     const cd_model *m = p->model;
     cd_error *err = ctx->err;
+    if (!p->keep_activations)
+        return cd_fail(err, CD_ERR_INVALID_ARGUMENT,
+                       "cd_plan_backward needs a plan built with keep_activations "
+                       "(this plan reuses activation buffers)");
     cd_tensor **g = calloc((size_t)p->n_values + 1, sizeof *g);
     if (!g)
         return cd_fail(err, CD_ERR_OUT_OF_MEMORY, "out of memory");

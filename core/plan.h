@@ -20,9 +20,25 @@ typedef enum cd_value_kind {
 } cd_value_kind;
 
 typedef struct cd_plan_options {
-    /* Node indices that must never be folded or skipped (stochastic sites). */
+    /* Node indices that must never be folded, skipped or fused (stochastic
+     * sites). */
     const bool *keep_node; /* n_nodes flags, may be NULL */
+    /* false (the default, and what opts == NULL means): the fast inference
+     * plan. Conv nodes absorb a following BatchNormalization, residual Add
+     * and activation; activations share one arena by liveness (buffers are
+     * reused, element-wise and view ops run in place). After a run only the
+     * graph outputs (and constants/inputs) have data in p->vals; every other
+     * runtime value has its shape but data == NULL, and cd_plan_backward
+     * refuses the plan.
+     * true: every node runs on its own and every activation keeps its own
+     * buffer in p->vals after a run — needed by cd_plan_backward (the tape),
+     * by callers reading intermediate tensors, and by callers that edit
+     * p->steps (MC dropout suffix plans). Conv still uses the fast kernels. */
+    bool keep_activations;
 } cd_plan_options;
+
+struct cd_exec;
+struct cd_conv_kernel;
 
 typedef struct cd_plan {
     const cd_model *model;
@@ -31,7 +47,15 @@ typedef struct cd_plan {
     uint8_t *kind;         /* cd_value_kind per value */
     int n_steps;
     int *steps;            /* node indices run at run time, in order */
-    size_t runtime_bytes;  /* bytes held by runtime activations */
+    size_t runtime_bytes;  /* bytes held by runtime activations (the arena in fast mode) */
+    size_t naive_bytes;    /* sum of all runtime activation sizes (no reuse) */
+    bool keep_activations; /* as built (cd_plan_options) */
+    /* Private to plan.c: the executed program and its storage. */
+    int n_exec;
+    struct cd_exec *exec;          /* fast mode: fused steps in run order */
+    struct cd_conv_kernel **node_conv; /* per node: specialised Conv or NULL */
+    cd_tensor *rt;                 /* fast mode: per-value run-time views into the arena */
+    void *arena;
 } cd_plan;
 
 /* Builds a plan for the given input tensors (n_inputs == model->n_inputs, in
@@ -44,7 +68,8 @@ bool cd_plan_matches(const cd_plan *p, const cd_tensor *const *inputs);
 /* Binds the inputs (borrowed for the duration of the run) and runs every step. */
 cd_status cd_plan_run(cd_plan *p, const cd_tensor *const *inputs, cd_ctx *ctx);
 
-/* Reverse-mode pass over the runtime steps after cd_plan_run. seeds: gradient
+/* Reverse-mode pass over the runtime steps after cd_plan_run. Needs a plan
+ * built with keep_activations (CD_ERR_INVALID_ARGUMENT otherwise). seeds: gradient
  * tensors for n_seeds values (shapes as the values). Returns in grads[i] a new
  * tensor (caller frees) with d(objective)/d(value wrt[i]). */
 cd_status cd_plan_backward(cd_plan *p, int n_seeds, const int *seed_values,

@@ -13,7 +13,9 @@
 #include <limits.h>
 #include <string.h>
 
-#include "conv_ref.h"
+#include <stdlib.h>
+
+#include "conv_fast.h"
 
 /* Window geometry --------------------------------------------------------- */
 
@@ -440,31 +442,183 @@ static cd_status conv_infer(const cd_node *n, cd_tensor *const *in, cd_tensor **
     return CD_OK;
 }
 
-static cd_status conv_forward(const cd_node *n, cd_tensor *const *in, cd_tensor **out,
-                              cd_ctx *ctx)
-{
+/* Conv kernels (conv_fast.h) ----------------------------------------------- */
+
+struct cd_conv_kernel {
     conv_plan p;
-    cd_status st = conv_plan_make(n, in, &p, ctx->err);
+    cd_conv_algo algo;
+    const float *w, *bias; /* [M][cg*K] and [M] (NULL = none); may point to own_* */
+    float *own_w, *own_bias, *u; /* plan-owned copies (BN folded), Winograd weights */
+    cd_epilogue ep;
+};
+
+static bool algo_applies(const conv_plan *p, cd_conv_algo a)
+{
+    switch (a) {
+    case CD_CONV_IM2COL: return true;
+    case CD_CONV_GEMM_1X1: return p->direct;
+    case CD_CONV_DEPTHWISE:
+        return p->cg == 1 && p->mg == 1 && p->g.k[2] == 1 && p->g.in[2] == 1;
+    case CD_CONV_WINOGRAD:
+        return p->group == 1 && p->g.nsp == 2 && p->g.k[0] == 3 && p->g.k[1] == 3 &&
+               p->g.s[0] == 1 && p->g.s[1] == 1 && p->g.d[0] == 1 && p->g.d[1] == 1;
+    default: return false;
+    }
+}
+
+/* Winograd pays for its transforms only with enough channels to amortise
+ * them (measured on resnet18's layers, docs/performance.md). */
+static cd_conv_algo pick_algo(const conv_plan *p, bool allow_winograd)
+{
+    if (algo_applies(p, CD_CONV_GEMM_1X1))
+        return CD_CONV_GEMM_1X1;
+    if (algo_applies(p, CD_CONV_DEPTHWISE))
+        return CD_CONV_DEPTHWISE;
+    if (allow_winograd && algo_applies(p, CD_CONV_WINOGRAD) && p->cg >= 16 && p->mg >= 16)
+        return CD_CONV_WINOGRAD;
+    return CD_CONV_IM2COL;
+}
+
+/* Copies weights and bias scaled by a folded BatchNormalization. */
+static cd_status fold_bn(cd_conv_kernel *k, const float *scale, const float *shift,
+                         cd_error *err)
+{
+    int64_t maps = k->p.mg * k->p.group, per = k->p.cg * k->p.ksize;
+    k->own_w = malloc((size_t)(maps * per) * sizeof(float));
+    k->own_bias = malloc((size_t)maps * sizeof(float));
+    if (!k->own_w || !k->own_bias)
+        return cd_fail(err, CD_ERR_OUT_OF_MEMORY, "out of memory folding BatchNormalization");
+    for (int64_t m = 0; m < maps; m++) {
+        for (int64_t i = 0; i < per; i++)
+            k->own_w[m * per + i] = k->w[m * per + i] * scale[m];
+        k->own_bias[m] = (k->bias ? k->bias[m] : 0.0f) * scale[m] + shift[m];
+    }
+    k->w = k->own_w;
+    k->bias = k->own_bias;
+    return CD_OK;
+}
+
+static cd_status kernel_init(cd_conv_kernel *k, const cd_node *n, cd_tensor *const *in,
+                             const float *bn_scale, const float *bn_shift, const cd_epilogue *ep,
+                             cd_conv_algo algo, bool allow_winograd, cd_error *err)
+{
+    memset(k, 0, sizeof *k);
+    cd_status st = conv_plan_make(n, in, &k->p, err);
     if (st != CD_OK)
         return st;
     const cd_tensor *b = n->n_inputs > 2 ? in[2] : NULL;
-    float *col = p.direct ? NULL : scratch_floats(ctx, p.col_elems, 1);
-    if (!p.direct && !col)
+    k->w = cd_cf32(in[1]);
+    k->bias = b ? cd_cf32(b) : NULL;
+    if (ep)
+        k->ep = *ep;
+    if (!k->w || (b && !k->bias))
+        return cd_node_fail(n, err, CD_ERR_UNSUPPORTED, "weights must be known to specialise");
+    k->algo = algo == CD_CONV_AUTO ? pick_algo(&k->p, allow_winograd) : algo;
+    if (!algo_applies(&k->p, k->algo))
+        return cd_node_fail(n, err, CD_ERR_UNSUPPORTED, "convolution algorithm %d does not apply",
+                            (int)k->algo);
+    if (bn_scale && (st = fold_bn(k, bn_scale, bn_shift, err)) != CD_OK)
+        return st;
+    if (k->algo == CD_CONV_WINOGRAD) {
+        k->u = malloc((size_t)(16 * k->p.mg * k->p.cg) * sizeof(float));
+        if (!k->u)
+            return cd_fail(err, CD_ERR_OUT_OF_MEMORY, "out of memory for Winograd weights");
+        cd_winograd_weights(k->w, k->p.mg, k->p.cg, k->u);
+    }
+    return CD_OK;
+}
+
+static void kernel_release(cd_conv_kernel *k)
+{
+    free(k->own_w);
+    free(k->own_bias);
+    free(k->u);
+}
+
+cd_status cd_conv_kernel_create(const cd_node *n, cd_tensor *const *in, const float *bn_scale,
+                                const float *bn_shift, const cd_epilogue *ep, cd_conv_algo algo,
+                                cd_conv_kernel **out, cd_error *err)
+{
+    *out = NULL;
+    cd_conv_kernel *k = malloc(sizeof *k);
+    if (!k)
+        return cd_fail(err, CD_ERR_OUT_OF_MEMORY, "out of memory");
+    cd_status st = kernel_init(k, n, in, bn_scale, bn_shift, ep, algo, true, err);
+    if (st != CD_OK) {
+        cd_conv_kernel_free(k);
+        return st;
+    }
+    *out = k;
+    return CD_OK;
+}
+
+void cd_conv_kernel_free(cd_conv_kernel *k)
+{
+    if (!k)
+        return;
+    kernel_release(k);
+    free(k);
+}
+
+cd_conv_algo cd_conv_kernel_algo(const cd_conv_kernel *k) { return k->algo; }
+
+/* im2col (or the image itself for 1x1) then sgemm, per batch item and group. */
+static cd_status run_gemm(const cd_conv_kernel *k, const float *xall, const float *res,
+                          float *yall, cd_ctx *ctx)
+{
+    const conv_plan *p = &k->p;
+    bool direct = k->algo == CD_CONV_GEMM_1X1;
+    float *col = direct ? NULL : scratch_floats(ctx, p->col_elems, 1);
+    if (!direct && !col)
         return ctx->err->code;
-    int64_t kdim = p.cg * p.ksize, m_all = p.mg * p.group, c_all = p.cg * p.group;
-    for (int64_t bi = 0; bi < p.batch; bi++)
-        for (int64_t gi = 0; gi < p.group; gi++) {
-            const float *x = cd_cf32(in[0]) + (bi * c_all + gi * p.cg) * p.in_sp;
-            const float *w = cd_cf32(in[1]) + gi * p.mg * kdim;
-            float *y = cd_f32(out[0]) + (bi * m_all + gi * p.mg) * p.out_sp;
-            if (!p.direct)
-                im2col(x, p.cg, &p.g, p.out_sp, col);
-            sgemm(false, false, p.mg, p.out_sp, kdim, w, kdim, p.direct ? x : col, p.out_sp, 0.0f,
-                  y, p.out_sp);
-            if (b)
-                add_bias(y, cd_cf32(b) + gi * p.mg, p.mg, p.out_sp);
+    int64_t kdim = p->cg * p->ksize, m_all = p->mg * p->group, c_all = p->cg * p->group;
+    for (int64_t bi = 0; bi < p->batch; bi++)
+        for (int64_t gi = 0; gi < p->group; gi++) {
+            const float *x = xall + (bi * c_all + gi * p->cg) * p->in_sp;
+            int64_t yoff = (bi * m_all + gi * p->mg) * p->out_sp;
+            if (!direct)
+                im2col(x, p->cg, &p->g, p->out_sp, col);
+            sgemm(false, false, p->mg, p->out_sp, kdim, k->w + gi * p->mg * kdim, kdim,
+                  direct ? x : col, p->out_sp, 0.0f, yall + yoff, p->out_sp);
+            cd_epilogue_apply(&k->ep, yall + yoff, k->bias ? k->bias + gi * p->mg : NULL,
+                              res ? res + yoff : NULL, p->mg, p->out_sp);
         }
     return CD_OK;
+}
+
+cd_status cd_conv_kernel_run(const cd_conv_kernel *k, const float *x, const float *residual,
+                             float *y, cd_ctx *ctx)
+{
+    const conv_plan *p = &k->p;
+    if (k->algo == CD_CONV_DEPTHWISE) {
+        int64_t c = p->group;
+        for (int64_t bi = 0; bi < p->batch; bi++)
+            cd_conv_depthwise(x + bi * c * p->in_sp, k->w, k->bias,
+                              residual ? residual + bi * c * p->out_sp : NULL, &k->ep,
+                              y + bi * c * p->out_sp, c, &p->g);
+        return CD_OK;
+    }
+    if (k->algo == CD_CONV_WINOGRAD) {
+        float *s = scratch_floats(ctx, cd_winograd_scratch_floats(p->batch, p->cg, p->mg, &p->g), 1);
+        if (!s)
+            return ctx->err->code;
+        cd_winograd_run(k->u, x, k->bias, residual, &k->ep, y, p->batch, p->cg, p->mg, &p->g, s);
+        return CD_OK;
+    }
+    return run_gemm(k, x, residual, y, ctx);
+}
+
+/* The operator entry point specialises without copies (no Winograd, whose
+ * weight transform belongs to plan time). */
+static cd_status conv_forward(const cd_node *n, cd_tensor *const *in, cd_tensor **out,
+                              cd_ctx *ctx)
+{
+    cd_conv_kernel k;
+    cd_status st = kernel_init(&k, n, in, NULL, NULL, NULL, CD_CONV_AUTO, false, ctx->err);
+    if (st == CD_OK)
+        st = cd_conv_kernel_run(&k, cd_cf32(in[0]), NULL, cd_f32(out[0]), ctx);
+    kernel_release(&k);
+    return st;
 }
 
 /* dW += dY col^T, dcol = W^T dY then col2im into dX, dB += sum dY. */

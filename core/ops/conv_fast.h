@@ -1,0 +1,73 @@
+/* Fast convolution paths and fused epilogues, used by the execution plan
+ * (core/plan.c) and tested against the naive reference (conv_ref.h) in
+ * tests/test_conv_fast.c. Not installed.
+ *
+ * A cd_conv_kernel is a Conv node specialised at plan time to one input
+ * shape: the algorithm is chosen once (1x1 straight to sgemm, im2col+sgemm,
+ * direct depthwise, Winograd F(2,3)), weights are copied (optionally with a
+ * BatchNormalization folded in) and pre-transformed, and the epilogue
+ * (bias, residual add, activation) is applied while the output is hot. */
+#ifndef CANDOR_CONV_FAST_H
+#define CANDOR_CONV_FAST_H
+
+#include "conv_ref.h"
+
+typedef enum cd_act {
+    CD_ACT_NONE = 0,
+    CD_ACT_RELU,
+    CD_ACT_CLIP,       /* min(max(x, lo), hi) */
+    CD_ACT_LEAKY_RELU, /* x >= 0 ? x : alpha x */
+    CD_ACT_HARD_SWISH,
+    CD_ACT_SIGMOID
+} cd_act;
+
+/* y = act(y + bias[map] + residual) element-wise, in that order. */
+typedef struct cd_epilogue {
+    cd_act act;
+    float lo, hi, alpha;
+} cd_epilogue;
+
+typedef enum cd_conv_algo {
+    CD_CONV_AUTO = 0,
+    CD_CONV_IM2COL,    /* im2col + sgemm (any geometry) */
+    CD_CONV_GEMM_1X1,  /* 1x1, stride 1, no padding: the image is the column matrix */
+    CD_CONV_DEPTHWISE, /* group == channels == maps, direct loops */
+    CD_CONV_WINOGRAD   /* 3x3, stride 1, dilation 1, 2-D, group 1: F(2x2, 3x3) */
+} cd_conv_algo;
+
+typedef struct cd_conv_kernel cd_conv_kernel;
+
+/* Specialises Conv node n for input shape in[0] and weights in[1] (and bias
+ * in[2] when the node has one; data required). bn_scale/bn_shift (maps
+ * values each, may be NULL) fold a following BatchNormalization:
+ * w' = w * scale[m], b' = b * scale[m] + shift[m]. algo CD_CONV_AUTO picks
+ * the fastest applicable path; any other value forces it (fails with
+ * CD_ERR_UNSUPPORTED if it does not apply). */
+cd_status cd_conv_kernel_create(const cd_node *n, cd_tensor *const *in, const float *bn_scale,
+                                const float *bn_shift, const cd_epilogue *ep, cd_conv_algo algo,
+                                cd_conv_kernel **out, cd_error *err);
+void cd_conv_kernel_free(cd_conv_kernel *k);
+cd_conv_algo cd_conv_kernel_algo(const cd_conv_kernel *k);
+/* Runs on x (the shape given at creation) into y; residual (y's shape) may be
+ * NULL. Scratch comes from ctx. */
+cd_status cd_conv_kernel_run(const cd_conv_kernel *k, const float *x, const float *residual,
+                             float *y, cd_ctx *ctx);
+
+/* Applies ep to maps x sp values of y (bias and residual may be NULL). */
+void cd_epilogue_apply(const cd_epilogue *ep, float *y, const float *bias, const float *res,
+                       int64_t maps, int64_t sp);
+
+/* Kernels (conv_fast.c). x: [channels, in...] of one image. */
+void cd_conv_depthwise(const float *x, const float *w, const float *bias, const float *res,
+                       const cd_epilogue *ep, float *y, int64_t channels, const cd_win_geom *g);
+/* Winograd F(2,3): U = transformed weights [16][maps][channels]
+ * (cd_winograd_weights), x: [batch, channels, H, W], y: [batch, maps, OH, OW].
+ * scratch: cd_winograd_scratch_floats() floats. */
+size_t cd_winograd_scratch_floats(int64_t batch, int64_t channels, int64_t maps,
+                                  const cd_win_geom *g);
+void cd_winograd_weights(const float *w, int64_t maps, int64_t channels, float *u);
+void cd_winograd_run(const float *u, const float *x, const float *bias, const float *res,
+                     const cd_epilogue *ep, float *y, int64_t batch, int64_t channels,
+                     int64_t maps, const cd_win_geom *g, float *scratch);
+
+#endif

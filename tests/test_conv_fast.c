@@ -1,0 +1,187 @@
+/* Fast convolution kernels (core/ops/conv_fast.h) against the naive reference
+ * cd_conv_ref on random shapes, one batch of cases per algorithm (the ncnn
+ * pattern). The fused epilogue (folded BatchNormalization, bias, residual,
+ * activation) is recomputed here from its definition on top of the
+ * reference output. */
+#include <float.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/ops/conv_fast.h"
+#include "testutil.h"
+
+typedef struct shape {
+    int64_t batch, c, m, group, h, w, kh, kw, s, d, pad;
+    bool bias;
+} shape;
+
+static int64_t rnd(uint64_t *st, int64_t lo, int64_t hi)
+{
+    return lo + (int64_t)(tu_uniform(st, 0.0f, 0.999f) * (float)(hi - lo + 1));
+}
+
+/* A random shape the forced algorithm applies to. */
+static shape random_shape(cd_conv_algo algo, uint64_t *st)
+{
+    shape s = {.batch = rnd(st, 1, 3), .c = rnd(st, 1, 12), .m = rnd(st, 1, 12), .group = 1,
+               .h = rnd(st, 5, 17), .w = rnd(st, 5, 17), .kh = rnd(st, 1, 3), .kw = rnd(st, 1, 3),
+               .s = rnd(st, 1, 2), .d = rnd(st, 1, 2), .pad = rnd(st, 0, 2),
+               .bias = rnd(st, 0, 1) == 1};
+    switch (algo) {
+    case CD_CONV_GEMM_1X1: s.kh = s.kw = s.s = s.d = 1, s.pad = 0; break;
+    case CD_CONV_DEPTHWISE: s.m = s.c, s.group = s.c; break;
+    case CD_CONV_WINOGRAD:
+        s.kh = s.kw = 3, s.s = s.d = 1, s.pad = rnd(st, 0, 1);
+        s.c = rnd(st, 1, 40), s.m = rnd(st, 1, 40);
+        break;
+    default: break;
+    }
+    return s;
+}
+
+static void make_node(cd_node *n, const shape *s)
+{
+    cd_error err;
+    int64_t k[2] = {s->kh, s->kw}, st[2] = {s->s, s->s}, d[2] = {s->d, s->d};
+    int64_t p[4] = {s->pad, s->pad, s->pad, s->pad};
+    assert_int_equal(cd_node_init(n, "Conv", 13, s->bias ? 3 : 2, 1, &err), CD_OK);
+    assert_int_equal(cd_node_add_ints(n, "kernel_shape", k, 2, &err), CD_OK);
+    assert_int_equal(cd_node_add_ints(n, "strides", st, 2, &err), CD_OK);
+    assert_int_equal(cd_node_add_ints(n, "dilations", d, 2, &err), CD_OK);
+    assert_int_equal(cd_node_add_ints(n, "pads", p, 4, &err), CD_OK);
+    assert_int_equal(cd_node_add_int(n, "group", s->group, &err), CD_OK);
+    assert_int_equal(cd_node_bind(n, &err), CD_OK);
+}
+
+static float act_ref(const cd_epilogue *ep, float v)
+{
+    switch (ep->act) {
+    case CD_ACT_RELU: return v < 0 ? 0 : v;
+    case CD_ACT_CLIP: return v < ep->lo ? ep->lo : v > ep->hi ? ep->hi : v;
+    case CD_ACT_LEAKY_RELU: return v < 0 ? ep->alpha * v : v;
+    case CD_ACT_HARD_SWISH: {
+        float g = v / 6.0f + 0.5f;
+        return v * (g < 0 ? 0 : g > 1 ? 1 : g);
+    }
+    case CD_ACT_SIGMOID: return (float)(1.0 / (1.0 + exp(-(double)v)));
+    default: return v;
+    }
+}
+
+static cd_epilogue random_epilogue(uint64_t *st)
+{
+    cd_epilogue ep = {.act = (cd_act)rnd(st, 0, 5), .lo = -0.5f, .hi = 1.5f, .alpha = 0.1f};
+    return ep;
+}
+
+/* One random case: returns max |fast - ref| / (1e-4 * (1 + |ref|)), i.e. <= 1
+ * is within tolerance. */
+static double check_case(cd_conv_algo algo, uint64_t seed)
+{
+    uint64_t st = seed * 7919 + 17;
+    shape s = random_shape(algo, &st);
+    cd_epilogue ep = random_epilogue(&st);
+    bool use_bn = rnd(&st, 0, 1) == 1, use_res = rnd(&st, 0, 1) == 1;
+    cd_node n;
+    make_node(&n, &s);
+    int64_t xd[4] = {s.batch, s.c, s.h, s.w}, wd[4] = {s.m, s.c / s.group, s.kh, s.kw};
+    int64_t md[1] = {s.m};
+    cd_tensor *x = tu_random(4, xd, seed + 1, -1, 1), *w = tu_random(4, wd, seed + 2, -1, 1);
+    cd_tensor *b = s.bias ? tu_random(1, md, seed + 3, -1, 1) : NULL;
+    cd_tensor *scale = tu_random(1, md, seed + 4, 0.5f, 1.5f);
+    cd_tensor *shift = tu_random(1, md, seed + 5, -0.5f, 0.5f);
+    cd_tensor *in[3] = {x, w, b};
+    cd_error err = {0};
+    cd_win_geom g;
+    int64_t hw[2] = {s.h, s.w}, k[2] = {s.kh, s.kw};
+    assert_int_equal(cd_win_resolve(&n, 2, hw, k, false, &g, &err), CD_OK);
+    int64_t yd[4] = {s.batch, s.m, g.out[0], g.out[1]};
+    cd_tensor *ref = tu_random(4, yd, 0, 0, 0), *fast = tu_random(4, yd, 1, 9, 9);
+    cd_tensor *res = tu_random(4, yd, seed + 6, -1, 1);
+    cd_conv_ref(x->data, w->data, b ? b->data : NULL, ref->data, s.batch, s.c, s.m, s.group, &g);
+    cd_conv_kernel *kern = NULL;
+    cd_status rc = cd_conv_kernel_create(&n, in, use_bn ? scale->data : NULL,
+                                         use_bn ? shift->data : NULL, &ep, algo, &kern, &err);
+    if (rc != CD_OK)
+        fail_msg("create: %s", err.message);
+    assert_int_equal(cd_conv_kernel_algo(kern), algo);
+    cd_ctx ctx = {.err = &err, .threads = 1};
+    assert_int_equal(cd_conv_kernel_run(kern, x->data, use_res ? res->data : NULL, fast->data,
+                                        &ctx),
+                     CD_OK);
+    int64_t sp = g.out[0] * g.out[1];
+    const float *r = ref->data, *f = fast->data, *rs = res->data;
+    const float *sc = scale->data, *sh = shift->data;
+    double worst = 0;
+    for (size_t i = 0; i < cd_tensor_numel(ref); i++) {
+        int64_t m = (int64_t)(i / (size_t)sp) % s.m;
+        float v = use_bn ? r[i] * sc[m] + sh[m] : r[i];
+        v = act_ref(&ep, v + (use_res ? rs[i] : 0.0f));
+        double e = fabs((double)f[i] - v) / (1e-4 * (1.0 + fabs(v)));
+        if (e > worst)
+            worst = e;
+    }
+    if (worst > 1)
+        print_error("algo %d seed %llu: shape b%lld c%lld m%lld g%lld %lldx%lld k%lldx%lld s%lld "
+                    "d%lld p%lld act %d bn %d res %d: error ratio %g\n",
+                    (int)algo, (unsigned long long)seed, (long long)s.batch, (long long)s.c,
+                    (long long)s.m, (long long)s.group, (long long)s.h, (long long)s.w,
+                    (long long)s.kh, (long long)s.kw, (long long)s.s, (long long)s.d,
+                    (long long)s.pad, (int)ep.act, use_bn, use_res, worst);
+    cd_conv_kernel_free(kern);
+    free(ctx.scratch);
+    cd_tensor *all[] = {x, w, b, scale, shift, ref, fast, res};
+    for (size_t i = 0; i < sizeof all / sizeof *all; i++)
+        cd_tensor_free(all[i]);
+    cd_node_clear(&n);
+    return worst;
+}
+
+static void check_algo(cd_conv_algo algo)
+{
+    for (uint64_t seed = 1; seed <= 60; seed++)
+        assert_true(check_case(algo, seed) <= 1.0);
+}
+
+static void test_im2col(void **state) { (void)state; check_algo(CD_CONV_IM2COL); }
+static void test_gemm_1x1(void **state) { (void)state; check_algo(CD_CONV_GEMM_1X1); }
+static void test_depthwise(void **state) { (void)state; check_algo(CD_CONV_DEPTHWISE); }
+static void test_winograd(void **state) { (void)state; check_algo(CD_CONV_WINOGRAD); }
+
+/* A forced algorithm that does not fit the geometry is refused, naming the node. */
+static void test_refuses_inapplicable(void **state)
+{
+    (void)state;
+    shape s = {.batch = 1, .c = 4, .m = 4, .group = 1, .h = 8, .w = 8, .kh = 3, .kw = 3,
+               .s = 2, .d = 1, .pad = 1};
+    cd_node n;
+    make_node(&n, &s);
+    int64_t xd[4] = {1, 4, 8, 8}, wd[4] = {4, 4, 3, 3};
+    cd_tensor *x = tu_random(4, xd, 1, -1, 1), *w = tu_random(4, wd, 2, -1, 1);
+    cd_tensor *in[2] = {x, w};
+    cd_error err = {0};
+    cd_conv_kernel *k = NULL;
+    assert_int_equal(cd_conv_kernel_create(&n, in, NULL, NULL, NULL, CD_CONV_WINOGRAD, &k, &err),
+                     CD_ERR_UNSUPPORTED);
+    assert_null(k);
+    assert_non_null(strstr(err.message, "Conv"));
+    assert_int_equal(cd_conv_kernel_create(&n, in, NULL, NULL, NULL, CD_CONV_AUTO, &k, &err),
+                     CD_OK);
+    assert_int_equal(cd_conv_kernel_algo(k), CD_CONV_IM2COL);
+    cd_conv_kernel_free(k);
+    cd_tensor_free(x);
+    cd_tensor_free(w);
+    cd_node_clear(&n);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_im2col),     cmocka_unit_test(test_gemm_1x1),
+        cmocka_unit_test(test_depthwise),  cmocka_unit_test(test_winograd),
+        cmocka_unit_test(test_refuses_inapplicable),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
