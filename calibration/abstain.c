@@ -76,6 +76,7 @@ cd_status cd_abstention_fit(const double *u, const unsigned char *correct, size_
                             cd_uncertainty_kind kind, double target_risk, double delta,
                             cd_abstention *out, cd_error *err)
 {
+    cd_calib_gsl_quiet();
     if (!u || !correct || !out || n == 0)
         return cd_fail(err, CD_ERR_INVALID_ARGUMENT, "abstention: no calibration data");
     if (!(target_risk > 0 && target_risk < 1) || !(delta > 0 && delta < 1))

@@ -58,13 +58,11 @@ static void add_method_fields(const cd_calibrator *c, cJSON *root)
     }
 }
 
-cd_status cd_calibrator_save(const cd_calibrator *c, const char *path, cd_error *err)
+static cJSON *calibrator_json(const cd_calibrator *c)
 {
-    if (!c || !path)
-        return cd_fail(err, CD_ERR_INVALID_ARGUMENT, "calibration save: NULL argument");
     cJSON *root = cJSON_CreateObject();
     if (!root)
-        return cd_fail(err, CD_ERR_OUT_OF_MEMORY, "calibration save");
+        return NULL;
     cJSON_AddStringToObject(root, "format", "candor-calibration");
     cJSON_AddNumberToObject(root, "version", 1);
     cJSON_AddStringToObject(root, "method", cd_calib_method_name(c->method));
@@ -77,6 +75,11 @@ cd_status cd_calibrator_save(const cd_calibrator *c, const char *path, cd_error 
         cJSON_AddNumberToObject(root, "fit_nll_after", c->nll_after);
     }
     add_method_fields(c, root);
+    return root;
+}
+
+static cd_status save_json(cJSON *root, const char *path, cd_error *err)
+{
     char *text = cJSON_Print(root);
     cJSON_Delete(root);
     if (!text)
@@ -84,6 +87,16 @@ cd_status cd_calibrator_save(const cd_calibrator *c, const char *path, cd_error 
     cd_status st = cd_write_file_atomic(path, text, strlen(text), err);
     cJSON_free(text);
     return st;
+}
+
+cd_status cd_calibrator_save(const cd_calibrator *c, const char *path, cd_error *err)
+{
+    if (!c || !path)
+        return cd_fail(err, CD_ERR_INVALID_ARGUMENT, "calibration save: NULL argument");
+    cJSON *root = calibrator_json(c);
+    if (!root)
+        return cd_fail(err, CD_ERR_OUT_OF_MEMORY, "calibration save");
+    return save_json(root, path, err);
 }
 
 /* Reads exactly n numbers from array field name into dst. */
@@ -208,7 +221,7 @@ static cd_status parse_calibrator(const cJSON *root, const char *path, cd_calibr
     return CD_OK;
 }
 
-cd_status cd_calibrator_load(const char *path, cd_calibrator **out, cd_error *err)
+static cd_status read_json_file(const char *path, cJSON **out, cd_error *err)
 {
     FILE *f = path ? fopen(path, "rb") : NULL;
     if (!f)
@@ -233,11 +246,302 @@ cd_status cd_calibrator_load(const char *path, cd_calibrator **out, cd_error *er
     }
     fclose(f);
     text[len] = 0;
-    cJSON *root = cJSON_Parse(text);
+    *out = cJSON_Parse(text);
     free(text);
-    if (!root)
+    if (!*out)
         return cd_fail(err, CD_ERR_PARSE, "%s: not valid JSON", path);
-    cd_status st = parse_calibrator(root, path, out, err);
+    return CD_OK;
+}
+
+cd_status cd_calibrator_load(const char *path, cd_calibrator **out, cd_error *err)
+{
+    cJSON *root = NULL;
+    cd_status st = read_json_file(path, &root, err);
+    if (st)
+        return st;
+    st = parse_calibrator(root, path, out, err);
     cJSON_Delete(root);
+    return st;
+}
+
+/* ------------------------------------------------------ calibration bundle */
+
+static const char *const unc_kind_names[] = {"confidence", "entropy", "mi"};
+
+static cJSON *conformal_json(const cd_calibration_bundle *b)
+{
+    const cd_conformal_classifier *c = &b->conformal;
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddStringToObject(o, "score", cd_conformal_score_name(c->opts.score));
+    cJSON_AddNumberToObject(o, "alpha", c->opts.alpha);
+    cJSON_AddBoolToObject(o, "randomized", c->opts.score != CD_CONFORMAL_LAC &&
+                                               !c->opts.deterministic);
+    cJSON_AddNumberToObject(o, "lambda", c->opts.lambda);
+    cJSON_AddNumberToObject(o, "k_reg", c->opts.k_reg);
+    cJSON_AddBoolToObject(o, "mondrian", c->opts.mondrian);
+    cJSON_AddNumberToObject(o, "seed", (double)c->opts.seed);
+    cJSON_AddNumberToObject(o, "n_cal", (double)c->n_cal);
+    /* +inf (k > n) is not a JSON number: null means "every label". */
+    cJSON_AddItemToObject(o, "qhat", isfinite(c->qhat) ? cJSON_CreateNumber(c->qhat)
+                                                       : cJSON_CreateNull());
+    if (c->class_qhat) {
+        cJSON *a = cJSON_AddArrayToObject(o, "class_qhat");
+        for (int y = 0; y < c->k; y++)
+            cJSON_AddItemToArray(a, isfinite(c->class_qhat[y])
+                                        ? cJSON_CreateNumber(c->class_qhat[y])
+                                        : cJSON_CreateNull());
+    }
+    if (b->conformal_scores) {
+        cJSON_AddItemToObject(o, "scores", number_array(b->conformal_scores, c->n_cal));
+        cJSON *l = cJSON_AddArrayToObject(o, "labels");
+        for (size_t i = 0; b->conformal_labels && i < c->n_cal; i++)
+            cJSON_AddItemToArray(l, cJSON_CreateNumber(b->conformal_labels[i]));
+    }
+    return o;
+}
+
+static cJSON *abstention_json(const cd_abstention *a)
+{
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddStringToObject(o, "uncertainty", unc_kind_names[a->kind]);
+    cJSON_AddItemToObject(o, "threshold", isfinite(a->threshold)
+                                              ? cJSON_CreateNumber(a->threshold)
+                                              : cJSON_CreateNull());
+    cJSON_AddNumberToObject(o, "target_risk", a->target_risk);
+    cJSON_AddNumberToObject(o, "delta", a->delta);
+    cJSON_AddNumberToObject(o, "n_cal", (double)a->n_cal);
+    cJSON_AddNumberToObject(o, "accepted", (double)a->accepted);
+    cJSON_AddNumberToObject(o, "errors", (double)a->errors);
+    cJSON_AddNumberToObject(o, "coverage", a->coverage);
+    cJSON_AddNumberToObject(o, "risk_upper", a->risk_upper);
+    cJSON_AddBoolToObject(o, "feasible", a->feasible);
+    return o;
+}
+
+cd_status cd_calibration_bundle_save(const cd_calibration_bundle *b, const char *path,
+                                     int force, cd_error *err)
+{
+    if (!b || !b->calibrator || !path)
+        return cd_fail(err, CD_ERR_INVALID_ARGUMENT, "calibration save: NULL argument");
+    FILE *exists = force ? NULL : fopen(path, "rb");
+    if (exists) {
+        fclose(exists);
+        return cd_fail(err, CD_ERR_IO, "%s already exists (use --force to overwrite)", path);
+    }
+    cJSON *root = calibrator_json(b->calibrator);
+    if (!root)
+        return cd_fail(err, CD_ERR_OUT_OF_MEMORY, "calibration save");
+    if (b->has_conformal)
+        cJSON_AddItemToObject(root, "conformal", conformal_json(b));
+    if (b->has_abstention)
+        cJSON_AddItemToObject(root, "abstention", abstention_json(&b->abstention));
+    if (b->provenance_json) {
+        cJSON *prov = cJSON_Parse(b->provenance_json);
+        if (!cJSON_IsObject(prov)) {
+            cJSON_Delete(prov);
+            cJSON_Delete(root);
+            return cd_fail(err, CD_ERR_INVALID_ARGUMENT,
+                           "calibration save: provenance is not a JSON object");
+        }
+        cJSON_AddItemToObject(root, "provenance", prov);
+    }
+    return save_json(root, path, err);
+}
+
+/* A number or null (= +inf, "every label"). */
+static cd_status read_threshold(const cJSON *o, const char *name, double *dst,
+                                const char *path, cd_error *err)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, name);
+    if (cJSON_IsNull(v)) {
+        *dst = INFINITY;
+        return CD_OK;
+    }
+    if (!cJSON_IsNumber(v))
+        return cd_fail(err, CD_ERR_PARSE, "%s: missing number field '%s'", path, name);
+    *dst = v->valuedouble;
+    return CD_OK;
+}
+
+static cd_status read_conformal_scores(cd_calibration_bundle *b, const cJSON *o,
+                                       const char *path, cd_error *err)
+{
+    const cJSON *scores = cJSON_GetObjectItemCaseSensitive(o, "scores");
+    const cJSON *labels = cJSON_GetObjectItemCaseSensitive(o, "labels");
+    if (!scores)
+        return CD_OK; /* optional: then alpha cannot be changed */
+    size_t n = b->conformal.n_cal;
+    b->conformal_scores = malloc((n ? n : 1) * sizeof(double));
+    b->conformal_labels = malloc((n ? n : 1) * sizeof(int));
+    if (!b->conformal_scores || !b->conformal_labels)
+        return cd_fail(err, CD_ERR_OUT_OF_MEMORY, "%s: conformal scores", path);
+    cd_status st = read_numbers(o, "scores", b->conformal_scores, n, path, err);
+    if (st)
+        return st;
+    if (!cJSON_IsArray(labels) || (size_t)cJSON_GetArraySize(labels) != n)
+        return cd_fail(err, CD_ERR_PARSE, "%s: conformal.labels must hold %zu labels", path, n);
+    size_t i = 0;
+    const cJSON *v;
+    cJSON_ArrayForEach(v, labels)
+    {
+        if (!cJSON_IsNumber(v) || v->valuedouble < 0 || v->valuedouble >= b->conformal.k)
+            return cd_fail(err, CD_ERR_PARSE, "%s: conformal.labels[%zu] is not a class index",
+                           path, i);
+        b->conformal_labels[i++] = (int)v->valuedouble;
+    }
+    return CD_OK;
+}
+
+static cd_status read_conformal(cd_calibration_bundle *b, const cJSON *o, const char *path,
+                                cd_error *err)
+{
+    cd_conformal_classifier *c = &b->conformal;
+    const char *score = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(o, "score"));
+    const cJSON *n_cal = cJSON_GetObjectItemCaseSensitive(o, "n_cal");
+    c->k = cd_calibrator_classes(b->calibrator);
+    if (!score)
+        return cd_fail(err, CD_ERR_PARSE, "%s: conformal.score missing", path);
+    if (strcmp(score, "lac") == 0)
+        c->opts.score = CD_CONFORMAL_LAC;
+    else if (strcmp(score, "aps") == 0)
+        c->opts.score = CD_CONFORMAL_APS;
+    else if (strcmp(score, "raps") == 0)
+        c->opts.score = CD_CONFORMAL_RAPS;
+    else
+        return cd_fail(err, CD_ERR_PARSE, "%s: conformal.score '%s' unknown", path, score);
+    double k_reg = 0, seed = 0;
+    cd_status st = read_number(o, "alpha", &c->opts.alpha, path, err);
+    if (!st)
+        st = read_number(o, "lambda", &c->opts.lambda, path, err);
+    if (!st)
+        st = read_number(o, "k_reg", &k_reg, path, err);
+    if (!st)
+        st = read_number(o, "seed", &seed, path, err);
+    if (!st)
+        st = read_threshold(o, "qhat", &c->qhat, path, err);
+    if (st)
+        return st;
+    if (!(c->opts.alpha > 0 && c->opts.alpha < 1) || !cJSON_IsNumber(n_cal) ||
+        n_cal->valuedouble < 0 || n_cal->valuedouble > 1e12)
+        return cd_fail(err, CD_ERR_PARSE, "%s: conformal.alpha or n_cal out of range", path);
+    c->opts.k_reg = (int)k_reg;
+    c->opts.seed = (uint64_t)seed;
+    c->n_cal = (size_t)n_cal->valuedouble;
+    c->opts.deterministic = !cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(o, "randomized"));
+    c->opts.mondrian = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(o, "mondrian"));
+    const cJSON *cq = cJSON_GetObjectItemCaseSensitive(o, "class_qhat");
+    if (c->opts.mondrian) {
+        if (!cJSON_IsArray(cq) || cJSON_GetArraySize(cq) != c->k)
+            return cd_fail(err, CD_ERR_PARSE, "%s: conformal.class_qhat must hold %d values",
+                           path, c->k);
+        c->class_qhat = malloc((size_t)c->k * sizeof(double));
+        if (!c->class_qhat)
+            return cd_fail(err, CD_ERR_OUT_OF_MEMORY, "%s: class thresholds", path);
+        for (int y = 0; y < c->k; y++) {
+            const cJSON *v = cJSON_GetArrayItem(cq, y);
+            c->class_qhat[y] = cJSON_IsNumber(v) ? v->valuedouble : INFINITY;
+        }
+    }
+    return read_conformal_scores(b, o, path, err);
+}
+
+static cd_status read_abstention(cd_abstention *a, const cJSON *o, const char *path,
+                                 cd_error *err)
+{
+    const char *kind = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(o, "uncertainty"));
+    int found = -1;
+    for (int i = 0; kind && i < 3; i++)
+        if (strcmp(kind, unc_kind_names[i]) == 0)
+            found = i;
+    if (found < 0)
+        return cd_fail(err, CD_ERR_PARSE, "%s: abstention.uncertainty must be confidence, "
+                       "entropy or mi", path);
+    a->kind = (cd_uncertainty_kind)found;
+    double v[4];
+    const char *names[] = {"target_risk", "delta", "coverage", "risk_upper"};
+    cd_status st = read_threshold(o, "threshold", &a->threshold, path, err);
+    for (int i = 0; !st && i < 4; i++)
+        st = read_number(o, names[i], &v[i], path, err);
+    if (st)
+        return st;
+    a->target_risk = v[0];
+    a->delta = v[1];
+    a->coverage = v[2];
+    a->risk_upper = v[3];
+    a->feasible = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(o, "feasible"));
+    const cJSON *n = cJSON_GetObjectItemCaseSensitive(o, "n_cal");
+    a->n_cal = cJSON_IsNumber(n) && n->valuedouble >= 0 ? (size_t)n->valuedouble : 0;
+    return CD_OK;
+}
+
+cd_status cd_calibration_bundle_load(const char *path, cd_calibration_bundle *out,
+                                     cd_error *err)
+{
+    memset(out, 0, sizeof *out);
+    cJSON *root = NULL;
+    cd_status st = read_json_file(path, &root, err);
+    if (st)
+        return st;
+    st = parse_calibrator(root, path, &out->calibrator, err);
+    const cJSON *conf = cJSON_GetObjectItemCaseSensitive(root, "conformal");
+    const cJSON *abst = cJSON_GetObjectItemCaseSensitive(root, "abstention");
+    const cJSON *prov = cJSON_GetObjectItemCaseSensitive(root, "provenance");
+    if (!st && conf) {
+        out->has_conformal = 1;
+        st = read_conformal(out, conf, path, err);
+    }
+    if (!st && abst) {
+        out->has_abstention = 1;
+        st = read_abstention(&out->abstention, abst, path, err);
+    }
+    if (!st && cJSON_IsObject(prov) && !(out->provenance_json = cJSON_PrintUnformatted(prov)))
+        st = cd_fail(err, CD_ERR_OUT_OF_MEMORY, "%s: provenance", path);
+    cJSON_Delete(root);
+    if (st)
+        cd_calibration_bundle_clear(out);
+    return st;
+}
+
+void cd_calibration_bundle_clear(cd_calibration_bundle *b)
+{
+    if (!b)
+        return;
+    cd_calibrator_free(b->calibrator);
+    cd_conformal_clear(&b->conformal);
+    free(b->conformal_scores);
+    free(b->conformal_labels);
+    /* provenance_json comes from cJSON's allocator on load, malloc when set by
+     * the caller; cJSON uses malloc/free by default, so free() fits both. */
+    free(b->provenance_json);
+    memset(b, 0, sizeof *b);
+}
+
+cd_status cd_calibration_bundle_set_alpha(cd_calibration_bundle *b, double alpha,
+                                          cd_error *err)
+{
+    if (!b || !b->has_conformal)
+        return cd_fail(err, CD_ERR_INVALID_ARGUMENT, "calibration file has no conformal part");
+    if (!b->conformal_scores)
+        return cd_fail(err, CD_ERR_INVALID_ARGUMENT,
+                       "calibration file holds no conformal scores: alpha is fixed at %g",
+                       b->conformal.opts.alpha);
+    cd_conformal_classifier *c = &b->conformal;
+    cd_status st = cd_conformal_quantile(b->conformal_scores, c->n_cal, alpha, &c->qhat, err);
+    if (st)
+        return st;
+    c->opts.alpha = alpha;
+    if (!c->class_qhat)
+        return CD_OK;
+    double *buf = malloc((c->n_cal ? c->n_cal : 1) * sizeof(double));
+    if (!buf)
+        return cd_fail(err, CD_ERR_OUT_OF_MEMORY, "conformal: class thresholds");
+    for (int y = 0; !st && y < c->k; y++) {
+        size_t m = 0;
+        for (size_t i = 0; i < c->n_cal; i++)
+            if (b->conformal_labels[i] == y)
+                buf[m++] = b->conformal_scores[i];
+        st = cd_conformal_quantile(buf, m, alpha, &c->class_qhat[y], err);
+    }
+    free(buf);
     return st;
 }

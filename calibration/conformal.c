@@ -156,36 +156,51 @@ static cd_status mondrian_thresholds(const double *scores, const int *labels, si
     return CD_OK;
 }
 
-cd_status cd_conformal_fit(const double *probs, const int *labels, size_t n, int k,
-                           const cd_conformal_options *opts, cd_conformal_classifier *out,
-                           cd_error *err)
+/* Validates arguments and fills scores[0..n-1] (U drawn from a generator
+ * seeded with opts->seed, one per row in order). */
+cd_status cd_conformal_scores(const double *probs, const int *labels, size_t n, int k,
+                              const cd_conformal_options *opts, double *scores, cd_error *err)
 {
+    cd_calib_gsl_quiet();
     cd_status st = cd_calib_check_inputs(probs, labels, n, k, err);
     if (st)
         return st;
-    if (!opts || !(opts->alpha > 0 && opts->alpha < 1))
+    if (!opts || !scores || !(opts->alpha > 0 && opts->alpha < 1))
         return cd_fail(err, CD_ERR_INVALID_ARGUMENT, "conformal: alpha must be in (0, 1)");
-    memset(out, 0, sizeof *out);
-    out->opts = *opts;
-    out->k = k;
-    out->n_cal = n;
-    double *scores = malloc(2 * n * sizeof(double));
     gsl_rng *rng = gsl_rng_alloc(gsl_rng_mt19937);
-    if (!scores || !rng) {
-        free(scores);
-        if (rng)
-            gsl_rng_free(rng);
-        return cd_fail(err, CD_ERR_OUT_OF_MEMORY, "conformal: %zu scores", n);
-    }
+    if (!rng)
+        return cd_fail(err, CD_ERR_OUT_OF_MEMORY, "conformal: random generator");
     gsl_rng_set(rng, (unsigned long)opts->seed);
     for (size_t i = 0; i < n; i++)
         scores[i] = cd_conformal_class_score(probs + i * (size_t)k, k, labels[i], opts,
                                              draw_u(opts, rng));
+    gsl_rng_free(rng);
+    return CD_OK;
+}
+
+cd_status cd_conformal_fit(const double *probs, const int *labels, size_t n, int k,
+                           const cd_conformal_options *opts, cd_conformal_classifier *out,
+                           cd_error *err)
+{
+    cd_calib_gsl_quiet();
+    if (!out)
+        return cd_fail(err, CD_ERR_INVALID_ARGUMENT, "conformal: NULL output");
+    memset(out, 0, sizeof *out);
+    double *scores = malloc((n ? 2 * n : 1) * sizeof(double));
+    if (!scores)
+        return cd_fail(err, CD_ERR_OUT_OF_MEMORY, "conformal: %zu scores", n);
+    cd_status st = cd_conformal_scores(probs, labels, n, k, opts, scores, err);
+    if (st) {
+        free(scores);
+        return st;
+    }
+    out->opts = *opts;
+    out->k = k;
+    out->n_cal = n;
     st = cd_conformal_quantile(scores, n, opts->alpha, &out->qhat, err);
     if (!st && opts->mondrian)
         st = mondrian_thresholds(scores, labels, n, out, scores + n, err);
     free(scores);
-    gsl_rng_free(rng);
     if (st)
         cd_conformal_clear(out);
     return st;
@@ -233,6 +248,7 @@ cd_status cd_conformal_predict(const cd_conformal_classifier *c, const double *p
                                uint64_t rng_seed, unsigned char *in_set, int *set_size,
                                cd_error *err)
 {
+    cd_calib_gsl_quiet();
     if (!c || !probs || !in_set)
         return cd_fail(err, CD_ERR_INVALID_ARGUMENT, "conformal predict: NULL argument");
     gsl_rng *rng = gsl_rng_alloc(gsl_rng_mt19937);

@@ -238,7 +238,11 @@ static cd_status fit_parametric(cd_calibrator *c, const double *z, const int *y,
     identity_params(c->method, c->k, x->data);
     c->nll_before = nll_and_grad(&prob, x->data, NULL);
     gsl_multimin_function_fdf fn = {gsl_f, gsl_df, gsl_fdf, np, &prob};
-    gsl_multimin_fdfminimizer_set(s, &fn, x, 0.1, 0.1);
+    if (gsl_multimin_fdfminimizer_set(s, &fn, x, 0.1, 0.1) != GSL_SUCCESS) {
+        st = cd_fail(err, CD_ERR_NUMERIC, "calibration fit: %s: GSL could not start the "
+                     "minimiser (non-finite NLL?)", cd_calib_method_name(c->method));
+        goto done;
+    }
     for (int it = 0; it < 1000; it++) {
         if (gsl_multimin_fdfminimizer_iterate(s))
             break; /* no further progress possible: keep the best point */
@@ -474,6 +478,7 @@ static cd_status check_fit_args(const double *scores, const int *labels, size_t 
 cd_status cd_calibrator_fit(const double *scores, const int *labels, size_t n, int k,
                             const cd_fit_options *opts, cd_calibrator **out, cd_error *err)
 {
+    cd_calib_gsl_quiet();
     cd_status st = check_fit_args(scores, labels, n, k, opts, err);
     if (st)
         return st;

@@ -332,6 +332,7 @@ static cd_status bootstrap(const metric_view *base, int reps, double level, uint
 cd_status cd_metrics_compute(const double *probs, const int *labels, size_t n, int k,
                              const cd_metric_options *opts, cd_metrics *out, cd_error *err)
 {
+    cd_calib_gsl_quiet();
     cd_status st = cd_calib_check_inputs(probs, labels, n, k, err);
     if (st)
         return st;

@@ -40,12 +40,12 @@ void cd_report_free(cd_report *r)
 }
 
 /* NaN/inf are not JSON numbers: they become null. */
-static cJSON *num(double v)
+cJSON *cd_report_num(double v)
 {
     return isfinite(v) ? cJSON_CreateNumber(v) : cJSON_CreateNull();
 }
 
-static cJSON *build_metrics(const cd_metrics *m)
+cJSON *cd_report_metrics_json(const cd_metrics *m)
 {
     cJSON *arr = cJSON_CreateArray();
     for (int id = 0; id < CD_METRIC_COUNT; id++) {
@@ -53,34 +53,34 @@ static cJSON *build_metrics(const cd_metrics *m)
         cJSON_AddStringToObject(o, "name", cd_metric_name(id));
         cJSON_AddStringToObject(o, "label", metric_labels[id]);
         cJSON_AddStringToObject(o, "better", metric_lower_better[id]);
-        cJSON_AddItemToObject(o, "value", num(m->value[id]));
-        cJSON_AddItemToObject(o, "ci_low", num(m->ci_low[id]));
-        cJSON_AddItemToObject(o, "ci_high", num(m->ci_high[id]));
+        cJSON_AddItemToObject(o, "value", cd_report_num(m->value[id]));
+        cJSON_AddItemToObject(o, "ci_low", cd_report_num(m->ci_low[id]));
+        cJSON_AddItemToObject(o, "ci_high", cd_report_num(m->ci_high[id]));
         cJSON_AddItemToArray(arr, o);
     }
     return arr;
 }
 
 /* Reliability bins plus the confidence histogram split into correct/wrong. */
-static cd_status build_reliability(const cd_predictions *p, int bins, cJSON *root,
-                                   cd_error *err)
+cd_status cd_report_reliability_json(const double *probs, const int *labels, size_t n, int k,
+                                     int bins, cJSON *parent, const char *key, cd_error *err)
 {
     cd_reliability_bin *b = malloc((size_t)bins * sizeof *b);
     if (!b)
         return cd_fail(err, CD_ERR_OUT_OF_MEMORY, "report: bins");
-    cd_status st = cd_reliability_bins(p->probs, p->labels, p->n, p->k, bins, b, err);
+    cd_status st = cd_reliability_bins(probs, labels, n, k, bins, b, err);
     if (st) {
         free(b);
         return st;
     }
-    cJSON *arr = cJSON_AddArrayToObject(root, "reliability");
+    cJSON *arr = cJSON_AddArrayToObject(parent, key);
     for (int i = 0; i < bins; i++) {
         cJSON *o = cJSON_CreateObject();
         cJSON_AddNumberToObject(o, "lo", b[i].lo);
         cJSON_AddNumberToObject(o, "hi", b[i].hi);
         cJSON_AddNumberToObject(o, "count", (double)b[i].count);
-        cJSON_AddItemToObject(o, "accuracy", num(b[i].accuracy));
-        cJSON_AddItemToObject(o, "confidence", num(b[i].confidence));
+        cJSON_AddItemToObject(o, "accuracy", cd_report_num(b[i].accuracy));
+        cJSON_AddItemToObject(o, "confidence", cd_report_num(b[i].confidence));
         double correct = b[i].count ? b[i].accuracy * (double)b[i].count : 0.0;
         cJSON_AddNumberToObject(o, "correct", nearbyint(correct));
         cJSON_AddItemToArray(arr, o);
@@ -164,11 +164,11 @@ static cd_status build_per_class(const cd_predictions *p, int bins, cJSON *root,
         cJSON_AddStringToObject(o, "name", p->class_names[c]);
         cJSON_AddNumberToObject(o, "support", support[c]);
         cJSON_AddNumberToObject(o, "predicted", predicted[c]);
-        cJSON_AddItemToObject(o, "precision", num(hits[c] / predicted[c]));
-        cJSON_AddItemToObject(o, "recall", num(hits[c] / support[c]));
-        cJSON_AddItemToObject(o, "mean_true_class_probability", num(mass[c] / support[c]));
+        cJSON_AddItemToObject(o, "precision", cd_report_num(hits[c] / predicted[c]));
+        cJSON_AddItemToObject(o, "recall", cd_report_num(hits[c] / support[c]));
+        cJSON_AddItemToObject(o, "mean_true_class_probability", cd_report_num(mass[c] / support[c]));
         cJSON_AddItemToObject(o, "mean_confidence_when_predicted",
-                              num(conf_pred[c] / predicted[c]));
+                              cd_report_num(conf_pred[c] / predicted[c]));
         cJSON_AddNumberToObject(o, "one_vs_rest_ece", class_ece(p, (int)c, bins, work));
         cJSON_AddItemToArray(arr, o);
     }
@@ -227,8 +227,9 @@ cd_status cd_report_build(const cd_predictions *p, const cd_report_options *opts
         return cd_fail(err, CD_ERR_OUT_OF_MEMORY, "report");
     }
     build_header(p, opts, bins, reps, r->root);
-    cJSON_AddItemToObject(r->root, "metrics", build_metrics(&m));
-    st = build_reliability(p, bins, r->root, err);
+    cJSON_AddItemToObject(r->root, "metrics", cd_report_metrics_json(&m));
+    st = cd_report_reliability_json(p->probs, p->labels, p->n, p->k, bins, r->root,
+                                        "reliability", err);
     if (!st)
         st = build_risk_coverage(p, r->root, err);
     if (!st)

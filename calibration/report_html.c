@@ -88,7 +88,7 @@ static const char *style =
     "table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #bbb;padding:.25em .6em;"
     "text-align:right}th{background:#eee}td.l,th.l{text-align:left}"
     "figure{display:inline-block;margin:1em 1em 1em 0;vertical-align:top}"
-    "figcaption{font-size:.9em;max-width:26em}code{font-size:.9em;word-break:break-all}"
+    "figcaption{font-size:.9em;max-width:26em}.warning{color:#a33}code{font-size:.9em;word-break:break-all}"
     "@media print{figure{page-break-inside:avoid}}";
 
 /* Plot frame: 320x320 data area at (50,20) with axes and ticks 0..1. */
@@ -112,10 +112,10 @@ static void svg_axes(sbuf *b, const char *xlabel, const char *ylabel, double yma
                  "transform=\"rotate(-90 14 180)\">%s</text>\n", ylabel);
 }
 
-static void svg_reliability(sbuf *b, const cJSON *bins)
+static void svg_reliability(sbuf *b, const cJSON *bins, const char *id, const char *title)
 {
-    sb_printf(b, "<figure><svg id=\"reliability\" xmlns=\"http://www.w3.org/2000/svg\" "
-                 "width=\"390\" height=\"390\" viewBox=\"0 0 390 390\">\n");
+    sb_printf(b, "<figure><svg id=\"%s\" xmlns=\"http://www.w3.org/2000/svg\" "
+                 "width=\"390\" height=\"390\" viewBox=\"0 0 390 390\">\n", id);
     svg_axes(b, "confidence", "accuracy", 1.0);
     sb_printf(b, "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"#999\" "
                  "stroke-dasharray=\"4 3\"/>\n", PX(0), PY(0), PX(1), PY(1));
@@ -134,9 +134,9 @@ static void svg_reliability(sbuf *b, const cJSON *bins)
         sb_printf(b, "<text x=\"%.2f\" y=\"%.2f\" font-size=\"8\" text-anchor=\"middle\" "
                      "fill=\"#333\">%.0f</text>\n", (PX(lo) + PX(hi)) / 2, PY(acc) - 3, cnt);
     }
-    sb_printf(b, "</svg><figcaption>Reliability diagram: accuracy per equal-width confidence "
+    sb_printf(b, "</svg><figcaption>%s%sReliability diagram: accuracy per equal-width confidence "
                  "bin (numbers = samples in the bin; dashed = perfect calibration; empty bins "
-                 "omitted).</figcaption></figure>\n");
+                 "omitted).</figcaption></figure>\n", title ? title : "", title ? ". " : "");
 }
 
 static void svg_histogram(sbuf *b, const cJSON *bins, double n)
@@ -250,12 +250,34 @@ static void html_settings(sbuf *b, const cJSON *root)
               get_str(d, "input"),
               cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(d, "renormalized"))
                   ? "; rows renormalised to sum to 1 (--renormalize)" : "");
+    static const char *const shown[] = {"source", "sha256", "n", "num_classes", "input",
+                                        "renormalized", "class_names", NULL};
     const cJSON *item;
-    cJSON_ArrayForEach(item, s)
+    cJSON_ArrayForEach(item, d) /* fields added by candor calibrate (model, fingerprints) */
     {
-        sb_printf(b, "<tr><th class=\"l\">%s</th><td class=\"l\">", item->string);
+        int known = 0;
+        for (int i = 0; shown[i]; i++)
+            known |= strcmp(item->string, shown[i]) == 0;
+        if (known || !(cJSON_IsString(item) || cJSON_IsNumber(item)))
+            continue;
+        sb_printf(b, "<tr><th class=\"l\">");
+        sb_escaped(b, item->string);
+        sb_printf(b, "</th><td class=\"l\"><code>");
         if (cJSON_IsNumber(item))
             sb_printf(b, "%.17g", item->valuedouble);
+        else
+            sb_escaped(b, item->valuestring);
+        sb_printf(b, "</code></td></tr>");
+    }
+    cJSON_ArrayForEach(item, s)
+    {
+        sb_printf(b, "<tr><th class=\"l\">");
+        sb_escaped(b, item->string);
+        sb_printf(b, "</th><td class=\"l\">");
+        if (cJSON_IsNumber(item))
+            sb_printf(b, "%.17g", item->valuedouble);
+        else if (cJSON_IsBool(item))
+            sb_printf(b, "%s", cJSON_IsTrue(item) ? "yes" : "no");
         else
             sb_escaped(b, cJSON_GetStringValue(item));
         sb_printf(b, "</td></tr>");
@@ -290,6 +312,174 @@ static void html_definitions(sbuf *b)
               "</ul>\n");
 }
 
+/* One metric with its interval, "value [low, high]". */
+static void fmt_ci(sbuf *b, const cJSON *m)
+{
+    fmt_num(b, get_num(m, "value"));
+    double lo = get_num(m, "ci_low"), hi = get_num(m, "ci_high");
+    if (!isnan(lo) && !isnan(hi))
+        sb_printf(b, " <small>[%.4f, %.4f]</small>", lo, hi);
+}
+
+static const cJSON *side_metrics(const cJSON *split, const char *side)
+{
+    return cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(split, side),
+                                            "metrics");
+}
+
+static void html_split(sbuf *b, const cJSON *split, int index)
+{
+    const char *name = get_str(split, "name");
+    sb_printf(b, "<h3>Split: ");
+    sb_escaped(b, name);
+    sb_printf(b, " (n = %.0f)</h3><table class=\"before-after\" id=\"before-after-%d\">"
+                 "<tr><th class=\"l\">metric</th><th>before calibration</th>"
+                 "<th>after calibration</th><th>better</th></tr>\n", get_num(split, "n"), index);
+    const cJSON *before = side_metrics(split, "before"), *after = side_metrics(split, "after");
+    int n = cJSON_GetArraySize(before);
+    for (int i = 0; i < n; i++) {
+        const cJSON *mb = cJSON_GetArrayItem(before, i), *ma = cJSON_GetArrayItem(after, i);
+        sb_printf(b, "<tr><td class=\"l\">%s <code>%s</code></td><td>", get_str(mb, "label"),
+                  get_str(mb, "name"));
+        fmt_ci(b, mb);
+        sb_printf(b, "</td><td>");
+        fmt_ci(b, ma);
+        sb_printf(b, "</td><td>%s</td></tr>\n", get_str(mb, "better"));
+    }
+    sb_printf(b, "</table>\n");
+    const char *sides[2] = {"before", "after"};
+    for (int s = 0; s < 2; s++) {
+        char id[64], title[160];
+        snprintf(id, sizeof id, "reliability-%d-%s", index, sides[s]);
+        snprintf(title, sizeof title, "%s split, %s calibration", name, sides[s]);
+        for (char *c = title; *c; c++)
+            if (*c == '<' || *c == '>' || *c == '&' || *c == '"')
+                *c = '_'; /* the title goes into the page unescaped */
+        svg_reliability(b, cJSON_GetObjectItemCaseSensitive(
+                               cJSON_GetObjectItemCaseSensitive(split, sides[s]), "reliability"),
+                        id, title);
+    }
+}
+
+static void html_calibration(sbuf *b, const cJSON *cal)
+{
+    if (!cal)
+        return;
+    sb_printf(b, "<h2>Before and after calibration</h2><p>Method <b>");
+    sb_escaped(b, get_str(cal, "method"));
+    sb_printf(b, "</b>, fitted on ");
+    sb_escaped(b, get_str(cal, "fitted_on"));
+    double t = get_num(cal, "temperature");
+    if (!isnan(t))
+        sb_printf(b, "; temperature T = %.6g", t);
+    double nb = get_num(cal, "fit_nll_before"), na = get_num(cal, "fit_nll_after");
+    if (!isnan(nb))
+        sb_printf(b, "; NLL on the fitting data %.6f &rarr; %.6f", nb, na);
+    sb_printf(b, ". Intervals in brackets: 95%% percentile bootstrap.</p>\n");
+    const char *warn = get_str(cal, "warning");
+    if (*warn) {
+        sb_printf(b, "<p class=\"warning\"><b>Warning:</b> ");
+        sb_escaped(b, warn);
+        sb_printf(b, "</p>\n");
+    }
+    const cJSON *split;
+    int i = 0;
+    cJSON_ArrayForEach(split, cJSON_GetObjectItemCaseSensitive(cal, "splits"))
+        html_split(b, split, i++);
+}
+
+static void svg_set_sizes(sbuf *b, const cJSON *hist, double n)
+{
+    int bars = cJSON_GetArraySize(hist);
+    double peak = 0;
+    for (int s = 0; s < bars; s++)
+        peak = fmax(peak, cJSON_GetArrayItem(hist, s)->valuedouble / n);
+    if (!(peak > 0))
+        peak = 1;
+    sb_printf(b, "<figure><svg id=\"set-size-histogram\" xmlns=\"http://www.w3.org/2000/svg\" "
+                 "width=\"390\" height=\"390\" viewBox=\"0 0 390 390\">\n");
+    svg_axes(b, "", "fraction of samples", peak);
+    double w = 320.0 / bars;
+    for (int s = 0; s < bars; s++) {
+        double c = cJSON_GetArrayItem(hist, s)->valuedouble, f = c / n / peak;
+        double x = 50 + w * s;
+        if (c > 0)
+            sb_printf(b, "<rect class=\"bar\" x=\"%.2f\" y=\"%.2f\" width=\"%.2f\" "
+                         "height=\"%.2f\" fill=\"#6a8f3a\" stroke=\"#fff\"><title>size %d: "
+                         "%.0f</title></rect>\n", x, PY(f), w, PY(0) - PY(f), s, c);
+        if (bars <= 30 || s % 5 == 0)
+            sb_printf(b, "<text x=\"%.2f\" y=\"%.2f\" font-size=\"9\" text-anchor=\"middle\" "
+                         "fill=\"#333\">%d</text>\n", x + w / 2, PY(0) + 28, s);
+    }
+    sb_printf(b, "<text x=\"210\" y=\"382\" font-size=\"12\" text-anchor=\"middle\">"
+                 "prediction set size</text>\n");
+    sb_printf(b, "</svg><figcaption>Conformal prediction set sizes on the evaluation rows "
+                 "(0 = empty set).</figcaption></figure>\n");
+}
+
+static void html_conformal(sbuf *b, const cJSON *c)
+{
+    if (!c)
+        return;
+    double cov = get_num(c, "empirical_coverage"), target = get_num(c, "target_coverage");
+    sb_printf(b, "<h2>Conformal prediction sets</h2><table id=\"conformal\">"
+                 "<tr><th class=\"l\">score</th><td class=\"l\">%s%s%s</td></tr>",
+              get_str(c, "score"),
+              cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(c, "randomized")) ? ", randomized"
+                                                                                : "",
+              cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(c, "mondrian"))
+                  ? ", class-conditional (Mondrian)" : "");
+    if (!isnan(get_num(c, "lambda")))
+        sb_printf(b, "<tr><th class=\"l\">RAPS &lambda;, k<sub>reg</sub></th><td class=\"l\">"
+                     "%.4g, %.0f</td></tr>", get_num(c, "lambda"), get_num(c, "k_reg"));
+    sb_printf(b, "<tr><th class=\"l\">&alpha;</th><td class=\"l\">%.4g</td></tr>"
+                 "<tr><th class=\"l\">calibration points n, rank k = &lceil;(n+1)(1&minus;&alpha;)"
+                 "&rceil;</th><td class=\"l\">%.0f, %.0f</td></tr>"
+                 "<tr><th class=\"l\">q&#770;</th><td class=\"l\">",
+              get_num(c, "alpha"), get_num(c, "n_cal"), get_num(c, "rank_k"));
+    fmt_num(b, get_num(c, "qhat"));
+    sb_printf(b, "</td></tr><tr><th class=\"l\">empirical coverage on %.0f evaluation rows</th>"
+                 "<td class=\"l\">%.4f (target 1&minus;&alpha; = %.4f; guarantee in expectation: "
+                 "%.4f &le; coverage &lt; %.4f)</td></tr>"
+                 "<tr><th class=\"l\">mean set size</th><td class=\"l\">%.4f</td></tr></table>\n",
+              get_num(c, "n_eval"), cov, target, target, get_num(c, "coverage_upper_bound"),
+              get_num(c, "mean_set_size"));
+    svg_set_sizes(b, cJSON_GetObjectItemCaseSensitive(c, "set_size_histogram"),
+                  get_num(c, "n_eval"));
+}
+
+static void html_abstention(sbuf *b, const cJSON *a)
+{
+    if (!a)
+        return;
+    const cJSON *cal = cJSON_GetObjectItemCaseSensitive(a, "calibration");
+    const cJSON *ev = cJSON_GetObjectItemCaseSensitive(a, "evaluation");
+    sb_printf(b, "<h2>Risk-controlled abstention</h2><p>Predict only when %s is past the "
+                 "threshold; otherwise <i>abstain &mdash; refer</i>. The threshold keeps the "
+                 "Clopper&ndash;Pearson upper bound of the selective error on the calibration "
+                 "data &le; %.4g at confidence %.4g.%s</p><table id=\"abstention\">"
+                 "<tr><th class=\"l\"></th><th>threshold</th><th>n</th><th>coverage</th>"
+                 "<th>selective risk</th><th>risk upper bound</th></tr>\n",
+              get_str(a, "uncertainty"), get_num(a, "target_risk"),
+              get_num(a, "confidence_level"),
+              cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(a, "feasible"))
+                  ? "" : " <b>No threshold meets the target: every prediction abstains.</b>");
+    sb_printf(b, "<tr><td class=\"l\">calibration</td><td>");
+    fmt_num(b, get_num(a, "threshold"));
+    sb_printf(b, "</td><td>%.0f</td><td>", get_num(cal, "n"));
+    fmt_num(b, get_num(cal, "coverage"));
+    sb_printf(b, "</td><td>");
+    fmt_num(b, get_num(cal, "selective_risk"));
+    sb_printf(b, "</td><td>");
+    fmt_num(b, get_num(cal, "risk_upper_bound"));
+    sb_printf(b, "</td></tr>\n<tr><td class=\"l\">evaluation (achieved)</td><td></td>"
+                 "<td>%.0f</td><td>", get_num(ev, "n"));
+    fmt_num(b, get_num(ev, "coverage"));
+    sb_printf(b, "</td><td>");
+    fmt_num(b, get_num(ev, "selective_risk"));
+    sb_printf(b, "</td><td></td></tr></table>\n");
+}
+
 cd_status cd_report_write_html(const cd_report *r, const char *path, cd_error *err)
 {
     const cJSON *root = r->root;
@@ -305,9 +495,13 @@ cd_status cd_report_write_html(const cd_report *r, const char *path, cd_error *e
               get_num(d, "num_classes"), get_str(d, "input"));
     html_metrics(&b, cJSON_GetObjectItemCaseSensitive(root, "metrics"),
                  get_num(s, "bootstrap") > 0);
+    html_calibration(&b, cJSON_GetObjectItemCaseSensitive(root, "calibration"));
+    html_conformal(&b, cJSON_GetObjectItemCaseSensitive(root, "conformal"));
+    html_abstention(&b, cJSON_GetObjectItemCaseSensitive(root, "abstention"));
     const cJSON *rel = cJSON_GetObjectItemCaseSensitive(root, "reliability");
-    sb_printf(&b, "<h2>Plots</h2>\n");
-    svg_reliability(&b, rel);
+    sb_printf(&b, "<h2>Plots%s</h2>\n", cJSON_GetObjectItemCaseSensitive(root, "calibration")
+                                             ? " (evaluation data, after calibration)" : "");
+    svg_reliability(&b, rel, "reliability", NULL);
     svg_histogram(&b, rel, get_num(d, "n"));
     svg_risk_coverage(&b, cJSON_GetObjectItemCaseSensitive(root, "risk_coverage"));
     html_per_class(&b, cJSON_GetObjectItemCaseSensitive(root, "per_class"));

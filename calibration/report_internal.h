@@ -10,4 +10,10 @@ struct cd_report {
     cJSON *root; /* schema: docs/calibration.md */
 };
 
+/* Shared by report.c and report_sections.c. */
+cJSON *cd_report_num(double v); /* NaN/inf -> null */
+cJSON *cd_report_metrics_json(const cd_metrics *m);
+cd_status cd_report_reliability_json(const double *probs, const int *labels, size_t n, int k,
+                                     int bins, cJSON *parent, const char *key, cd_error *err);
+
 #endif

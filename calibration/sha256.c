@@ -50,26 +50,20 @@ static void compress(uint32_t h[8], const unsigned char *block)
     h[0] += a, h[1] += b, h[2] += c, h[3] += d, h[4] += e, h[5] += f, h[6] += g, h[7] += hh;
 }
 
-cd_status cd_sha256_file(const char *path, char hex[65], cd_error *err)
+static void sha256_init(uint32_t h[8])
 {
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return cd_fail(err, CD_ERR_IO, "cannot open %s: %s", path, strerror(errno));
-    uint32_t h[8] = {0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a,
-                     0x510e527f, 0x9b05688c, 0x1f83d9ab, 0x5be0cd19};
+    static const uint32_t iv[8] = {0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a,
+                                   0x510e527f, 0x9b05688c, 0x1f83d9ab, 0x5be0cd19};
+    memcpy(h, iv, sizeof iv);
+}
+
+/* Padding: 0x80, zeros, then the bit length big-endian (one or two blocks);
+ * tail holds the last got (< 64) bytes of a message of total bytes. */
+static void sha256_finish(uint32_t h[8], const unsigned char *tail, size_t got, uint64_t total,
+                          char hex[65])
+{
     unsigned char block[128];
-    uint64_t total = 0;
-    size_t got;
-    while ((got = fread(block, 1, 64, f)) == 64) {
-        compress(h, block);
-        total += 64;
-    }
-    int failed = ferror(f);
-    fclose(f);
-    if (failed)
-        return cd_fail(err, CD_ERR_IO, "error reading %s", path);
-    total += got;
-    /* Padding: 0x80, zeros, then the bit length big-endian (one or two blocks). */
+    memcpy(block, tail, got);
     size_t padded = got < 56 ? 64 : 128;
     memset(block + got, 0, padded - got);
     block[got] = 0x80;
@@ -81,5 +75,37 @@ cd_status cd_sha256_file(const char *path, char hex[65], cd_error *err)
         compress(h, block + 64);
     for (int i = 0; i < 8; i++)
         snprintf(hex + 8 * i, 9, "%08x", (unsigned)h[i]);
+}
+
+cd_status cd_sha256_file(const char *path, char hex[65], cd_error *err)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return cd_fail(err, CD_ERR_IO, "cannot open %s: %s", path, strerror(errno));
+    uint32_t h[8];
+    sha256_init(h);
+    unsigned char block[64];
+    uint64_t total = 0;
+    size_t got;
+    while ((got = fread(block, 1, 64, f)) == 64) {
+        compress(h, block);
+        total += 64;
+    }
+    int failed = ferror(f);
+    fclose(f);
+    if (failed)
+        return cd_fail(err, CD_ERR_IO, "error reading %s", path);
+    sha256_finish(h, block, got, total + got, hex);
     return CD_OK;
+}
+
+void cd_sha256_memory(const void *data, size_t size, char hex[65])
+{
+    const unsigned char *p = data;
+    uint32_t h[8];
+    sha256_init(h);
+    size_t full = size / 64 * 64;
+    for (size_t i = 0; i < full; i += 64)
+        compress(h, p + i);
+    sha256_finish(h, p + full, size - full, (uint64_t)size, hex);
 }

@@ -7,6 +7,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <gsl/gsl_errno.h>
+
 #include "calibration/calib_internal.h"
 #include "core/internal.h"
 
@@ -62,4 +64,15 @@ cd_status cd_write_file_atomic(const char *path, const void *data, size_t size, 
     }
     free(tmp);
     return CD_OK;
+}
+
+/* GSL's default error handler calls abort(): a library must never take the
+ * process down on bad numbers, so every calibration entry point switches it
+ * off and checks the GSL return codes instead. The handler is process-wide
+ * state owned by GSL; setting it to "off" is idempotent, so concurrent calls
+ * race only to write the same value. A host that installed its own handler
+ * on purpose gets it replaced: documented in docs/calibration.md. */
+void cd_calib_gsl_quiet(void)
+{
+    gsl_set_error_handler_off();
 }

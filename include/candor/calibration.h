@@ -181,6 +181,11 @@ typedef struct cd_conformal_classifier {
 CD_API cd_status cd_conformal_fit(const double *probs, const int *labels, size_t n, int k,
                                   const cd_conformal_options *opts,
                                   cd_conformal_classifier *out, cd_error *err);
+/* The n calibration scores cd_conformal_fit uses (same U sequence), e.g. to
+ * store them so q̂ can be recomputed for another alpha. */
+CD_API cd_status cd_conformal_scores(const double *probs, const int *labels, size_t n, int k,
+                                     const cd_conformal_options *opts, double *scores,
+                                     cd_error *err);
 CD_API void cd_conformal_clear(cd_conformal_classifier *c);
 /* Prediction sets for n rows: in_set[i*k + y] = 1 when y is in row i's set;
  * set_size (optional) receives the sizes. rng_seed drives test-time U. */
@@ -242,6 +247,45 @@ CD_API int cd_abstain_accept(const cd_abstention *a, double u);
  * (the (1-delta) quantile of Beta(e+1, m-e)), by bisection to 1e-15. */
 CD_API double cd_clopper_pearson_upper(size_t e, size_t m, double delta);
 
+/* RAPS parameters tuned as Angelopoulos et al. (2021) suggest, on a tuning
+ * part of the calibration data that must NOT be reused for the q̂ fit
+ * (exchangeability): k_reg = the ⌈(n+1)(1−α)⌉-th smallest true-label rank
+ * (1-based); λ from the grid {0, 0.001, 0.01, 0.05, 0.1, 0.2, 0.5} giving the
+ * smallest mean set size when q̂ is fitted on the first half of the tuning
+ * rows and sets are built on the second half (ties: the smaller λ). */
+CD_API cd_status cd_conformal_tune_raps(const double *probs, const int *labels, size_t n, int k,
+                                        double alpha, uint64_t seed, double *lambda,
+                                        int *k_reg, cd_error *err);
+
+/* ---------------------------------------------------- calibration bundle */
+
+/* Everything `candor calibrate` fits, as saved in one calibration file: the
+ * scaling map, optionally conformal sets (with the calibration scores, so q̂
+ * can be recomputed for another alpha) and an abstention rule. */
+typedef struct cd_calibration_bundle {
+    cd_calibrator *calibrator;        /* owned; never NULL in a loaded bundle */
+    int has_conformal;
+    cd_conformal_classifier conformal;
+    double *conformal_scores;         /* n_cal scores (owned, may be NULL) */
+    int *conformal_labels;            /* n_cal labels (owned, may be NULL) */
+    int has_abstention;
+    cd_abstention abstention;
+    char *provenance_json;            /* JSON object text (settings, data fingerprint) or NULL */
+} cd_calibration_bundle;
+
+/* Saves atomically; refuses an existing file unless force (CD_ERR_IO). */
+CD_API cd_status cd_calibration_bundle_save(const cd_calibration_bundle *b, const char *path,
+                                            int force, cd_error *err);
+/* Loads a calibration file; a file with only the scaling map (as written by
+ * cd_calibrator_save) gives has_conformal = has_abstention = 0. */
+CD_API cd_status cd_calibration_bundle_load(const char *path, cd_calibration_bundle *out,
+                                            cd_error *err);
+CD_API void cd_calibration_bundle_clear(cd_calibration_bundle *b);
+/* Recomputes the conformal thresholds for another alpha from the saved
+ * calibration scores (CD_ERR_INVALID_ARGUMENT when the file has none). */
+CD_API cd_status cd_calibration_bundle_set_alpha(cd_calibration_bundle *b, double alpha,
+                                                 cd_error *err);
+
 /* ------------------------------------------------------------------ reports */
 
 typedef struct cd_predictions {
@@ -286,12 +330,42 @@ CD_API void cd_report_free(cd_report *r);
 CD_API cd_status cd_report_write_json(const cd_report *r, const char *path, cd_error *err);
 CD_API cd_status cd_report_write_html(const cd_report *r, const char *path, cd_error *err);
 
+/* Optional report sections (schema in docs/calibration.md). */
+/* Adds before/after-calibration metrics (with CIs as opts says) and
+ * reliability bins for one data split under "calibration.splits". */
+CD_API cd_status cd_report_add_split(cd_report *r, const char *name, const double *before,
+                                     const double *after, const int *labels, size_t n, int k,
+                                     const cd_report_options *opts, cd_error *err);
+/* Records the fitted map (method, parameters summary, warning). */
+CD_API cd_status cd_report_add_calibrator(cd_report *r, const cd_calibrator *c, cd_error *err);
+/* Conformal section: settings, q̂, and on the n evaluation rows (probs after
+ * calibration) the empirical coverage against 1−α and the set-size histogram. */
+CD_API cd_status cd_report_add_conformal(cd_report *r, const cd_conformal_classifier *c,
+                                         const double *probs, const int *labels, size_t n,
+                                         uint64_t seed, cd_error *err);
+/* Abstention section: the rule and, on n evaluation rows (u of the rule's
+ * kind, correctness flags), the achieved coverage and selective risk. */
+CD_API cd_status cd_report_add_abstention(cd_report *r, const cd_abstention *a, const double *u,
+                                          const unsigned char *correct, size_t n,
+                                          cd_error *err);
+/* Adds a text or number field to the "data" or "settings" object. */
+CD_API cd_status cd_report_add_text(cd_report *r, const char *section, const char *key,
+                                    const char *value, cd_error *err);
+CD_API cd_status cd_report_add_number(cd_report *r, const char *section, const char *key,
+                                      double value, cd_error *err);
+
 /* Writes size bytes to path atomically (temp file + rename); no partial file
  * is left behind on failure. */
 CD_API cd_status cd_write_file_atomic(const char *path, const void *data, size_t size,
                                       cd_error *err);
 /* SHA-256 of a file as 64 hex chars + NUL. */
 CD_API cd_status cd_sha256_file(const char *path, char hex[65], cd_error *err);
+/* SHA-256 of size bytes in memory. */
+CD_API void cd_sha256_memory(const void *data, size_t size, char hex[65]);
+/* Makes GSL report errors through return codes instead of aborting the
+ * process (gsl_set_error_handler_off). GSL's handler is process-wide: every
+ * calibration entry point calls this, and candor checks GSL return codes. */
+CD_API void cd_calib_gsl_quiet(void);
 
 #ifdef __cplusplus
 }
