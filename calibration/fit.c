@@ -559,3 +559,8 @@ cd_status cd_calibrator_apply(const cd_calibrator *c, const double *scores, size
     free(in);
     return CD_OK;
 }
+
+int cd_calibrator_inputs_are_probs(const cd_calibrator *c)
+{
+    return c ? c->inputs_are_probs : 0;
+}

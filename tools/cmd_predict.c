@@ -15,6 +15,7 @@
 
 #include "inputs.h"
 #include "predict_mc.h"
+#include "predict_calib.h"
 
 static void help(FILE *f)
 {
@@ -43,6 +44,9 @@ static void help(FILE *f)
             "  --maps DIR     dense (N, C, H, W) outputs: write per-pixel entropy, mutual\n"
             "                 information, winning-class std and argmax as .npy and PNG\n"
             "  --overlay[=A]  with --maps, also draw the maps over the input (alpha A, 0.5)\n"
+            "  --calibration F  apply a calibration file from 'candor calibrate': calibrated\n"
+            "                 probabilities, conformal prediction set, abstain-or-predict\n"
+            "  --alpha A      with --calibration: conformal miscoverage (default: the file's)\n"
             "  -h, --help     this help\n");
 }
 
@@ -50,6 +54,7 @@ typedef struct predict_opts {
     int top;
     bool json;
     int threads;
+    predict_calib *calib; /* --calibration (predict_calib.c) */
 } predict_opts;
 
 static const char *label_of(const cd_model *m, int k, char *buf, size_t n)
@@ -147,6 +152,10 @@ static int predict_one(const cd_model *m, cd_session *s, const char *path, const
         fprintf(stderr, "candor predict: %s: output shape is not (N, classes) with at most 4096 "
                         "classes; use 'candor run' for raw outputs\n", path);
         rc = 1;
+    } else if (o->calib) {
+        rc = predict_calib_print(o->calib, m, path, cd_tensor_data(y), (long long)rows, (int)k,
+                                 kind && strcmp(kind, "probabilities") == 0, o->top, o->json,
+                                 first);
     } else {
         float *p = cd_tensor_data(y);
         if (!kind || strcmp(kind, "probabilities") != 0)
@@ -214,8 +223,12 @@ int cmd_predict(int argc, char **argv)
                                          {"log-variance", no_argument, 0, 'V'},
                                          {"maps", required_argument, 0, 'P'},
                                          {"overlay", optional_argument, 0, 'O'},
+                                         {"calibration", required_argument, 0, 'c'},
+                                         {"alpha", required_argument, 0, 'a'},
                                          {0, 0, 0, 0}};
     predict_opts o = {.top = 3};
+    const char *calib_path = NULL;
+    double calib_alpha = 0;
     static predict_mc_opts mo; /* large; one per process */
     memset(&mo, 0, sizeof mo);
     mo.T = 1;
@@ -258,9 +271,17 @@ int cmd_predict(int argc, char **argv)
             if (optarg)
                 mo.overlay_alpha = (float)atof(optarg);
             break;
+        case 'c': calib_path = optarg; break;
+        case 'a': calib_alpha = atof(optarg); break;
         default: help(stderr); return 2;
         }
     }
+    if (calib_path && uncertain)
+        return cli_fail("predict: --calibration does not combine with MC/ensemble options yet"), 2;
+    if (calib_alpha != 0 && (!calib_path || !(calib_alpha > 0 && calib_alpha < 1)))
+        return cli_fail("predict: --alpha needs --calibration and a value in (0, 1)"), 2;
+    if (calib_path && predict_calib_load(calib_path, calib_alpha, &o.calib))
+        return 1;
     if (uncertain)
         return predict_uncertain(&o, &mo, ensemble, n_members, members, argc - optind,
                                  argv + optind);
@@ -307,6 +328,7 @@ int cmd_predict(int argc, char **argv)
     inputs_free(&in);
     cd_session_free(s);
     cd_model_free(m);
+    predict_calib_free(o.calib);
     if (failures && total > 1)
         fprintf(stderr, "candor predict: %d input(s) failed\n", failures);
     return failures ? 1 : 0;

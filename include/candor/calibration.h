@@ -121,6 +121,8 @@ CD_API cd_status cd_calibrator_fit(const double *scores, const int *labels, size
 CD_API void cd_calibrator_free(cd_calibrator *c);
 CD_API cd_calib_method cd_calibrator_method(const cd_calibrator *c);
 CD_API int cd_calibrator_classes(const cd_calibrator *c);
+/* 1 when the calibrator expects probabilities (it was fitted on them), 0 for logits. */
+CD_API int cd_calibrator_inputs_are_probs(const cd_calibrator *c);
 /* Temperature for CD_CALIB_TEMPERATURE, NaN otherwise. */
 CD_API double cd_calibrator_temperature(const cd_calibrator *c);
 /* A warning recorded during fitting (e.g. fitted on probabilities), or NULL. */
