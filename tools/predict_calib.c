@@ -162,7 +162,10 @@ static void print_human(const predict_calib *pc, const cd_model *m, const char *
                 printf("%s%s", n++ ? ", " : "", label_of(m, c, buf, sizeof buf));
         printf("}\n");
     }
-    if (r->accept == 0)
+    if (r->accept == 0 && !pc->b.abstention.feasible)
+        printf("  decision: abstain \xe2\x80\x94 refer (no threshold met the target risk %.4g on "
+               "the calibration data)\n", pc->b.abstention.target_risk);
+    else if (r->accept == 0)
         printf("  decision: abstain \xe2\x80\x94 refer (%s not past the threshold %.4f)\n",
                pc->b.abstention.kind == CD_UNC_CONFIDENCE ? "confidence" : "uncertainty",
                pc->b.abstention.threshold);
