@@ -21,6 +21,7 @@ typedef struct cd_exec {
     int conv_io[3];            /* storage for a Conv's {x, residual} and {y} */
     cd_tensor **tin, **tout;   /* resolved tensors (run-time views) */
     cd_conv_kernel *conv;
+    cd_win_geom *pool;         /* 2-D float MaxPool without Indices: fast kernel */
 } cd_exec;
 
 /* The OpenBLAS pthreads build exports this; declared here because cblas.h
@@ -33,8 +34,10 @@ void cd_plan_free(cd_plan *p)
         return;
     for (int i = 0; i < p->n_values; i++)
         cd_tensor_reset(&p->vals[i]);
-    for (int e = 0; p->exec && e < p->n_exec; e++)
+    for (int e = 0; p->exec && e < p->n_exec; e++) {
         free(p->exec[e].tin);
+        free(p->exec[e].pool);
+    }
     if (p->node_conv)
         for (int i = 0; i < p->model->n_nodes; i++)
             cd_conv_kernel_free(p->node_conv[i]);
@@ -358,6 +361,27 @@ static cd_status fuse_info_init(cd_plan *p, fuse_info *fi, cd_error *err)
     return CD_OK;
 }
 
+/* 2-D float MaxPool without the Indices output runs on cd_maxpool_2d. */
+static cd_status fast_pool(const cd_plan *p, const cd_node *n, cd_win_geom **out, cd_error *err)
+{
+    *out = NULL;
+    const cd_tensor *x = n->n_inputs == 1 && n->inputs[0] >= 0 ? &p->vals[n->inputs[0]] : NULL;
+    if (n->op != CD_OP_MAX_POOL || !x || x->dtype != CD_FLOAT32 || x->ndim != 4 ||
+        (n->n_outputs > 1 && n->outputs[1] >= 0))
+        return CD_OK;
+    const int64_t *k = NULL;
+    if (cd_attr_ints(n, "kernel_shape", &k) != 2)
+        return CD_OK; /* the operator reports the problem */
+    cd_win_geom g;
+    if (cd_win_resolve(n, 2, x->dims + 2, k, cd_attr_int(n, "ceil_mode", 0) != 0, &g, err) !=
+        CD_OK)
+        return err->code;
+    if (!(*out = malloc(sizeof g)))
+        return cd_fail(err, CD_ERR_OUT_OF_MEMORY, "out of memory");
+    **out = g;
+    return CD_OK;
+}
+
 /* Builds p->exec: fused Conv groups placed at their last absorbed step,
  * other steps as they are. */
 static cd_status build_exec(cd_plan *p, const cd_plan_options *opts, cd_error *err)
@@ -382,6 +406,7 @@ static cd_status build_exec(cd_plan *p, const cd_plan_options *opts, cd_error *e
             e.node = p->steps[s];
             e.n_in = n->n_inputs, e.vin = n->inputs;
             e.n_out = n->n_outputs, e.vout = n->outputs;
+            st = fast_pool(p, n, &e.pool, err);
         }
         slot[at] = e;
         used[at] = true;
@@ -686,6 +711,9 @@ static cd_status run_exec(cd_plan *p, cd_ctx *ctx)
             st = cd_conv_kernel_run(x->conv, cd_cf32(x->tin[0]),
                                     x->tin[1] ? cd_cf32(x->tin[1]) : NULL, cd_f32(x->tout[0]),
                                     ctx);
+        else if (x->pool)
+            cd_maxpool_2d(cd_cf32(x->tin[0]), cd_f32(x->tout[0]),
+                          x->tin[0]->dims[0] * x->tin[0]->dims[1], x->pool), st = CD_OK;
         else
             st = cd_op_get(m->nodes[x->node].op)->forward(&m->nodes[x->node], x->tin, x->tout,
                                                           ctx);

@@ -176,12 +176,56 @@ static void test_refuses_inapplicable(void **state)
     cd_node_clear(&n);
 }
 
+/* cd_maxpool_2d against a naive max over the in-range taps of each window. */
+static void test_maxpool(void **state)
+{
+    (void)state;
+    for (uint64_t seed = 1; seed <= 60; seed++) {
+        uint64_t st = seed;
+        int64_t k[2] = {rnd(&st, 1, 3), rnd(&st, 1, 3)}, s2[2] = {rnd(&st, 1, 3), rnd(&st, 1, 2)};
+        int64_t d[2] = {rnd(&st, 1, 2), 1}, hw[2] = {rnd(&st, 6, 15), rnd(&st, 6, 15)};
+        int64_t pads[4] = {rnd(&st, 0, 1), rnd(&st, 0, 1), rnd(&st, 0, 1), rnd(&st, 0, 1)};
+        bool ceil_mode = rnd(&st, 0, 1) == 1;
+        cd_node n;
+        cd_error err = {0};
+        assert_int_equal(cd_node_init(&n, "MaxPool", 13, 1, 1, &err), CD_OK);
+        assert_int_equal(cd_node_add_ints(&n, "kernel_shape", k, 2, &err), CD_OK);
+        assert_int_equal(cd_node_add_ints(&n, "strides", s2, 2, &err), CD_OK);
+        assert_int_equal(cd_node_add_ints(&n, "dilations", d, 2, &err), CD_OK);
+        assert_int_equal(cd_node_add_ints(&n, "pads", pads, 4, &err), CD_OK);
+        assert_int_equal(cd_node_bind(&n, &err), CD_OK);
+        cd_win_geom g;
+        assert_int_equal(cd_win_resolve(&n, 2, hw, k, ceil_mode, &g, &err), CD_OK);
+        int64_t planes = 3, xd[3] = {planes, hw[0], hw[1]}, yd[3] = {planes, g.out[0], g.out[1]};
+        cd_tensor *x = tu_random(3, xd, seed, -1, 1), *y = tu_random(3, yd, 0, 0, 0);
+        cd_maxpool_2d(x->data, y->data, planes, &g);
+        const float *xv = x->data, *yv = y->data;
+        for (int64_t p = 0; p < planes; p++)
+            for (int64_t oh = 0; oh < g.out[0]; oh++)
+                for (int64_t ow = 0; ow < g.out[1]; ow++) {
+                    float best = -INFINITY;
+                    for (int64_t a = 0; a < k[0]; a++)
+                        for (int64_t b = 0; b < k[1]; b++) {
+                            int64_t ih = oh * s2[0] - pads[0] + a * d[0];
+                            int64_t iw = ow * s2[1] - pads[1] + b * d[1];
+                            if (ih >= 0 && ih < hw[0] && iw >= 0 && iw < hw[1] &&
+                                xv[(p * hw[0] + ih) * hw[1] + iw] > best)
+                                best = xv[(p * hw[0] + ih) * hw[1] + iw];
+                        }
+                    assert_float_equal(yv[(p * g.out[0] + oh) * g.out[1] + ow], best, 0);
+                }
+        cd_tensor_free(x);
+        cd_tensor_free(y);
+        cd_node_clear(&n);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_im2col),     cmocka_unit_test(test_gemm_1x1),
         cmocka_unit_test(test_depthwise),  cmocka_unit_test(test_winograd),
-        cmocka_unit_test(test_refuses_inapplicable),
+        cmocka_unit_test(test_refuses_inapplicable), cmocka_unit_test(test_maxpool),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -576,7 +576,9 @@ static cd_status run_gemm(const cd_conv_kernel *k, const float *xall, const floa
         for (int64_t gi = 0; gi < p->group; gi++) {
             const float *x = xall + (bi * c_all + gi * p->cg) * p->in_sp;
             int64_t yoff = (bi * m_all + gi * p->mg) * p->out_sp;
-            if (!direct)
+            if (!direct && p->g.k[2] == 1 && p->g.in[2] == 1)
+                cd_im2col_2d(x, p->cg, &p->g, col);
+            else if (!direct)
                 im2col(x, p->cg, &p->g, p->out_sp, col);
             sgemm(false, false, p->mg, p->out_sp, kdim, k->w + gi * p->mg * kdim, kdim,
                   direct ? x : col, p->out_sp, 0.0f, yall + yoff, p->out_sp);

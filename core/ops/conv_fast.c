@@ -230,3 +230,64 @@ void cd_winograd_run(const float *u, const float *x, const float *bias, const fl
                     mx + (size_t)xi * (size_t)(maps * T), (int)T);
     winograd_output(mx, bias, res, ep, y, batch, maps, g);
 }
+
+/* im2col and max pooling over 2-D windows ------------------------------------- */
+
+void cd_im2col_2d(const float *img, int64_t channels, const cd_win_geom *g, float *col)
+{
+    int64_t H = g->in[0], W = g->in[1], OH = g->out[0], OW = g->out[1];
+    int64_t KH = g->k[0], KW = g->k[1], s0 = g->s[0], s1 = g->s[1];
+    for (int64_t c = 0; c < channels; c++)
+        for (int64_t kh = 0; kh < KH; kh++)
+            for (int64_t kw = 0; kw < KW; kw++) {
+                float *row = col + ((c * KH + kh) * KW + kw) * OH * OW;
+                int64_t offw = kw * g->d[1] - g->pb[1], ow0, ow1;
+                valid_range(offw, s1, W, OW, &ow0, &ow1);
+                for (int64_t oh = 0; oh < OH; oh++) {
+                    float *dst = row + oh * OW;
+                    int64_t ih = oh * s0 - g->pb[0] + kh * g->d[0];
+                    if (ih < 0 || ih >= H) {
+                        memset(dst, 0, (size_t)OW * sizeof *dst);
+                        continue;
+                    }
+                    const float *src = img + (c * H + ih) * W + offw;
+                    for (int64_t ow = 0; ow < ow0; ow++)
+                        dst[ow] = 0.0f;
+                    if (s1 == 1)
+                        memcpy(dst + ow0, src + ow0, (size_t)(ow1 - ow0) * sizeof *dst);
+                    else
+                        for (int64_t ow = ow0; ow < ow1; ow++)
+                            dst[ow] = src[ow * s1];
+                    for (int64_t ow = ow1; ow < OW; ow++)
+                        dst[ow] = 0.0f;
+                }
+            }
+}
+
+void cd_maxpool_2d(const float *x, float *y, int64_t planes, const cd_win_geom *g)
+{
+    int64_t H = g->in[0], W = g->in[1], OH = g->out[0], OW = g->out[1];
+    for (int64_t p = 0; p < planes; p++) {
+        const float *xp = x + p * H * W;
+        float *yp = y + p * OH * OW;
+        for (int64_t i = 0; i < OH * OW; i++)
+            yp[i] = -INFINITY;
+        for (int64_t kh = 0; kh < g->k[0]; kh++) {
+            int64_t oh0, oh1;
+            valid_range(kh * g->d[0] - g->pb[0], g->s[0], H, OH, &oh0, &oh1);
+            for (int64_t kw = 0; kw < g->k[1]; kw++) {
+                int64_t offw = kw * g->d[1] - g->pb[1], ow0, ow1;
+                valid_range(offw, g->s[1], W, OW, &ow0, &ow1);
+                for (int64_t oh = oh0; oh < oh1; oh++) {
+                    const float *xr = xp + (oh * g->s[0] + kh * g->d[0] - g->pb[0]) * W + offw;
+                    float *yr = yp + oh * OW;
+                    for (int64_t ow = ow0; ow < ow1; ow++) {
+                        float v = xr[ow * g->s[1]];
+                        /* NaN propagates, as in the reference MaxPool. */
+                        yr[ow] = v > yr[ow] || v != v ? v : yr[ow];
+                    }
+                }
+            }
+        }
+    }
+}

@@ -70,4 +70,9 @@ void cd_winograd_run(const float *u, const float *x, const float *bias, const fl
                      const cd_epilogue *ep, float *y, int64_t batch, int64_t channels,
                      int64_t maps, const cd_win_geom *g, float *scratch);
 
+/* im2col for 2-D geometry (spatial dim 2 unit): col[(c*KH+kh)*KW+kw][oh*OW+ow]. */
+void cd_im2col_2d(const float *img, int64_t channels, const cd_win_geom *g, float *col);
+/* MaxPool over planes images of g->in[0] x g->in[1] (padding never wins). */
+void cd_maxpool_2d(const float *x, float *y, int64_t planes, const cd_win_geom *g);
+
 #endif
