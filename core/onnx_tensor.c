@@ -185,6 +185,8 @@ static cd_status decode_typed(const CandorOnnx__TensorProto *tp, const char *wha
     if (have != n)
         return cd_fail(err, CD_ERR_PARSE, "%s: %s: %s holds %zu values, expected %zu", src->file,
                        what, field, have, n);
+    if (n == 0) /* empty tensor: the repeated field pointer may be NULL */
+        return CD_OK;
     switch (tp->data_type) {
     case T_FLOAT: memcpy(dst, tp->float_data, n * sizeof(float)); break;
     case T_INT64: memcpy(dst, tp->int64_data, n * sizeof(int64_t)); break;
@@ -372,30 +374,57 @@ static cd_status check_shape(const CandorOnnx__TensorProto *tp, const char *what
     return CD_OK;
 }
 
-/* Fills t->data (already allocated for n elements) from the proto. */
-static cd_status fill_data(const CandorOnnx__TensorProto *tp, const char *what,
-                           const cd_onnx_source *src, size_t n, cd_tensor *t, cd_error *err)
+static bool is_external(const CandorOnnx__TensorProto *tp)
 {
-    size_t es = file_elem_size(tp->data_type), need;
+    return tp->has_data_location &&
+           tp->data_location == CANDOR_ONNX__TENSOR_PROTO__DATA_LOCATION__EXTERNAL;
+}
+
+/* Checks that the data the shape needs is really there — raw_data of the
+ * right length, a typed field of the right count, or an external file long
+ * enough (read into *ext, caller frees) — so an absurd declared shape fails
+ * before the tensor is allocated. */
+static cd_status check_data_present(const CandorOnnx__TensorProto *tp, const char *what,
+                                    const cd_onnx_source *src, size_t n, uint8_t **ext,
+                                    cd_error *err)
+{
+    size_t es = file_elem_size(tp->data_type), need, have;
+    const char *field;
     if (!cd_mul_size(n, es, &need))
         return cd_fail(err, CD_ERR_LIMIT, "%s: %s: size overflows", src->file, what);
-    bool external = tp->has_data_location &&
-                    tp->data_location == CANDOR_ONNX__TENSOR_PROTO__DATA_LOCATION__EXTERNAL;
-    if (external) {
-        uint8_t *buf = NULL;
-        cd_status st = read_external(tp, what, src, need, &buf, err);
-        if (st != CD_OK)
-            return st;
-        decode_raw(tp->data_type, buf, n, t->data);
-        free(buf);
-        return CD_OK;
-    }
+    if (is_external(tp))
+        return read_external(tp, what, src, need, ext, err);
     if (tp->has_raw_data && (tp->raw_data.len > 0 || n == 0)) {
         if (tp->raw_data.len != need)
             return cd_fail(err, CD_ERR_PARSE,
                            "%s: %s: raw_data holds %zu bytes, expected %zu (%zu %s elements)",
                            src->file, what, tp->raw_data.len, need, n,
                            cd_onnx_type_name(tp->data_type));
+        return CD_OK;
+    }
+    switch (tp->data_type) {
+    case T_FLOAT: have = tp->n_float_data; field = "float_data"; break;
+    case T_INT64: have = tp->n_int64_data; field = "int64_data"; break;
+    case T_DOUBLE: have = tp->n_double_data; field = "double_data"; break;
+    default: have = tp->n_int32_data; field = "int32_data"; break;
+    }
+    if (have != n)
+        return cd_fail(err, CD_ERR_PARSE, "%s: %s: %s holds %zu values, expected %zu", src->file,
+                       what, field, have, n);
+    return CD_OK;
+}
+
+/* Fills t->data (already allocated for n elements) from the proto, whose
+ * sizes check_data_present has validated; ext holds external bytes. */
+static cd_status fill_data(const CandorOnnx__TensorProto *tp, const char *what,
+                           const cd_onnx_source *src, size_t n, const uint8_t *ext,
+                           cd_tensor *t, cd_error *err)
+{
+    if (is_external(tp)) {
+        decode_raw(tp->data_type, ext, n, t->data);
+        return CD_OK;
+    }
+    if (tp->has_raw_data && (tp->raw_data.len > 0 || n == 0)) {
         decode_raw(tp->data_type, tp->raw_data.data, n, t->data);
         return CD_OK;
     }
@@ -410,11 +439,15 @@ cd_status cd_onnx_tensor_from_proto(const CandorOnnx__TensorProto *tp, const cha
     if (!t)
         return cd_fail(err, CD_ERR_OUT_OF_MEMORY, "%s: %s: out of memory", src->file, what);
     size_t n = 0, bytes = 0;
+    uint8_t *ext = NULL;
     cd_status st = check_shape(tp, what, src, t, &n, &bytes, err);
+    if (st == CD_OK)
+        st = check_data_present(tp, what, src, n, &ext, err);
     if (st == CD_OK && (st = cd_tensor_ensure(t, err)) != CD_OK)
         cd_error_prefix(err, st, "%s: %s", src->file, what);
     if (st == CD_OK)
-        st = fill_data(tp, what, src, n, t, err);
+        st = fill_data(tp, what, src, n, ext, t, err);
+    free(ext);
     if (st != CD_OK) {
         cd_tensor_free(t);
         return st;

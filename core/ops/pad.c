@@ -121,6 +121,8 @@ static cd_status pad_config(const cd_node *n, cd_tensor *const *in, cd_error *er
 static cd_status pad_infer(const cd_node *n, cd_tensor *const *in, cd_tensor **out,
                            cd_error *err)
 {
+    if (n->n_inputs < 1 || !in[0]) /* hostile models may omit required inputs */
+        return cd_node_fail(n, err, CD_ERR_PARSE, "missing input 'data'");
     pad_cfg c;
     cd_status st = pad_config(n, in, err, &c);
     if (st != CD_OK)

@@ -204,6 +204,8 @@ const cd_op_def cd_opdef_CONCAT = {"Concat", 1, NULL, concat_infer, concat_forwa
 static cd_status flatten_infer(const cd_node *n, cd_tensor *const *in, cd_tensor **out,
                                cd_error *err)
 {
+    if (n->n_inputs < 1 || !in[0]) /* hostile models may omit required inputs */
+        return cd_node_fail(n, err, CD_ERR_PARSE, "missing input 'data'");
     int rank = in[0]->ndim;
     int64_t axis = cd_attr_int(n, "axis", 1);
     if (axis < -rank || axis > rank)
@@ -330,6 +332,8 @@ static cd_status transpose_perm(const cd_node *n, cd_error *err, int rank, int *
 static cd_status transpose_infer(const cd_node *n, cd_tensor *const *in, cd_tensor **out,
                                  cd_error *err)
 {
+    if (n->n_inputs < 1 || !in[0]) /* hostile models may omit required inputs */
+        return cd_node_fail(n, err, CD_ERR_PARSE, "missing input 'data'");
     int perm[CD_MAX_DIMS];
     int rank = in[0]->ndim;
     cd_status st = transpose_perm(n, err, rank, perm);
@@ -465,6 +469,8 @@ static cd_status squeeze_axes(const cd_node *n, cd_tensor *const *in, cd_error *
 static cd_status squeeze_infer(const cd_node *n, cd_tensor *const *in, cd_tensor **out,
                                cd_error *err)
 {
+    if (n->n_inputs < 1 || !in[0]) /* hostile models may omit required inputs */
+        return cd_node_fail(n, err, CD_ERR_PARSE, "missing input 'data'");
     int64_t axes[CD_MAX_DIMS];
     int cnt, rank = in[0]->ndim;
     cd_status st = squeeze_axes(n, in, err, axes, &cnt);
@@ -635,6 +641,8 @@ static void shape_range(const cd_node *n, int rank, int *start, int *end)
 static cd_status shape_infer(const cd_node *n, cd_tensor *const *in, cd_tensor **out,
                              cd_error *err)
 {
+    if (n->n_inputs < 1 || !in[0]) /* hostile models may omit required inputs */
+        return cd_node_fail(n, err, CD_ERR_PARSE, "missing input 'data'");
     CD_UNUSED(err);
     int s, e;
     shape_range(n, in[0]->ndim, &s, &e);
