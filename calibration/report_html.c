@@ -95,14 +95,15 @@ static const char *style =
 #define PX(v) (50.0 + 320.0 * (v))
 #define PY(v) (340.0 - 320.0 * (v))
 
-static void svg_axes(sbuf *b, const char *xlabel, const char *ylabel, double ymax)
+static void svg_axes(sbuf *b, const char *xlabel, const char *ylabel, double ymax, int xticks)
 {
     sb_printf(b, "<rect x=\"50\" y=\"20\" width=\"320\" height=\"320\" fill=\"none\" "
                  "stroke=\"#444\"/>\n");
     for (int i = 0; i <= 5; i++) {
         double v = i / 5.0;
-        sb_printf(b, "<text x=\"%.1f\" y=\"356\" font-size=\"11\" text-anchor=\"middle\">%.1f</text>\n",
-                  PX(v), v);
+        if (xticks)
+            sb_printf(b, "<text x=\"%.1f\" y=\"356\" font-size=\"11\" "
+                         "text-anchor=\"middle\">%.1f</text>\n", PX(v), v);
         sb_printf(b, "<text x=\"44\" y=\"%.1f\" font-size=\"11\" text-anchor=\"end\">%.2g</text>\n",
                   PY(v) + 4, v * ymax);
     }
@@ -116,7 +117,7 @@ static void svg_reliability(sbuf *b, const cJSON *bins, const char *id, const ch
 {
     sb_printf(b, "<figure><svg id=\"%s\" xmlns=\"http://www.w3.org/2000/svg\" "
                  "width=\"390\" height=\"390\" viewBox=\"0 0 390 390\">\n", id);
-    svg_axes(b, "confidence", "accuracy", 1.0);
+    svg_axes(b, "confidence", "accuracy", 1.0, 1);
     sb_printf(b, "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"#999\" "
                  "stroke-dasharray=\"4 3\"/>\n", PX(0), PY(0), PX(1), PY(1));
     const cJSON *bin;
@@ -153,7 +154,7 @@ static void svg_histogram(sbuf *b, const cJSON *bins, double n)
         peak = 1;
     sb_printf(b, "<figure><svg id=\"confidence-histogram\" xmlns=\"http://www.w3.org/2000/svg\" "
                  "width=\"390\" height=\"390\" viewBox=\"0 0 390 390\">\n");
-    svg_axes(b, "confidence", "fraction of samples", peak);
+    svg_axes(b, "confidence", "fraction of samples", peak, 1);
     cJSON_ArrayForEach(bin, bins)
     {
         double lo = get_num(bin, "lo"), hi = get_num(bin, "hi");
@@ -179,7 +180,7 @@ static void svg_risk_coverage(sbuf *b, const cJSON *rc)
     top = top > 0 ? ceil(top * 10) / 10 : 1;
     sb_printf(b, "<figure><svg id=\"risk-coverage\" xmlns=\"http://www.w3.org/2000/svg\" "
                  "width=\"390\" height=\"390\" viewBox=\"0 0 390 390\">\n");
-    svg_axes(b, "coverage", "selective risk (error rate)", top);
+    svg_axes(b, "coverage", "selective risk (error rate)", top, 1);
     sb_printf(b, "<polyline fill=\"none\" stroke=\"#b5412e\" stroke-width=\"1.5\" points=\"");
     int n = cJSON_GetArraySize(cov);
     for (int i = 0; i < n; i++)
@@ -189,10 +190,10 @@ static void svg_risk_coverage(sbuf *b, const cJSON *rc)
                  "confident predictions kept, as the confidence threshold is lowered.</figcaption></figure>\n");
 }
 
-static void html_metrics(sbuf *b, const cJSON *metrics, int with_ci)
+static void html_metrics(sbuf *b, const cJSON *metrics, int with_ci, const char *scope)
 {
-    sb_printf(b, "<h2>Metrics</h2><table id=\"metrics\"><tr><th class=\"l\">metric</th>"
-                 "<th>value</th>%s<th>better</th></tr>\n",
+    sb_printf(b, "<h2>Metrics%s</h2><table id=\"metrics\"><tr><th class=\"l\">metric</th>"
+                 "<th>value</th>%s<th>better</th></tr>\n", scope,
               with_ci ? "<th>95% CI low</th><th>95% CI high</th>" : "");
     const cJSON *m;
     cJSON_ArrayForEach(m, metrics)
@@ -398,7 +399,7 @@ static void svg_set_sizes(sbuf *b, const cJSON *hist, double n)
         peak = 1;
     sb_printf(b, "<figure><svg id=\"set-size-histogram\" xmlns=\"http://www.w3.org/2000/svg\" "
                  "width=\"390\" height=\"390\" viewBox=\"0 0 390 390\">\n");
-    svg_axes(b, "", "fraction of samples", peak);
+    svg_axes(b, "", "fraction of samples", peak, 0);
     double w = 320.0 / bars;
     for (int s = 0; s < bars; s++) {
         double c = cJSON_GetArrayItem(hist, s)->valuedouble, f = c / n / peak;
@@ -409,7 +410,7 @@ static void svg_set_sizes(sbuf *b, const cJSON *hist, double n)
                          "%.0f</title></rect>\n", x, PY(f), w, PY(0) - PY(f), s, c);
         if (bars <= 30 || s % 5 == 0)
             sb_printf(b, "<text x=\"%.2f\" y=\"%.2f\" font-size=\"9\" text-anchor=\"middle\" "
-                         "fill=\"#333\">%d</text>\n", x + w / 2, PY(0) + 28, s);
+                         "fill=\"#333\">%d</text>\n", x + w / 2, PY(0) + 14, s);
     }
     sb_printf(b, "<text x=\"210\" y=\"382\" font-size=\"12\" text-anchor=\"middle\">"
                  "prediction set size</text>\n");
@@ -494,7 +495,9 @@ cd_status cd_report_write_html(const cd_report *r, const char *path, cd_error *e
     sb_printf(&b, ": %.0f samples, %.0f classes, %s.</p>\n", get_num(d, "n"),
               get_num(d, "num_classes"), get_str(d, "input"));
     html_metrics(&b, cJSON_GetObjectItemCaseSensitive(root, "metrics"),
-                 get_num(s, "bootstrap") > 0);
+                 get_num(s, "bootstrap") > 0,
+                 cJSON_GetObjectItemCaseSensitive(root, "calibration")
+                     ? " (evaluation data, after calibration)" : "");
     html_calibration(&b, cJSON_GetObjectItemCaseSensitive(root, "calibration"));
     html_conformal(&b, cJSON_GetObjectItemCaseSensitive(root, "conformal"));
     html_abstention(&b, cJSON_GetObjectItemCaseSensitive(root, "abstention"));

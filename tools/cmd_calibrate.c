@@ -422,7 +422,8 @@ static cd_status add_report_settings(cd_report *r, const cal_args *a, const cali
     if (!st) st = cd_report_add_text(r, "data", "classes", d->class_source, err);
     if (!st) st = cd_report_add_number(r, "data", "n_total", (double)d->n, err);
     if (!st) st = cd_report_add_number(r, "data", "n_calibration", (double)n_cal, err);
-    if (!st) st = cd_report_add_text(r, "data", "evaluated_split", "test (held out)", err);
+    if (!st) st = cd_report_add_text(r, "data", "input", "test split (held out), calibrated "
+                                      "probabilities", err);
     if (!st) st = cd_report_add_text(r, "settings", "method", cd_calib_method_name(a->method), err);
     if (!st) st = cd_report_add_number(r, "settings", "split", a->split, err);
     if (!st) st = cd_report_add_number(r, "settings", "split_seed", (double)a->seed, err);

@@ -23,11 +23,15 @@ static void report_usage(FILE *f)
             "  --renormalize        rescale probability rows that do not sum to 1 (+-1e-3)\n"
             "  --bins M             equal-width ECE bins (default 15)\n"
             "  --bootstrap B        bootstrap resamples for 95%% CIs (default 1000, 0 = none)\n"
-            "  --seed S             bootstrap seed (default 0)\n");
+            "  --seed S             bootstrap seed (default 0)\n"
+            "  --calibration FILE   apply a calibration file (candor calibrate): adds metrics\n"
+            "                       and reliability before/after calibration, and the file's\n"
+            "                       conformal sets and abstention rule evaluated on this data;\n"
+            "                       the main metrics and plots are then after calibration\n");
 }
 
 typedef struct report_args {
-    const char *predictions, *html, *json;
+    const char *predictions, *html, *json, *calibration;
     cd_csv_options csv;
     cd_report_options rep;
 } report_args;
@@ -59,6 +63,8 @@ static int parse_args(int argc, char **argv, report_args *a)
             a->predictions = next;
         } else if (strcmp(o, "-o") == 0 || strcmp(o, "--output") == 0) {
             a->html = next;
+        } else if (strcmp(o, "--calibration") == 0) {
+            a->calibration = next;
         } else if (strcmp(o, "--json") == 0) {
             a->json = next;
         } else if (strcmp(o, "--label-column") == 0) {
@@ -116,6 +122,82 @@ static char *join_args(int argc, char **argv)
     return s;
 }
 
+/* Confidence and correctness of calibrated rows, for the abstention section. */
+static int confidences(const double *p, const int *labels, size_t n, int k, double **conf,
+                       unsigned char **ok)
+{
+    *conf = malloc(n * sizeof(double));
+    *ok = malloc(n);
+    if (!*conf || !*ok)
+        return -1;
+    for (size_t i = 0; i < n; i++) {
+        const double *row = p + i * (size_t)k;
+        int best = 0;
+        for (int c = 1; c < k; c++)
+            if (row[c] > row[best])
+                best = c;
+        (*conf)[i] = row[best];
+        (*ok)[i] = best == labels[i];
+    }
+    return 0;
+}
+
+/* Sections from a calibration file evaluated on this data; p->probs already
+ * holds the calibrated probabilities and before the uncalibrated ones. */
+static cd_status add_calibration(cd_report *r, const cd_calibration_bundle *b,
+                                 const cd_predictions *p, const double *before,
+                                 const report_args *a, cd_error *err)
+{
+    cd_status st = cd_report_add_calibrator(r, b->calibrator, err);
+    if (!st)
+        st = cd_report_add_split(r, "data", before, p->probs, p->labels, p->n, p->k, &a->rep,
+                                 err);
+    if (!st && b->has_conformal)
+        st = cd_report_add_conformal(r, &b->conformal, p->probs, p->labels, p->n,
+                                     a->rep.seed + 1, err);
+    if (!st && b->has_abstention) {
+        if (b->abstention.kind != CD_UNC_CONFIDENCE)
+            return cd_report_add_text(r, "settings", "abstention",
+                                      "not evaluated: the rule needs MC/ensemble uncertainty",
+                                      err);
+        double *u = NULL;
+        unsigned char *ok = NULL;
+        st = confidences(p->probs, p->labels, p->n, p->k, &u, &ok)
+                 ? cli_set_error(err, CD_ERR_OUT_OF_MEMORY, "out of memory")
+                 : cd_report_add_abstention(r, &b->abstention, u, ok, p->n, err);
+        free(u);
+        free(ok);
+    }
+    if (!st)
+        st = cd_report_add_text(r, "settings", "calibration_file", a->calibration, err);
+    return st;
+}
+
+/* Replaces p->probs by calibrated probabilities; *before keeps the old ones. */
+static cd_status apply_calibration(const cd_calibration_bundle *b, cd_predictions *p,
+                                   double **before, cd_error *err)
+{
+    const cd_calibrator *c = b->calibrator;
+    if (cd_calibrator_classes(c) != p->k)
+        return cli_set_error(err, CD_ERR_SHAPE, "the calibration file is for %d classes, the "
+                             "CSV has %d", cd_calibrator_classes(c), p->k);
+    if (!cd_calibrator_inputs_are_probs(c) && !p->logits)
+        return cli_set_error(err, CD_ERR_INVALID_ARGUMENT, "the calibration file maps logits: "
+                             "give a CSV of logits with --logits");
+    double *after = malloc(p->n * (size_t)p->k * sizeof(double));
+    if (!after)
+        return cli_set_error(err, CD_ERR_OUT_OF_MEMORY, "out of memory");
+    const double *in = cd_calibrator_inputs_are_probs(c) ? p->probs : p->logits;
+    cd_status st = cd_calibrator_apply(c, in, p->n, after, err);
+    if (st) {
+        free(after);
+        return st;
+    }
+    *before = p->probs;
+    p->probs = after;
+    return CD_OK;
+}
+
 int cmd_report(int argc, char **argv)
 {
     report_args a = {0};
@@ -132,7 +214,20 @@ int cmd_report(int argc, char **argv)
     char *cmdline = join_args(argc, argv);
     a.rep.command_line = cmdline;
     cd_report *r = NULL;
-    cd_status st = cd_report_build(&p, &a.rep, &r, &err);
+    cd_calibration_bundle bundle = {0};
+    double *before = NULL;
+    cd_status st = CD_OK;
+    if (a.calibration) {
+        st = cd_calibration_bundle_load(a.calibration, &bundle, &err);
+        if (!st)
+            st = apply_calibration(&bundle, &p, &before, &err);
+    }
+    if (!st)
+        st = cd_report_build(&p, &a.rep, &r, &err);
+    if (!st && a.calibration)
+        st = add_calibration(r, &bundle, &p, before, &a, &err);
+    if (!st && a.calibration)
+        st = cd_report_add_text(r, "data", "input", "calibrated probabilities", &err);
     /* Each output is written atomically (temp file + rename): a failure
      * never leaves a partial file behind. */
     if (!st && a.json)
@@ -140,6 +235,8 @@ int cmd_report(int argc, char **argv)
     if (!st && a.html)
         st = cd_report_write_html(r, a.html, &err);
     cd_report_free(r);
+    cd_calibration_bundle_clear(&bundle);
+    free(before); /* the uncalibrated rows (p.probs now holds the calibrated ones) */
     cd_predictions_clear(&p);
     free(cmdline);
     if (st)

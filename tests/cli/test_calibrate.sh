@@ -175,6 +175,32 @@ assert r["alpha"] == 0.5 and len(r["prediction_set"]) >= 0 and r["decision"] in 
 assert abs(sum(r["probabilities"]) - 1) < 1e-4
 PY
 
+# --- candor report --calibration: a CSV of the logits, the fitted map applied.
+/usr/bin/python3 -c "
+import numpy as np, os
+z = np.load('logits.npy'); y = np.load(os.environ['LABELS'])
+with open('logits.csv', 'w') as f:
+    f.write(','.join('c%d' % i for i in range(z.shape[1])) + ',label\n')
+    for r, l in zip(z, y): f.write(','.join(repr(float(v)) for v in r) + ',%d\n' % l)"
+"$CLI" report --predictions logits.csv --logits --calibration calib.json --bootstrap 20 \
+  -o report_cal.html --json report_cal.json || fail "report --calibration failed"
+grep -q 'id="before-after-0"' report_cal.html || fail "report --calibration: no before/after table"
+/usr/bin/python3 - <<'PY' || fail "report --calibration numbers"
+import json, numpy as np, os
+z = np.load("logits.npy").astype(np.float64); y = np.load(os.environ["LABELS"])
+T = json.load(open("calib.json"))["temperature"]; r = json.load(open("report_cal.json"))
+def nll(zz):
+    zz = zz - zz.max(1, keepdims=True); lp = zz - np.log(np.exp(zz).sum(1, keepdims=True))
+    return -lp[np.arange(len(y)), y].mean()
+s = r["calibration"]["splits"][0]
+got = {side: next(m["value"] for m in s[side]["metrics"] if m["name"] == "nll") for side in ("before", "after")}
+assert abs(got["before"] - nll(z)) < 1e-6 and abs(got["after"] - nll(z / T)) < 1e-6, got
+assert r["conformal"]["n_eval"] == len(y)
+PY
+"$CLI" report --predictions logits.csv --calibration calib.json -o nolog.html 2> /dev/null \
+  && fail "report --calibration accepted logits read as probabilities"
+[ -e nolog.html ] && fail "report wrote output on error"
+
 # --- bad inputs: clear error, non-zero exit, no output file.
 bad() { # name expected-substring args...
   local name=$1 want=$2; shift 2
