@@ -8,7 +8,8 @@
 // writes the first output as a float32 .npy. With --runs R it times R runs
 // after one warm-up run and prints one JSON line on stdout:
 //   {"runtime":"onnxruntime-node","version":..,"threads":N,"runs":R,
-//    "median_ms":..,"min_ms":..,"max_rss_kib":..}
+//    "median_ms":..,"min_ms":..,"cpu_ms_per_run":..,"max_rss_kib":..}
+// cpu_ms_per_run is the process's user+system CPU time over the timed runs.
 // max_rss_kib is process.resourceUsage().maxRSS (kibibytes, whole process).
 // Setup: cd bench && npm install --ignore-scripts onnxruntime-node
 'use strict';
@@ -122,11 +123,13 @@ async function main() {
   const outName = session.outputNames[0];
   let result = await session.run(feeds);
   const times = [];
+  const cpu0 = process.cpuUsage();
   for (let r = 0; r < opt.runs; r++) {
     const t0 = process.hrtime.bigint();
     result = await session.run(feeds);
     times.push(Number(process.hrtime.bigint() - t0) / 1e6);
   }
+  const cpu = process.cpuUsage(cpu0);
   const y = result[outName];
   if (y.type !== 'float32') throw new Error(`output ${outName} has type ${y.type}, expected float32`);
   writeNpy(opt.output, y.dims.map(Number), y.data);
@@ -136,6 +139,7 @@ async function main() {
     process.stdout.write(JSON.stringify({
       runtime: 'onnxruntime-node', version, model: opt.model, threads: opt.threads,
       runs: opt.runs, median_ms: median(times), min_ms: Math.min(...times),
+      cpu_ms_per_run: (cpu.user + cpu.system) / 1000 / opt.runs,
       max_rss_kib: process.resourceUsage().maxRSS,
     }) + '\n');
   }

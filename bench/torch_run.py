@@ -6,7 +6,8 @@ models of tools/make_parity_fixtures.py -- the same architecture and weights
   /usr/bin/python3 bench/torch_run.py NAME INPUT.npy [--threads N] [--runs R] [--warmup W]
   /usr/bin/python3 bench/torch_run.py --baseline     # imports torch, loads nothing
 
-Prints one JSON line: median_ms, min_ms, max_rss_kib (getrusage, whole process).
+Prints one JSON line: median_ms, min_ms, cpu_ms_per_run (user+system CPU over
+the timed runs, all threads), max_rss_kib (getrusage, whole process).
 """
 import argparse
 import json
@@ -24,6 +25,11 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 
 def rss_kib():
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+
+
+def cpu1():
+    ru = resource.getrusage(resource.RUSAGE_SELF)
+    return ru.ru_utime + ru.ru_stime
 
 
 def main():
@@ -44,8 +50,12 @@ def main():
     model, _, _, _ = fx.build(a.name, seed)
     x = torch.from_numpy(np.load(a.input).astype(np.float32))
     times = []
+    cpu0 = 0.0
     with torch.no_grad():
         for r in range(a.warmup + a.runs):
+            if r == a.warmup:
+                ru = resource.getrusage(resource.RUSAGE_SELF)
+                cpu0 = ru.ru_utime + ru.ru_stime
             t0 = time.perf_counter()
             model(x)
             t1 = time.perf_counter()
@@ -54,6 +64,7 @@ def main():
     print(json.dumps({"runtime": "pytorch", "version": torch.__version__, "model": a.name,
                       "threads": a.threads, "runs": a.runs,
                       "median_ms": statistics.median(times), "min_ms": min(times),
+                      "cpu_ms_per_run": (cpu1() - cpu0) * 1e3 / a.runs,
                       "max_rss_kib": rss_kib()}))
 
 

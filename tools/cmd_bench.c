@@ -51,6 +51,16 @@ static long peak_rss_kib(void)
     return getrusage(RUSAGE_SELF, &ru) == 0 ? ru.ru_maxrss : -1;
 }
 
+/* User + system CPU time of the whole process (all threads), in ms. */
+static double cpu_ms(void)
+{
+    struct rusage ru;
+    if (getrusage(RUSAGE_SELF, &ru) != 0)
+        return 0;
+    return (double)(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) * 1e3 +
+           (double)(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e3;
+}
+
 static int cmp_double(const void *a, const void *b)
 {
     double x = *(const double *)a, y = *(const double *)b;
@@ -161,10 +171,14 @@ static cd_status make_input(const cd_model *m, const bench_opts *o, cd_tensor **
     return CD_OK;
 }
 
+/* Wall time of each timed run into times, CPU time per timed run into *cpu. */
 static cd_status time_runs(cd_session *s, const cd_tensor *x, const bench_opts *o,
-                           double *times, cd_error *err)
+                           double *times, double *cpu, cd_error *err)
 {
+    double c0 = 0;
     for (int r = 0; r < o->warmup + o->runs; r++) {
+        if (r == o->warmup)
+            c0 = cpu_ms();
         cd_tensor *y = NULL;
         double t0 = now_ms();
         cd_status st = cd_session_run(s, 1, NULL, &x, 1, NULL, &y, err);
@@ -175,11 +189,12 @@ static cd_status time_runs(cd_session *s, const cd_tensor *x, const bench_opts *
         if (r >= o->warmup)
             times[r - o->warmup] = t1 - t0;
     }
+    *cpu = (cpu_ms() - c0) / o->runs;
     return CD_OK;
 }
 
-static void report(const bench_opts *o, int threads, double *times, long rss_before,
-                   long rss_peak)
+static void report(const bench_opts *o, int threads, double *times, double cpu,
+                   long rss_before, long rss_peak)
 {
     qsort(times, (size_t)o->runs, sizeof *times, cmp_double);
     double med = o->runs % 2 ? times[o->runs / 2]
@@ -187,15 +202,17 @@ static void report(const bench_opts *o, int threads, double *times, long rss_bef
     double thr = med > 0 ? o->batch * 1000.0 / med : 0;
     if (o->json) {
         printf("{\"runtime\":\"candor\",\"model\":\"%s\",\"batch\":%d,\"threads\":%d,"
-               "\"runs\":%d,\"median_ms\":%.4f,\"min_ms\":%.4f,\"throughput_per_s\":%.3f,"
-               "\"rss_before_load_kib\":%ld,\"max_rss_kib\":%ld}\n",
-               o->model, o->batch, threads, o->runs, med, times[0], thr, rss_before, rss_peak);
+               "\"runs\":%d,\"median_ms\":%.4f,\"min_ms\":%.4f,\"cpu_ms_per_run\":%.4f,"
+               "\"throughput_per_s\":%.3f,\"rss_before_load_kib\":%ld,\"max_rss_kib\":%ld}\n",
+               o->model, o->batch, threads, o->runs, med, times[0], cpu, thr, rss_before,
+               rss_peak);
         return;
     }
     printf("model       %s\nbatch       %d\nthreads     %d\nruns        %d (+%d warm-up)\n"
-           "median      %.3f ms\nmin         %.3f ms\nthroughput  %.1f items/s\n"
+           "median      %.3f ms\nmin         %.3f ms\nCPU         %.3f ms per run (all threads)\n"
+           "throughput  %.1f items/s\n"
            "peak RSS    %.1f MiB (%.1f MiB before loading the model)\n",
-           o->model, o->batch, threads, o->runs, o->warmup, med, times[0], thr,
+           o->model, o->batch, threads, o->runs, o->warmup, med, times[0], cpu, thr,
            rss_peak / 1024.0, rss_before / 1024.0);
 }
 
@@ -211,6 +228,7 @@ int cmd_bench(int argc, char **argv)
     cd_session *s = NULL;
     cd_tensor *x = NULL;
     double *times = calloc((size_t)o.runs, sizeof *times);
+    double cpu = 0;
     cd_session_options so = {.threads = o.threads};
     cd_status st = times ? CD_OK : cli_set_error(&err, CD_ERR_OUT_OF_MEMORY, "out of memory");
     if (st == CD_OK)
@@ -220,10 +238,10 @@ int cmd_bench(int argc, char **argv)
     if (st == CD_OK)
         st = cd_session_create(m, &so, &s, &err);
     if (st == CD_OK)
-        st = time_runs(s, x, &o, times, &err);
+        st = time_runs(s, x, &o, times, &cpu, &err);
     if (st == CD_OK)
-        report(&o, o.threads > 0 ? o.threads : (int)sysconf(_SC_NPROCESSORS_ONLN), times, rss_before,
-               peak_rss_kib());
+        report(&o, o.threads > 0 ? o.threads : (int)sysconf(_SC_NPROCESSORS_ONLN), times, cpu,
+               rss_before, peak_rss_kib());
     cd_session_free(s);
     cd_tensor_free(x);
     cd_model_free(m);
