@@ -584,6 +584,8 @@ static cd_status runner_open(runner *r, const cd_model *m, const calib_run_opts 
     mo.samples = o->mc_samples > 1 ? o->mc_samples : 1;
     mo.seed = o->seed;
     mo.threads = o->threads;
+    /* A plain ensemble (no --mc) uses each member deterministically. */
+    mo.ignore_graph_dropout = mo.ignore_sidecar_sites = o->mc_samples <= 1;
     if (o->n_members > 0) {
         r->members = calloc((size_t)o->n_members + 1, sizeof *r->members);
         if (!r->members)

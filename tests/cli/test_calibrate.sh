@@ -147,6 +147,22 @@ assert abs(a["temperature"] - b["temperature"]) <= 1e-6 * a["temperature"], (a["
 print("CSV of PNGs gives the same temperature as the .npy array")
 PY
 
+# --- an "ensemble" of the model with itself: the mean of identical softmax
+# rows is the softmax, whose log is the logits up to a per-row constant, so
+# the probabilities-based fit must find the same temperature (and say that
+# it fitted on probabilities).
+"$CLI" calibrate "$MODEL" --data "$IMAGES" --labels "$LABELS" --seed 7 --bootstrap 0 \
+  --conformal none --ensemble "$MODEL" -o calib_ens.json 2> ens.log \
+  || fail "ensemble calibrate failed: $(tail -2 ens.log)"
+grep -q "warning: calibrating the mean" ens.log || fail "no probabilities warning on stderr"
+/usr/bin/python3 - <<'PY' || fail "ensemble-of-one temperature differs"
+import json
+a = json.load(open("calib.json")); b = json.load(open("calib_ens.json"))
+assert b["input"] == "probabilities" and "log-probabilities" in b["warning"], b
+assert abs(a["temperature"] - b["temperature"]) <= 1e-4 * a["temperature"], (a["temperature"], b["temperature"])
+print("ensemble of the model with itself: same temperature, flagged as probabilities-based")
+PY
+
 # --- a class-folder dataset (small): names matched to the sidecar labels.
 /usr/bin/python3 - <<'PY' || fail "could not build the folder dataset"
 import json, os, shutil
