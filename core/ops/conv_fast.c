@@ -23,12 +23,28 @@ static inline float sigmoid1(float x)
     return e / (1.0f + e);
 }
 
-/* One loop per activation so each stays a simple vectorisable loop. */
+/* One loop per activation and residual presence so each stays a simple
+ * vectorisable loop; comparisons instead of fminf/fmaxf, which GCC leaves
+ * as libm calls (Clip's own kernel compares the same way). */
 #define EPI_LOOP(EXPR)                                                                      \
-    for (int64_t i = 0; i < sp; i++) {                                                      \
-        float v = row[i] + b + (r ? r[i] : 0.0f);                                           \
-        row[i] = (EXPR);                                                                    \
-    }
+    do {                                                                                    \
+        if (r)                                                                              \
+            for (int64_t i = 0; i < sp; i++) {                                              \
+                float v = row[i] + b + r[i];                                                \
+                row[i] = (EXPR);                                                            \
+            }                                                                               \
+        else                                                                                \
+            for (int64_t i = 0; i < sp; i++) {                                              \
+                float v = row[i] + b;                                                       \
+                row[i] = (EXPR);                                                            \
+            }                                                                               \
+    } while (0)
+
+static inline float clampf(float v, float lo, float hi)
+{
+    v = v < lo ? lo : v;
+    return v > hi ? hi : v;
+}
 
 void cd_epilogue_apply(const cd_epilogue *ep, float *y, const float *bias, const float *res,
                        int64_t maps, int64_t sp)
@@ -43,9 +59,9 @@ void cd_epilogue_apply(const cd_epilogue *ep, float *y, const float *bias, const
         switch (act) {
         case CD_ACT_NONE: EPI_LOOP(v); break;
         case CD_ACT_RELU: EPI_LOOP(v > 0 ? v : 0.0f); break;
-        case CD_ACT_CLIP: EPI_LOOP(fminf(fmaxf(v, lo), hi)); break;
+        case CD_ACT_CLIP: EPI_LOOP(clampf(v, lo, hi)); break;
         case CD_ACT_LEAKY_RELU: EPI_LOOP(v >= 0 ? v : alpha * v); break;
-        case CD_ACT_HARD_SWISH: EPI_LOOP(v * fmaxf(0.0f, fminf(1.0f, v / 6.0f + 0.5f))); break;
+        case CD_ACT_HARD_SWISH: EPI_LOOP(v * clampf(v / 6.0f + 0.5f, 0.0f, 1.0f)); break;
         case CD_ACT_SIGMOID: EPI_LOOP(sigmoid1(v)); break;
         }
     }
