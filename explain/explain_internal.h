@@ -5,6 +5,7 @@
 #include "candor/explain.h"
 #include "core/internal.h"
 #include "core/plan.h"
+#include "uncertainty/stochastic.h"
 
 #define EX_PLAN_CACHE 4
 
@@ -17,7 +18,39 @@ struct cd_explainer {
     cd_plan *plans[EX_PLAN_CACHE]; /* small cache keyed by input shape */
     int next_slot;
     cd_ctx ctx;
+    /* MC dropout (explain/uncertain.c): the model is an MC session's derived
+     * model, sites are kept out of folding/fusion, and every pass samples
+     * the session's masks. In rows mode batch row r of a pass that starts
+     * at row `start` of the caller's tensor is sample sample_base + start + r;
+     * otherwise the whole pass is sample sample_base. */
+    bool *keep_node;              /* owned, NULL without sites */
+    bool has_stoch;
+    cd_stochastic stoch;          /* tables borrowed from the MC session */
+    uint64_t sample_base;
 };
+
+/* Turns e (created on an MC session's derived model) into a sampling
+ * explainer; s is copied, its tables stay borrowed. */
+cd_status ex_set_stochastic(cd_explainer *e, const cd_stochastic *s, cd_error *err);
+/* Selects the samples of the following passes (see struct cd_explainer). */
+void ex_select_samples(cd_explainer *e, uint64_t base, bool rows_are_samples);
+
+/* Custom objective for ex_gradient_seeded: given the objective tensor y of
+ * a pass over rows [start, start + y->dims[0]) of the caller's tensor, write
+ * d(objective)/dy into seed (y's shape, zeroed). */
+typedef cd_status (*ex_seed_fn)(void *ctx, const cd_tensor *y, int64_t start, cd_tensor *seed,
+                                cd_error *err);
+/* Input gradient (x's shape, per row) of the custom objective on the tensor
+ * obj names (pre-softmax as for CD_OBJECTIVE_LOGIT). */
+cd_status ex_gradient_seeded(cd_explainer *e, const cd_tensor *x, const cd_objective *obj,
+                             ex_seed_fn fn, void *ctx, cd_tensor **grad, cd_error *err);
+/* Which of the s spatial positions of output y lie in obj's region (1 = in;
+ * all when no region). *mask (s bytes) owned by the caller. */
+cd_status ex_region_mask(const cd_objective *obj, const cd_tensor *y, size_t s, uint8_t **mask,
+                         cd_error *err);
+/* Forward value of the tensor obj names (pre-softmax), every row of x. */
+cd_status ex_forward_value(cd_explainer *e, const cd_tensor *x, const cd_objective *obj,
+                           cd_tensor **y, cd_error *err);
 
 /* Plan for x's shape (tape: built with keep_activations) from the explainer's cache (built when missing). */
 cd_status ex_get_plan(cd_explainer *e, const cd_tensor *x, bool tape, cd_plan **out,

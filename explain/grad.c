@@ -48,7 +48,30 @@ void cd_explainer_free(cd_explainer *e)
     for (int i = 0; i < EX_PLAN_CACHE; i++)
         cd_plan_free(e->plans[i]);
     free(e->ctx.scratch);
+    free(e->keep_node);
     free(e);
+}
+
+cd_status ex_set_stochastic(cd_explainer *e, const cd_stochastic *s, cd_error *err)
+{
+    /* Sites must survive constant folding and fusion, as in the MC engine. */
+    bool *keep = calloc((size_t)s->n_nodes + 1, sizeof *keep);
+    if (!keep)
+        return cd_fail(err, CD_ERR_OUT_OF_MEMORY, "out of memory");
+    for (int i = 0; i < s->n_nodes; i++)
+        keep[i] = s->site_of_node[i] >= 0;
+    free(e->keep_node);
+    e->keep_node = keep;
+    e->stoch = *s;
+    e->has_stoch = true;
+    return CD_OK;
+}
+
+void ex_select_samples(cd_explainer *e, uint64_t base, bool rows_are_samples)
+{
+    e->sample_base = base;
+    e->stoch.rows_are_samples = rows_are_samples;
+    e->stoch.sample_offset = base;
 }
 
 /* ------------------------------------------------------------ helpers */
@@ -109,7 +132,7 @@ cd_status ex_get_plan(cd_explainer *e, const cd_tensor *x, bool tape, cd_plan **
         }
     /* Gradients need the tape (every activation kept); score-only passes
      * (occlusion, RISE, deletion/insertion) use the fast fused plan. */
-    cd_plan_options po = {.keep_activations = tape};
+    cd_plan_options po = {.keep_activations = tape, .keep_node = e->keep_node};
     cd_plan *p = NULL;
     cd_status st = cd_plan_build(e->model, in, &po, &p, err);
     if (st != CD_OK)
@@ -198,8 +221,8 @@ static int objective_value(const cd_model *m, const cd_objective *obj, cd_error 
 /* ------------------------------------------------------------ objective */
 
 /* Marks which spatial positions of an output belong to the region. */
-static cd_status region_mask(const cd_objective *obj, const cd_tensor *y, size_t s,
-                             uint8_t **mask, cd_error *err)
+cd_status ex_region_mask(const cd_objective *obj, const cd_tensor *y, size_t s, uint8_t **mask,
+                         cd_error *err)
 {
     *mask = malloc(s ? s : 1);
     if (!*mask)
@@ -324,7 +347,7 @@ static cd_status eval_objective(const cd_objective *obj, const cd_tensor *y, con
         s *= (size_t)y->dims[d];
     uint8_t *mask = NULL;
     double *tmp = malloc(((size_t)k + 1) * sizeof *tmp);
-    cd_status st = tmp ? region_mask(obj, y, s, &mask, err)
+    cd_status st = tmp ? ex_region_mask(obj, y, s, &mask, err)
                        : cd_fail(err, CD_ERR_OUT_OF_MEMORY, "out of memory");
     size_t row = (size_t)k * s;
     for (int64_t b = 0; st == CD_OK && b < n; b++)
@@ -345,6 +368,9 @@ typedef struct pass_io {
     cd_tensor **values; /* n_wrt slots or NULL */
     double *scores;
     int *targets;
+    ex_seed_fn seed_fn; /* custom objective (scores/targets unused) */
+    void *seed_ctx;
+    int64_t start;      /* first row of this pass in the caller's tensor */
 } pass_io;
 
 /* One forward (and backward when grads) pass over x as one batch. */
@@ -373,6 +399,9 @@ static cd_status one_pass(cd_explainer *e, const cd_tensor *x, const pass_io *io
         return st;
     e->ctx.err = err;
     e->ctx.threads = e->threads;
+    e->ctx.stochastic = e->has_stoch ? &e->stoch : NULL;
+    if (e->has_stoch && e->stoch.rows_are_samples)
+        e->stoch.sample_offset = e->sample_base + (uint64_t)io->start;
     const cd_tensor *in[1] = {x};
     st = cd_plan_run(p, in, &e->ctx);
     if (st != CD_OK)
@@ -384,8 +413,17 @@ static cd_status one_pass(cd_explainer *e, const cd_tensor *x, const pass_io *io
     cd_tensor *seed = NULL;
     if (io->grads && (st = cd_tensor_create(CD_FLOAT32, y->ndim, y->dims, &seed, err)) != CD_OK)
         return st;
-    st = eval_objective(io->obj, y, m->values[vo].name, x->dims[0], io->targets, io->scores,
-                        seed, batch_problem, err);
+    if (io->seed_fn) {
+        if (y->dtype != CD_FLOAT32 || y->ndim < 1 || y->dims[0] != x->dims[0]) {
+            *batch_problem = true;
+            st = cd_fail(err, CD_ERR_SHAPE, "output '%s' has no batch axis", m->values[vo].name);
+        } else if (seed) {
+            st = io->seed_fn(io->seed_ctx, y, io->start, seed, err);
+        }
+    } else {
+        st = eval_objective(io->obj, y, m->values[vo].name, x->dims[0], io->targets,
+                            io->scores, seed, batch_problem, err);
+    }
     if (st == CD_OK && io->values)
         for (int i = 0; i < io->n_wrt && st == CD_OK; i++)
             st = cd_tensor_clone(&p->vals[ids[i]], &io->values[i], err);
@@ -440,6 +478,7 @@ static cd_status run_rows(cd_explainer *e, const cd_tensor *x, const pass_io *io
         cd_tensor view = row_view(x, start, rows);
         sub.scores = io->scores + start;
         sub.targets = io->targets + start;
+        sub.start = start;
         bool batch_problem = false;
         st = one_pass(e, &view, &sub, &batch_problem, err);
         if (st != CD_OK && batch_problem && rows > 1) {
@@ -550,4 +589,32 @@ cd_status cd_explain_gradient(cd_explainer *e, const cd_tensor *x, const cd_obje
     pass_io io = {.obj = obj ? obj : &def, .n_wrt = n_wrt, .wrt = wrt, .grads = grads,
                   .values = values};
     return with_targets(e, x, &io, NULL, scores, err);
+}
+
+cd_status ex_gradient_seeded(cd_explainer *e, const cd_tensor *x, const cd_objective *obj,
+                             ex_seed_fn fn, void *ctx, cd_tensor **grad, cd_error *err)
+{
+    cd_status st = check_x(e, x, err);
+    if (st != CD_OK)
+        return st;
+    pass_io io = {.obj = obj, .n_wrt = 1, .grads = grad, .seed_fn = fn, .seed_ctx = ctx};
+    return with_targets(e, x, &io, NULL, NULL, err);
+}
+
+cd_status ex_forward_value(cd_explainer *e, const cd_tensor *x, const cd_objective *obj,
+                           cd_tensor **y, cd_error *err)
+{
+    cd_status st = check_x(e, x, err);
+    if (st != CD_OK)
+        return st;
+    int vo = objective_value(e->model, obj, err);
+    if (vo < 0)
+        return CD_ERR_INVALID_ARGUMENT;
+    const char *name[1] = {e->model->values[vo].name};
+    /* Any objective fills the scores; the value is what the caller wants. */
+    cd_objective sum = *obj;
+    sum.kind = CD_OBJECTIVE_SUM;
+    sum.region_ndim = 0;
+    pass_io io = {.obj = &sum, .n_wrt = 1, .wrt = name, .values = y};
+    return with_targets(e, x, &io, NULL, NULL, err);
 }

@@ -11,6 +11,7 @@
 
 #include "candor/explain.h"
 #include "candor/model.h"
+#include "candor/uncertainty.h"
 #include "core/internal.h"
 #include "explain/explain_internal.h"
 #include "onnx_subset.pb-c.h"
@@ -629,6 +630,212 @@ static void test_bad_input(void **state)
     cd_model_free(dense);
 }
 
+/* ------------------------------------------------------------ MC / ensemble */
+
+/* H[p̄] (or MI) of S sampled logit rows (S x k), float64, natural logs. */
+static double mc_uncertainty(const float *z, int S, int k, bool mi)
+{
+    double pbar[8] = {0}, eh = 0;
+    for (int t = 0; t < S; t++) {
+        double mx = z[t * k], sum = 0, p[8];
+        for (int c = 1; c < k; c++)
+            mx = fmax(mx, z[t * k + c]);
+        for (int c = 0; c < k; c++)
+            sum += p[c] = exp((double)z[t * k + c] - mx);
+        for (int c = 0; c < k; c++) {
+            p[c] /= sum;
+            pbar[c] += p[c] / S;
+            eh -= p[c] * log(p[c]) / S;
+        }
+    }
+    double h = 0;
+    for (int c = 0; c < k; c++)
+        h -= pbar[c] * log(pbar[c]);
+    return mi ? h - eh : h;
+}
+
+/* Sampled logits (1, S, 3) of x by the MC engine / ensemble itself. */
+static cd_tensor *engine_samples(cd_mc_session *mc, cd_ensemble *ens, const cd_tensor *x)
+{
+    cd_tensor *s = NULL;
+    cd_error err = {0};
+    const cd_tensor *in[1] = {x};
+    if (mc)
+        OK(cd_mc_sample(mc, 1, in, 1, NULL, &s, &err));
+    else
+        OK(cd_ensemble_sample(ens, 1, in, 1, NULL, &s, &err));
+    return s;
+}
+
+/* Checks an MC/ensemble explanation against the sampling engine: each
+ * per-sample gradient and the entropy / MI saliency against central
+ * differences of the engine's own samples (the same masks are drawn at
+ * x + h and x - h), and mean/std against the per-sample maps. */
+static void check_mc_explanation(cd_mc_session *mc, cd_ensemble *ens, cd_tensor *x,
+                                 cd_mc_explanation *ex)
+{
+    int S = ex->n_samples;
+    size_t n = cd_tensor_numel(x);
+    double gmax[2] = {0}, worst[2] = {0}, smax = 0, sworst = 0;
+    for (size_t i = 0; i < n; i++) {
+        gmax[0] = fmax(gmax[0], fabs(cd_f32(ex->entropy_saliency)[i]));
+        gmax[1] = fmax(gmax[1], fabs(cd_f32(ex->mi_saliency)[i]));
+        for (int t = 0; t < S; t++)
+            smax = fmax(smax, fabs(cd_f32(ex->samples)[(size_t)t * n + i]));
+    }
+    for (size_t i = 0; i < n; i += 5) {
+        float keep = cd_f32(x)[i];
+        const float h = 1e-2f;
+        cd_f32(x)[i] = keep + h;
+        cd_tensor *zp = engine_samples(mc, ens, x);
+        cd_f32(x)[i] = keep - h;
+        cd_tensor *zm = engine_samples(mc, ens, x);
+        cd_f32(x)[i] = keep;
+        for (int mi = 0; mi < 2; mi++) {
+            double fd = (mc_uncertainty(cd_f32(zp), S, 3, mi) -
+                         mc_uncertainty(cd_f32(zm), S, 3, mi)) / (2.0 * h);
+            const cd_tensor *g = mi ? ex->mi_saliency : ex->entropy_saliency;
+            worst[mi] = fmax(worst[mi], fabs(fd - cd_cf32(g)[i]));
+        }
+        for (int t = 0; t < S; t++) {
+            double fd = (cd_f32(zp)[t * 3 + ex->target] - cd_f32(zm)[t * 3 + ex->target]) /
+                        (2.0 * h);
+            sworst = fmax(sworst, fabs(fd - cd_f32(ex->samples)[(size_t)t * n + i]));
+        }
+        cd_tensor_free(zp);
+        cd_tensor_free(zm);
+    }
+    if (worst[0] > 2e-3 * gmax[0] + 1e-5 || worst[1] > 2e-3 * gmax[1] + 1e-5)
+        fail_msg("entropy/MI saliency vs finite differences: %.3g (max %.3g), %.3g (max %.3g)",
+                 worst[0], gmax[0], worst[1], gmax[1]);
+    if (sworst > 2e-3 * smax + 1e-5)
+        fail_msg("per-sample gradient vs finite differences: %.3g (max %.3g)", sworst, smax);
+    assert_true(gmax[0] > 0 && gmax[1] > 0);
+    for (size_t i = 0; i < n; i++) {
+        double m = 0, v = 0;
+        for (int t = 0; t < S; t++)
+            m += cd_f32(ex->samples)[(size_t)t * n + i] / S;
+        for (int t = 0; t < S; t++) {
+            double d = cd_f32(ex->samples)[(size_t)t * n + i] - m;
+            v += d * d / S;
+        }
+        assert_true(fabs(cd_f32(ex->mean)[i] - m) <= 1e-6 * (fabs(m) + 1e-3));
+        assert_true(fabs(cd_f32(ex->std)[i] - sqrt(v)) <= 1e-5 * (sqrt(v) + 1e-3));
+    }
+    /* The summaries equal the engine's at x. */
+    cd_tensor *z = engine_samples(mc, ens, x);
+    assert_true(fabs(ex->predictive_entropy - mc_uncertainty(cd_f32(z), S, 3, false)) < 1e-6);
+    assert_true(fabs(ex->mutual_information - mc_uncertainty(cd_f32(z), S, 3, true)) < 1e-6);
+    cd_tensor_free(z);
+}
+
+static void test_mc_explanations(void **state)
+{
+    (void)state;
+    cd_model *m = build_model("Tanh", false, 21);
+    cd_dropout_site site = {.name = "h1", .p = 0.3f};
+    cd_mc_options mo;
+    cd_mc_options_default(&mo);
+    mo.samples = 5;
+    mo.seed = 9;
+    mo.n_sites = 1;
+    mo.sites = &site;
+    mo.threads = 1;
+    cd_explain_options eo = {.threads = 1, .max_batch = 2}; /* samples split over passes */
+    cd_explain_mc *u = NULL;
+    cd_mc_session *mc = NULL;
+    cd_error err = {0};
+    OK(cd_explain_mc_create(1, (const cd_model *const[]){m}, &mo, &eo, &u, &err));
+    OK(cd_mc_session_create(m, &mo, &mc, &err));
+    assert_int_equal(cd_explain_mc_count(u), 5);
+    cd_tensor *x = input(1, 31);
+    cd_explain_params p;
+    cd_explain_params_default(&p, CD_EXPLAIN_GRADIENT);
+    cd_mc_explanation ex;
+    OK(cd_explain_mc_run(u, x, &p, &ex, &err));
+    assert_int_equal(ex.samples->dims[0], 5);
+    check_mc_explanation(mc, NULL, x, &ex);
+    /* The looped path (any method) gives the same per-sample gradients. */
+    cd_explain_params_default(&p, CD_EXPLAIN_SMOOTHGRAD);
+    p.samples = 1;
+    p.noise_level = 0;
+    cd_mc_explanation ex2;
+    OK(cd_explain_mc_run(u, x, &p, &ex2, &err));
+    assert_true(tu_max_abs_diff(ex.samples, ex2.samples) < 1e-5);
+    cd_mc_explanation_free(&ex);
+    cd_mc_explanation_free(&ex2);
+    cd_explain_mc_free(u);
+    cd_mc_session_free(mc);
+    /* Deterministic ensemble of two different models. */
+    cd_model *m2 = build_model("Tanh", false, 22);
+    const cd_model *const members[2] = {m, m2};
+    cd_ensemble *ens = NULL;
+    OK(cd_explain_mc_create(2, members, NULL, &eo, &u, &err));
+    OK(cd_ensemble_create(2, members, NULL, &ens, &err));
+    cd_explain_params_default(&p, CD_EXPLAIN_GRADIENT);
+    OK(cd_explain_mc_run(u, x, &p, &ex, &err));
+    assert_int_equal(ex.n_samples, 2);
+    check_mc_explanation(NULL, ens, x, &ex);
+    cd_mc_explanation_free(&ex);
+    /* A target outside the classes is refused. */
+    p.objective.target = 7;
+    assert_int_equal(cd_explain_mc_run(u, x, &p, &ex, &err), CD_ERR_INVALID_ARGUMENT);
+    cd_explain_mc_free(u);
+    cd_ensemble_free(ens);
+    /* T > 1 without any site: the MC engine's error. */
+    cd_mc_options none;
+    cd_mc_options_default(&none);
+    none.samples = 3;
+    assert_int_equal(cd_explain_mc_create(1, members, &none, &eo, &u, &err),
+                     CD_ERR_INVALID_ARGUMENT);
+    assert_non_null(strstr(err.message, "no Dropout node"));
+    cd_tensor_free(x);
+    cd_model_free(m);
+    cd_model_free(m2);
+}
+
+/* Spearman on hand-computed cases; the randomisation check leaves the
+ * model untouched and names the randomised nodes. */
+static void test_sanity_check(void **state)
+{
+    (void)state;
+    const float a[4] = {1, 2, 3, 4}, b[4] = {1, 3, 2, 4};
+    assert_true(fabs(cd_spearman(a, b, 4) - 0.8) < 1e-12); /* 1 - 6*2/(4*15) */
+    const float c[3] = {1, 1, 2}, d[3] = {1, 2, 3};
+    /* ranks (1.5, 1.5, 3) vs (1, 2, 3): 1.5 / sqrt(1.5 * 2) */
+    assert_true(fabs(cd_spearman(c, d, 3) - 1.5 / sqrt(3.0)) < 1e-12);
+    assert_true(isnan(cd_spearman(c, c, 1)));
+    cd_model *m = build_model("Tanh", false, 23);
+    cd_explainer *e = make_explainer(m, 8, false);
+    cd_tensor *x = input(1, 41);
+    cd_explain_params p;
+    cd_explain_params_default(&p, CD_EXPLAIN_GRADIENT);
+    cd_explanation ex, again;
+    cd_error err = {0};
+    OK(cd_explain(e, x, &p, &ex, &err));
+    cd_explain_options eo = {.threads = 1, .max_batch = 8};
+    cd_sanity_result r;
+    OK(cd_explain_sanity(m, &eo, x, &p, &ex, 1, 5, &r, &err));
+    assert_int_equal(r.n_layers, 1);
+    assert_string_equal(r.layers, "y"); /* the Gemm */
+    assert_true(r.spearman >= -1 && r.spearman <= 1);
+    assert_true(tu_max_abs_diff(ex.map, r.random_map) > 1e-4);
+    cd_sanity_result_free(&r);
+    OK(cd_explain_sanity(m, &eo, x, &p, &ex, 10, 5, &r, &err));
+    assert_int_equal(r.n_layers, 3);
+    assert_string_equal(r.layers, "y,a2,a1");
+    cd_sanity_result_free(&r);
+    OK(cd_explain(e, x, &p, &again, &err)); /* the shared model is unchanged */
+    assert_true(tu_max_abs_diff(ex.map, again.map) == 0);
+    assert_int_equal(cd_explain_sanity(m, &eo, x, &p, &ex, 0, 5, &r, &err),
+                     CD_ERR_INVALID_ARGUMENT);
+    cd_explanation_free(&ex);
+    cd_explanation_free(&again);
+    cd_tensor_free(x);
+    cd_explainer_free(e);
+    cd_model_free(m);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -641,6 +848,8 @@ int main(void)
         cmocka_unit_test(test_gradcam_small),
         cmocka_unit_test(test_faithfulness),
         cmocka_unit_test(test_bad_input),
+        cmocka_unit_test(test_mc_explanations),
+        cmocka_unit_test(test_sanity_check),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -68,6 +68,20 @@ void cd_mc_get_stats(const cd_mc_session *mc, cd_mc_stats *out)
 
 void mc_session_set_sample_base(cd_mc_session *mc, uint64_t base) { mc->sample_base = base; }
 const cd_model *mc_session_model(const cd_mc_session *mc) { return mc->orig; }
+const cd_model *mc_session_derived(const cd_mc_session *mc) { return &mc->d.m; }
+int mc_session_samples(const cd_mc_session *mc) { return mc->T; }
+
+void mc_session_stochastic(const cd_mc_session *mc, cd_stochastic *out)
+{
+    cd_stochastic s = {.seed = mc->seed,
+                       .nodes = mc->d.m.nodes,
+                       .n_nodes = mc->d.m.n_nodes,
+                       .site_of_node = mc->site_of_node,
+                       .site_p = mc->site_p,
+                       .site_channel = mc->site_channel,
+                       .site_key = mc->site_key};
+    *out = s;
+}
 
 /* Drops everything that depends on the input shape. */
 static void reset_shape_state(cd_mc_session *mc)

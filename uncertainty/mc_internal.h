@@ -40,4 +40,13 @@ void mc_derived_free(mc_derived *d);
 void mc_session_set_sample_base(cd_mc_session *mc, uint64_t base);
 const cd_model *mc_session_model(const cd_mc_session *mc);
 
+/* For gradient passes that must replay the session's masks (explain/): the
+ * derived model (sites as Dropout nodes), its sample count T, and a
+ * cd_stochastic describing its sites for the whole derived model with the
+ * session's seed (sample_offset 0, rows_are_samples false). Everything is
+ * borrowed from the session and lives as long as it. */
+const cd_model *mc_session_derived(const cd_mc_session *mc);
+int mc_session_samples(const cd_mc_session *mc);
+void mc_session_stochastic(const cd_mc_session *mc, cd_stochastic *out);
+
 #endif

@@ -21,6 +21,7 @@
 #include "image.h"
 #include "model.h"
 #include "tensor.h"
+#include "uncertainty.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -190,6 +191,76 @@ CD_API cd_status cd_explain_default_layer(cd_explainer *e, const cd_tensor *x,
  * map becomes (1, L). *out is a new tensor. */
 CD_API cd_status cd_explain_saliency_2d(const cd_tensor *map, bool absolute, cd_tensor **out,
                                         cd_error *err);
+
+/* ------------------------------------------------------------ uncertainty */
+
+/* Explanations under MC dropout and/or over a deep ensemble. Each of the
+ * n_models members is sampled T = mc->samples times with mc's sites (the
+ * same sites, masks and sample numbering as cd_mc_sample/cd_ensemble_sample:
+ * member m uses sample indices m*T .. m*T+T-1). mc == NULL: every member is
+ * run once, deterministically. Models are borrowed. *out owned by caller. */
+typedef struct cd_explain_mc cd_explain_mc;
+CD_API cd_status cd_explain_mc_create(int n_models, const cd_model *const *models,
+                                      const cd_mc_options *mc, const cd_explain_options *eo,
+                                      cd_explain_mc **out, cd_error *err);
+CD_API void cd_explain_mc_free(cd_explain_mc *u);
+/* S = members x T. */
+CD_API int cd_explain_mc_count(const cd_explain_mc *u);
+
+typedef struct cd_mc_explanation {
+    int n_samples;       /* S */
+    int target;          /* class explained (see cd_explain_mc_run) */
+    cd_tensor *samples;  /* (S, map dims 1..): the method's map for each sample,
+                            each computed with that sample's dropout masks */
+    cd_tensor *mean;     /* map shape: mean over the S samples */
+    cd_tensor *std;      /* map shape: population std (divisor S) */
+    double *scores;      /* S objective values (the method's objective) */
+    /* Saliency of uncertainty (input's shape; NULL for SUM objectives):
+     * d H[p̄]/dx and d MI/dx with p̄ the mean of the S sampled softmax
+     * vectors (per position and summed over the region for dense outputs).
+     * The gradient flows through all S samples, each with its own masks. */
+    cd_tensor *entropy_saliency;
+    cd_tensor *mi_saliency;
+    double predictive_entropy; /* H[p̄] (summed over the region) */
+    double expected_entropy;   /* (1/S) sum_s H[p_s] */
+    double mutual_information; /* predictive - expected (not clamped) */
+    const char *layer;         /* Grad-CAM layer used */
+} cd_mc_explanation;
+
+/* Explains the single example x (batch 1) with method p under every sample.
+ * The target is p->objective.target when >= 0, otherwise the argmax of p̄
+ * (dense outputs: of p̄ summed over the region). */
+CD_API cd_status cd_explain_mc_run(cd_explain_mc *u, const cd_tensor *x,
+                                   const cd_explain_params *p, cd_mc_explanation *out,
+                                   cd_error *err);
+CD_API void cd_mc_explanation_free(cd_mc_explanation *ex);
+
+/* ------------------------------------------------------------ sanity check */
+
+/* Model-randomisation sanity check (Adebayo et al. 2018, cascading from the
+ * top): the weights of the last `layers` parameterised nodes (nodes with at
+ * least one float32 initializer input; every such input is replaced) are
+ * redrawn from N(0, s^2), s the population std of the original tensor (a
+ * tensor with s = 0 keeps scale 0.01), from a splitmix64 stream seeded with
+ * seed. The model is not modified: a copy with new initializers is used. */
+typedef struct cd_sanity_result {
+    int n_layers;          /* nodes randomised (fewer when the model has fewer) */
+    char *layers;          /* their names, comma-separated, last node first (owned) */
+    double spearman;       /* rank correlation of the two 2-D saliencies (average ranks for ties) */
+    cd_tensor *random_map; /* raw map of the randomised model (owned) */
+} cd_sanity_result;
+
+/* Explains x with p (its target fixed to ex->target) on the randomised copy
+ * and compares cd_explain_saliency_2d of both maps (absolute for
+ * gradient-type methods). ex is the explanation of the original model. */
+CD_API cd_status cd_explain_sanity(const cd_model *model, const cd_explain_options *eo,
+                                   const cd_tensor *x, const cd_explain_params *p,
+                                   const cd_explanation *ex, int layers, uint64_t seed,
+                                   cd_sanity_result *out, cd_error *err);
+CD_API void cd_sanity_result_free(cd_sanity_result *r);
+/* Spearman rank correlation of two float arrays of n values (average ranks
+ * for ties; NaN when either is constant). */
+CD_API double cd_spearman(const float *a, const float *b, size_t n);
 
 /* ------------------------------------------------------------ faithfulness */
 
