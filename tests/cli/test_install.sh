@@ -63,6 +63,11 @@ missing=$(comm -23 "$T/declared" "$T/exported" | tr '\n' ' ')
 [ -z "$missing" ] && ok "every declared function is exported" ||
   fail "declared but not exported (missing CD_API?): $missing"
 
+# docs/c-api.md names every public function.
+undocumented=$(while read -r f; do grep -q "\b$f\b" "$SRC/docs/c-api.md" || printf '%s ' "$f"; done <"$T/declared")
+[ -z "$undocumented" ] && ok "docs/c-api.md names every public function" ||
+  fail "missing from docs/c-api.md: $undocumented"
+
 # ---------------------------------------------------------------- model
 M="$T/models"
 "$PY" "$SRC/bindings/python/tests/tiny_models.py" "$M" >"$T/models.log" 2>&1 ||
@@ -149,6 +154,21 @@ pc_build pc-static $(pkg-config --cflags candor) "$LIB/libcandor.a" \
   $(pkg-config --static --libs candor | sed -E 's/(^| )-lcandor( |$)/ /')
 if [ -x "$T/pc-static" ] && readelf -d "$T/pc-static" | grep -q 'libcandor\.so'; then
   fail "pc-static: the static build still needs libcandor.so"
+fi
+
+# The complete example in docs/c-api.md compiles against the package and runs.
+awk '/^## A complete example/ {f=1} f && /^```c$/ {c=1; next} c && /^```$/ {exit} c' \
+  "$SRC/docs/c-api.md" >"$T/doc_example.c"
+if $CC -std=c11 -o "$T/doc_example" "$T/doc_example.c" $(pkg-config --cflags --libs candor) \
+     -Wl,-rpath,"$LIB" >"$T/doc_example.log" 2>&1; then
+  cp "$M/tiny_cnn_nodrop.onnx" "$T/model.onnx" && cp "$M/input.npy" "$T/input.npy"
+  if (cd "$T" && ./doc_example) >"$T/doc_example.out" 2>&1 && grep -q '^5 outputs' "$T/doc_example.out"; then
+    ok "docs/c-api.md example builds and runs"
+  else
+    fail "docs/c-api.md example run"; cat "$T/doc_example.out"
+  fi
+else
+  fail "docs/c-api.md example does not compile"; cat "$T/doc_example.log"
 fi
 
 # ---------------------------------------------------------------- relocation
