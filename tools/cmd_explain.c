@@ -41,7 +41,8 @@ static void help(FILE *f)
 "  --baseline B        IG baseline: black | blur | FILE.npy (black)\n"
 "  --window N          occlusion window (16); --stride N (8); --value V (0)\n"
 "  --masks N           RISE masks (4000); --grid S (7); --p P (0.5)\n"
-"  --seed S            seed for SmoothGrad noise and RISE masks (0)\n"
+"  --seed S            seed for SmoothGrad noise, RISE masks, MC dropout masks and\n"
+"                      the --sanity weights (0)\n"
 "  --evaluate          deletion/insertion curves and AUCs\n"
 "  --step N            pixels per deletion/insertion step (default ceil(HW/50))\n"
 "  --blur S            blur sigma for insertion and the IG blur baseline (5)\n"
@@ -49,6 +50,20 @@ static void help(FILE *f)
 "  --batch N           rows per forward/backward pass (8)\n"
 "  --threads N         threads (default 1)\n"
 "  --npy FILE          write the raw signed map of the (single) input to FILE\n"
+"                      (with --mc/--ensemble: the mean map)\n"
+"uncertainty (maps per MC sample / ensemble member, docs/explain.md):\n"
+"  --mc T              MC dropout with T samples (graph Dropout nodes + sites)\n"
+"  --dropout SITE:P[:channel]  declare a dropout site after tensor/node SITE\n"
+"  --ensemble          the leading *.onnx arguments are ensemble members\n"
+"  --member M          add ensemble member M (repeatable)\n"
+"  --samples FILE.npy  write the per-sample maps (S, ...) of the (single) input\n"
+"                      (a number instead of a file sets the SmoothGrad samples)\n"
+"  writes NAME.METHOD.{mean,std}.{npy,png}, NAME.{entropy,mi}_saliency.{npy,png}\n"
+"  (d H[mean p]/dx and d MI/dx through all samples) and NAME.METHOD.json\n"
+"sanity check:\n"
+"  --sanity            also explain a copy with the last layers' weights\n"
+"                      randomised; print/store the Spearman rank correlation\n"
+"  --sanity-layers K   randomise the last K parameterised nodes (1)\n"
 "  -o, --outdir DIR    write NAME.METHOD.{npy,png,overlay.png,json} per input\n"
 "  -h, --help          this help\n");
 }
@@ -61,7 +76,44 @@ typedef struct ex_args {
     int batch, threads;
     const char *npy, *outdir, *baseline_path;
     char region_text[128];
+    /* uncertainty */
+    int mc;                     /* T; 0 = no MC dropout */
+    int n_sites;
+    cd_dropout_site sites[16];
+    char site_names[16][256];
+    bool ensemble;
+    int n_members;
+    const char *members[16];
+    const char *samples_path;
+    /* sanity check */
+    bool sanity;
+    int sanity_layers;
 } ex_args;
+
+/* SITE:P[:channel] into site k of a. */
+static bool parse_site(const char *v, ex_args *a)
+{
+    if (a->n_sites >= 16)
+        return false;
+    int k = a->n_sites;
+    snprintf(a->site_names[k], sizeof a->site_names[k], "%s", v);
+    char *name = a->site_names[k], *chan = NULL, *colon = strrchr(name, ':');
+    if (colon && strcmp(colon + 1, "channel") == 0) {
+        chan = colon;
+        *chan = '\0';
+        colon = strrchr(name, ':');
+    }
+    if (!colon || colon == name)
+        return false;
+    *colon = '\0';
+    char *end;
+    float p = strtof(colon + 1, &end);
+    if (*end || end == colon + 1 || !(p >= 0 && p < 1))
+        return false;
+    a->sites[k] = (cd_dropout_site){.name = name, .p = p, .channel = chan != NULL};
+    a->n_sites++;
+    return true;
+}
 
 static int parse_region(const char *s, cd_objective *o)
 {
@@ -120,7 +172,8 @@ enum {
     OPT_TARGET = 256, OPT_OBJECTIVE, OPT_OUTPUT, OPT_REGION, OPT_LAYER, OPT_SAMPLES, OPT_NOISE,
     OPT_FORM, OPT_STEPS, OPT_RULE, OPT_BASELINE, OPT_WINDOW, OPT_STRIDE, OPT_VALUE, OPT_MASKS,
     OPT_GRID, OPT_P, OPT_SEED, OPT_EVALUATE, OPT_STEP, OPT_BLUR, OPT_ALPHA, OPT_BATCH,
-    OPT_THREADS, OPT_NPY, OPT_METHOD
+    OPT_THREADS, OPT_NPY, OPT_METHOD, OPT_MC, OPT_DROPOUT, OPT_ENSEMBLE, OPT_MEMBER,
+    OPT_SANITY, OPT_SANITY_LAYERS
 };
 
 /* Applies one option; returns false with a message on a bad value. */
@@ -139,7 +192,21 @@ static bool apply_option(int c, const char *v, ex_args *a)
         snprintf(a->region_text, sizeof a->region_text, "%s", v);
         return parse_region(v, &p->objective) == 0;
     case OPT_LAYER: p->layer = v; return true;
-    case OPT_SAMPLES: return parse_int(v, 1, 100000, &p->samples);
+    case OPT_SAMPLES:
+        if (parse_int(v, 1, 100000, &p->samples))
+            return true;
+        a->samples_path = v; /* not a number: the per-sample maps file */
+        return strlen(v) > 4 && strcmp(v + strlen(v) - 4, ".npy") == 0;
+    case OPT_MC: return parse_int(v, 1, 100000, &a->mc);
+    case OPT_DROPOUT: return parse_site(v, a);
+    case OPT_ENSEMBLE: a->ensemble = true; return true;
+    case OPT_MEMBER:
+        if (a->n_members >= 16)
+            return false;
+        a->members[a->n_members++] = v;
+        return true;
+    case OPT_SANITY: a->sanity = true; return true;
+    case OPT_SANITY_LAYERS: return parse_int(v, 1, 100000, &a->sanity_layers);
     case OPT_NOISE: return parse_float(v, &p->noise_level) && p->noise_level >= 0;
     case OPT_FORM:
         k = parse_enum(v, form_names, 3);
@@ -199,6 +266,10 @@ static int parse_args(int argc, char **argv, ex_args *a)
         {"alpha", required_argument, 0, OPT_ALPHA},     {"batch", required_argument, 0, OPT_BATCH},
         {"threads", required_argument, 0, OPT_THREADS}, {"npy", required_argument, 0, OPT_NPY},
         {"outdir", required_argument, 0, 'o'},          {"help", no_argument, 0, 'h'},
+        {"mc", required_argument, 0, OPT_MC},           {"dropout", required_argument, 0, OPT_DROPOUT},
+        {"ensemble", no_argument, 0, OPT_ENSEMBLE},     {"member", required_argument, 0, OPT_MEMBER},
+        {"sanity", no_argument, 0, OPT_SANITY},
+        {"sanity-layers", required_argument, 0, OPT_SANITY_LAYERS},
         {0, 0, 0, 0}};
     /* First pass finds the method, whose defaults the other options refine. */
     int method = CD_EXPLAIN_GRADIENT;
@@ -215,6 +286,7 @@ static int parse_args(int argc, char **argv, ex_args *a)
     cd_explain_params_default(&a->p, (cd_explain_method)method);
     cd_faithfulness_params_default(&a->fp);
     a->alpha = 0.5f;
+    a->sanity_layers = 1;
     int c;
     optind = 1;
     while ((c = getopt_long(argc, argv, "ho:", opts, NULL)) != -1) {
@@ -234,6 +306,16 @@ static int parse_args(int argc, char **argv, ex_args *a)
     }
     if (argc - optind < 2 || (!a->npy && !a->outdir)) {
         cli_fail("explain: need MODEL INPUT and at least one of -o OUTDIR or --npy FILE");
+        return 2;
+    }
+    bool uncertain = a->mc || a->ensemble || a->n_members;
+    const char *bad = a->n_sites && !a->mc        ? "--dropout needs --mc T"
+                      : a->samples_path && !uncertain ? "--samples FILE.npy needs --mc or an ensemble"
+                      : a->sanity && uncertain      ? "--sanity does not combine with --mc/--ensemble"
+                      : a->evaluate && uncertain    ? "--evaluate does not combine with --mc/--ensemble"
+                                                    : NULL;
+    if (bad) {
+        cli_fail("explain: %s", bad);
         return 2;
     }
     return 0;
@@ -324,8 +406,21 @@ static void json_curve(FILE *f, const char *name, const double *v, int n)
     fputc(']', f);
 }
 
+static void json_sanity(FILE *f, const ex_args *a, const cd_sanity_result *san)
+{
+    fprintf(f, ",\"sanity\":{\"test\":\"model randomisation (Adebayo et al. 2018)\","
+               "\"randomised_layers\":%d,\"nodes\":", san->n_layers);
+    json_str(f, san->layers);
+    fprintf(f, ",\"weights\":\"N(0, std of the original tensor^2)\",\"seed\":%llu,"
+               "\"compared\":\"2-D saliency\",\"spearman\":",
+            (unsigned long long)a->p.seed);
+    json_num(f, san->spearman);
+    fputc('}', f);
+}
+
 static cd_status write_json(const char *path, const char *input, const ex_args *a,
-                            const cd_explanation *ex, const cd_faithfulness *fa, cd_error *err)
+                            const cd_explanation *ex, const cd_faithfulness *fa,
+                            const cd_sanity_result *san, cd_error *err)
 {
     cd_atomic_file *af = NULL;
     cd_status st = cd_atomic_open(path, true, &af, err);
@@ -352,6 +447,8 @@ static cd_status write_json(const char *path, const char *input, const ex_args *
         json_curve(f, "insertion", fa->insertion, fa->n_steps);
         fputc('}', f);
     }
+    if (san && san->random_map)
+        json_sanity(f, a, san);
     fprintf(f, "}\n");
     return cd_atomic_commit(af, err);
 }
@@ -410,7 +507,7 @@ static cd_status write_pictures(const cd_model *m, const cd_tensor *x, const cd_
 }
 
 static void print_summary(const char *input, const ex_args *a, const cd_explanation *ex,
-                          const cd_faithfulness *fa)
+                          const cd_faithfulness *fa, const cd_sanity_result *san)
 {
     printf("%s: %s, target %d, score %.6g", input, cd_explain_method_name(a->p.method),
            ex->target, ex->score);
@@ -429,6 +526,10 @@ static void print_summary(const char *input, const ex_args *a, const cd_explanat
                custom_curve_score(a) ? "explained objective" : "softmax probability", ex->target,
                fa->n_steps, fa->step,
                a->fp.deletion_value, a->fp.blur_sigma);
+    if (san && san->random_map)
+        printf("  sanity check: Spearman rank correlation %.4f between the saliency of the model "
+               "and of a copy with the last %d parameterised node(s) randomised (%s; seed %llu)\n",
+               san->spearman, san->n_layers, san->layers, (unsigned long long)a->p.seed);
 }
 
 static int explain_one(const cd_model *m, cd_explainer *e, const char *input, const ex_args *a,
@@ -438,6 +539,7 @@ static int explain_one(const cd_model *m, cd_explainer *e, const char *input, co
     cd_tensor *x = NULL, *sal = NULL;
     cd_explanation ex = {0};
     cd_faithfulness fa = {0};
+    cd_sanity_result san = {0};
     cd_explain_params p = a->p;
     p.baseline_tensor = baseline;
     cd_status st = inputs_load_tensor(m, input, &x, &err);
@@ -455,6 +557,9 @@ static int explain_one(const cd_model *m, cd_explainer *e, const char *input, co
         fp.objective = &p.objective;
     if (st == CD_OK && a->evaluate && sal)
         st = cd_explain_faithfulness(e, x, sal, ex.target, &fp, &fa, &err);
+    cd_explain_options eo = {.threads = a->threads, .max_batch = a->batch};
+    if (st == CD_OK && a->sanity)
+        st = cd_explain_sanity(m, &eo, x, &p, &ex, a->sanity_layers, p.seed, &san, &err);
     if (st == CD_OK && a->outdir) {
         const char *slash = strrchr(input, '/');
         char stem[1024], base[4096];
@@ -468,20 +573,216 @@ static int explain_one(const cd_model *m, cd_explainer *e, const char *input, co
         st = cd_npy_save(path, ex.map, &err);
         if (st == CD_OK && sal)
             st = write_pictures(m, x, sal, base, a, &err);
+        snprintf(path, sizeof path, "%s.randomised.npy", base);
+        if (st == CD_OK && san.random_map)
+            st = cd_npy_save(path, san.random_map, &err);
         snprintf(path, sizeof path, "%s.json", base);
         if (st == CD_OK)
-            st = write_json(path, input, a, &ex, &fa, &err);
+            st = write_json(path, input, a, &ex, &fa, &san, &err);
     }
     if (st == CD_OK)
-        print_summary(input, a, &ex, &fa);
+        print_summary(input, a, &ex, &fa, &san);
     else
         fprintf(stderr, "candor explain: %s: error (%s): %s\n", input, cd_status_name(err.code),
                 err.message);
     cd_faithfulness_free(&fa);
+    cd_sanity_result_free(&san);
     cd_explanation_free(&ex);
     cd_tensor_free(sal);
     cd_tensor_free(x);
     return st == CD_OK ? 0 : 1;
+}
+
+/* ------------------------------------------------------------ uncertainty */
+
+static cd_status save_map_files(const cd_model *m, const cd_tensor *x, const cd_tensor *map,
+                                bool absolute, const char *base, const ex_args *a, cd_error *err)
+{
+    char path[4200];
+    snprintf(path, sizeof path, "%s.npy", base);
+    cd_status st = cd_npy_save(path, map, err);
+    cd_tensor *sal = NULL;
+    int nd = cd_tensor_ndim(x);
+    if (st == CD_OK && nd >= 3 && nd <= 4)
+        st = cd_explain_saliency_2d(map, absolute, &sal, err);
+    if (st == CD_OK && sal)
+        st = write_pictures(m, x, sal, base, a, err);
+    cd_tensor_free(sal);
+    return st;
+}
+
+static cd_status write_mc_json(const char *path, const char *input, const ex_args *a,
+                               int members, const cd_mc_explanation *ux, cd_error *err)
+{
+    cd_atomic_file *af = NULL;
+    cd_status st = cd_atomic_open(path, true, &af, err);
+    if (st != CD_OK)
+        return st;
+    FILE *f = cd_atomic_stream(af);
+    double mean = 0;
+    for (int t = 0; t < ux->n_samples; t++)
+        mean += ux->scores[t] / ux->n_samples;
+    fprintf(f, "{\"input\":");
+    json_str(f, input);
+    fprintf(f, ",\"method\":\"%s\",\"target\":%d,\"score\":", cd_explain_method_name(a->p.method),
+            ux->target);
+    json_num(f, mean);
+    fputc(',', f);
+    cd_explanation ex = {.target = ux->target, .layer = ux->layer};
+    json_settings(f, a, &ex);
+    fprintf(f, ",\"uncertainty\":{\"samples\":%d,\"members\":%d,\"mc_samples\":%d,\"seed\":%llu,"
+               "\"sites\":[", ux->n_samples, members, a->mc ? a->mc : 1,
+            (unsigned long long)a->p.seed);
+    for (int k = 0; k < a->n_sites; k++) {
+        fprintf(f, "%s{\"name\":", k ? "," : "");
+        json_str(f, a->sites[k].name);
+        fprintf(f, ",\"p\":%g,\"channel\":%s}", a->sites[k].p, a->sites[k].channel ? "true" : "false");
+    }
+    fprintf(f, "],\"std\":\"population (divisor S) per element\",\"sample_scores\":[");
+    for (int t = 0; t < ux->n_samples; t++) {
+        if (t)
+            fputc(',', f);
+        json_num(f, ux->scores[t]);
+    }
+    fprintf(f, "],\"predictive_entropy\":");
+    json_num(f, ux->predictive_entropy);
+    fprintf(f, ",\"expected_entropy\":");
+    json_num(f, ux->expected_entropy);
+    fprintf(f, ",\"mutual_information\":");
+    json_num(f, ux->mutual_information);
+    fprintf(f, ",\"entropy_saliency\":\"d H[mean p]/d input\",\"mi_saliency\":\"d MI/d input\"}}\n");
+    return cd_atomic_commit(af, err);
+}
+
+static cd_status write_mc_outputs(const cd_model *m, const cd_tensor *x, const char *input,
+                                  const ex_args *a, int members, const cd_mc_explanation *ux,
+                                  cd_error *err)
+{
+    const char *slash = strrchr(input, '/');
+    char stem[1024], base[4096], path[4200];
+    snprintf(stem, sizeof stem, "%s", slash ? slash + 1 : input);
+    char *dot = strrchr(stem, '.');
+    if (dot && dot != stem)
+        *dot = '\0';
+    bool grad = gradient_type(a->p.method);
+    snprintf(base, sizeof base, "%s/%s.%s.mean", a->outdir, stem, cd_explain_method_name(a->p.method));
+    cd_status st = save_map_files(m, x, ux->mean, grad, base, a, err);
+    snprintf(base, sizeof base, "%s/%s.%s.std", a->outdir, stem, cd_explain_method_name(a->p.method));
+    if (st == CD_OK)
+        st = save_map_files(m, x, ux->std, true, base, a, err);
+    snprintf(base, sizeof base, "%s/%s.entropy_saliency", a->outdir, stem);
+    if (st == CD_OK && ux->entropy_saliency)
+        st = save_map_files(m, x, ux->entropy_saliency, true, base, a, err);
+    snprintf(base, sizeof base, "%s/%s.mi_saliency", a->outdir, stem);
+    if (st == CD_OK && ux->mi_saliency)
+        st = save_map_files(m, x, ux->mi_saliency, true, base, a, err);
+    snprintf(path, sizeof path, "%s/%s.%s.json", a->outdir, stem, cd_explain_method_name(a->p.method));
+    if (st == CD_OK)
+        st = write_mc_json(path, input, a, members, ux, err);
+    return st;
+}
+
+static int explain_one_mc(const cd_model *m, cd_explain_mc *u, int members, const char *input,
+                          const ex_args *a, cd_tensor *baseline)
+{
+    cd_error err = {0};
+    cd_tensor *x = NULL;
+    cd_mc_explanation ux = {0};
+    cd_explain_params p = a->p;
+    p.baseline_tensor = baseline;
+    cd_status st = inputs_load_tensor(m, input, &x, &err);
+    if (st == CD_OK && cd_tensor_dims(x)[0] != 1)
+        st = cli_set_error(&err, CD_ERR_INVALID_ARGUMENT, "explain takes one example (batch 1)");
+    if (st == CD_OK)
+        st = cd_explain_mc_run(u, x, &p, &ux, &err);
+    if (st == CD_OK && a->npy)
+        st = cd_npy_save(a->npy, ux.mean, &err);
+    if (st == CD_OK && a->samples_path)
+        st = cd_npy_save(a->samples_path, ux.samples, &err);
+    if (st == CD_OK && a->outdir)
+        st = write_mc_outputs(m, x, input, a, members, &ux, &err);
+    if (st == CD_OK) {
+        double mean = 0, smax = 0;
+        for (int t = 0; t < ux.n_samples; t++)
+            mean += ux.scores[t] / ux.n_samples;
+        for (size_t i = 0; i < cd_tensor_numel(ux.std); i++)
+            smax = fmax(smax, ((const float *)cd_tensor_cdata(ux.std))[i]);
+        printf("%s: %s over %d sample(s) (%d model(s) x %d MC), target %d, mean score %.6g",
+               input, cd_explain_method_name(p.method), ux.n_samples, members, a->mc ? a->mc : 1,
+               ux.target, mean);
+        if (ux.layer)
+            printf(", layer '%s'", ux.layer);
+        printf("\n  max per-pixel std of the map %.4g; predictive entropy %.4f = expected %.4f "
+               "+ mutual information %.4f nats%s\n", smax, ux.predictive_entropy,
+               ux.expected_entropy, ux.mutual_information,
+               ux.entropy_saliency ? "; entropy and MI saliency written" : "");
+    } else {
+        fprintf(stderr, "candor explain: %s: error (%s): %s\n", input, cd_status_name(err.code),
+                err.message);
+    }
+    cd_mc_explanation_free(&ux);
+    cd_tensor_free(x);
+    return st == CD_OK ? 0 : 1;
+}
+
+static bool is_onnx_name(const char *s)
+{
+    size_t n = strlen(s);
+    return n > 5 && strcmp(s + n - 5, ".onnx") == 0;
+}
+
+/* Loads MODEL plus the ensemble members; *used = arguments consumed. */
+static int load_members(int argc, char **argv, const ex_args *a, cd_model **models, int *n,
+                        int *used)
+{
+    const char *paths[34];
+    int k = 0;
+    *used = 0;
+    while (*used < argc && k < 17 && (*used == 0 || (a->ensemble && is_onnx_name(argv[*used]))))
+        paths[k++] = argv[(*used)++];
+    for (int i = 0; i < a->n_members && k < 33; i++)
+        paths[k++] = a->members[i];
+    for (*n = 0; *n < k; (*n)++) {
+        cd_error err = {0};
+        if (cd_model_load(paths[*n], NULL, &models[*n], &err) != CD_OK)
+            return cli_fail_err("explain", &err);
+    }
+    return 0;
+}
+
+static int run_uncertain(int argc, char **argv, ex_args *a, cd_tensor *baseline)
+{
+    cd_model *models[34] = {0};
+    int n = 0, used = 0, failures = 0;
+    int rc = load_members(argc, argv, a, models, &n, &used);
+    cd_mc_options mo;
+    cd_mc_options_default(&mo);
+    mo.samples = a->mc ? a->mc : 1;
+    mo.seed = a->p.seed;
+    mo.n_sites = a->n_sites;
+    mo.sites = a->sites;
+    mo.threads = a->threads;
+    cd_explain_options eo = {.threads = a->threads, .max_batch = a->batch};
+    cd_explain_mc *u = NULL;
+    cd_error err = {0};
+    /* Without --mc an ensemble is deterministic: Dropout stays the identity. */
+    if (!rc && cd_explain_mc_create(n, (const cd_model *const *)models, a->mc ? &mo : NULL, &eo,
+                                    &u, &err) != CD_OK)
+        rc = cli_fail_err("explain", &err);
+    input_list in = {0};
+    if (!rc && (inputs_collect(argc - used, argv + used, &in) != 0 || in.count == 0))
+        rc = cli_fail("explain: no inputs found");
+    else if (!rc && (a->npy || a->samples_path) && in.count > 1)
+        rc = cli_fail("explain: --npy/--samples take a single input (use -o OUTDIR)");
+    else if (!rc && a->outdir && mkdir(a->outdir, 0777) != 0 && errno != EEXIST)
+        rc = cli_fail("explain: cannot create '%s': %s", a->outdir, strerror(errno));
+    for (int i = 0; !rc && i < in.count; i++)
+        failures += explain_one_mc(models[0], u, n, in.paths[i], a, baseline);
+    inputs_free(&in);
+    cd_explain_mc_free(u);
+    for (int i = 0; i < n; i++)
+        cd_model_free(models[i]);
+    return rc || failures ? 1 : 0;
 }
 
 int cmd_explain(int argc, char **argv)
@@ -494,6 +795,15 @@ int cmd_explain(int argc, char **argv)
     cd_model *m = NULL;
     cd_explainer *e = NULL;
     cd_tensor *baseline = NULL;
+    if (a.batch == 0)
+        a.batch = 8;
+    if (a.mc || a.ensemble || a.n_members) {
+        if (a.baseline_path && cd_npy_load_f32(a.baseline_path, &baseline, &err) != CD_OK)
+            return cli_fail_err("explain", &err);
+        rc = run_uncertain(argc - optind, argv + optind, &a, baseline);
+        cd_tensor_free(baseline);
+        return rc;
+    }
     if (cd_model_load(argv[optind], NULL, &m, &err) != CD_OK)
         return cli_fail_err("explain", &err);
     a.fp.output_is_probability = strcmp(cd_model_output_kind(m), "probabilities") == 0;
