@@ -11,7 +11,7 @@ For every model this writes, into OUTDIR:
   NAME.output.npy  float32 PyTorch eval-mode output for that input
   NAME.grad.npy    float32 gradient of a scalar of the output w.r.t. the input,
                    computed with autograd (definitions below, also recorded in
-                   manifest.json under "grad")
+                   manifest.json under "grad_definition")
 and OUTDIR/manifest.json listing models, shapes, tolerances and gradient
 definitions.
 
@@ -23,12 +23,17 @@ Gradient definitions (the scalar whose input-gradient is saved):
       the central 32x32 region of the 64x64 map)
   conv1d_reg:
       sum(output)
+All gradients are computed with float64 autograd from the float32 weights and
+input (the target class is the float32 output's argmax), saved as float32.
 
-
-
-
+Weights are random (torch.manual_seed per model name), never downloaded.
+BatchNorm layers get random affine parameters and running statistics measured
+on random inputs, so BN folding is really exercised and activations keep a
+healthy scale (see randomise_bn); classifier heads are rescaled to unit logit
+spread (see normalise_head).
 """
 import argparse
+import copy
 import json
 import os
 import sys
@@ -40,11 +45,16 @@ import torch.nn.functional as F
 import torchvision
 
 OPSET = 13
-# Output tolerance: max|a-b| <= OUT_RTOL * max(1, max|b|). Gradient tolerance
-# max|a-b| <= GRAD_RTOL * max|b| is relative only (gradients are small numbers)
-# and looser: the backward pass chains many float32 reductions.
+# Output tolerance: max|a-b| <= OUT_RTOL * max(1, max|b|). Gradients (float64
+# references) are compared in relative L2, ||a-b|| <= GRAD_REL_L2 * ||b||: a
+# float32 run may take the other side of a ReLU/MaxPool kink somewhere, which
+# changes the gradient in that unit's receptive field (max error ~5e-3 of
+# max|g| on mobilenet_v2, in PyTorch float32 too) but barely moves the L2
+# norm, while a wrong backward gives O(1) errors. GRAD_RTOL (max-abs) is
+# recorded for information.
 OUT_RTOL = 1e-4
 GRAD_RTOL = 1e-3
+GRAD_REL_L2 = 1e-2
 
 
 class SmallUNet(nn.Module):
@@ -112,6 +122,8 @@ def grad_sum(out):
 
 
 ARGMAX_DEF = "d(output[0, argmax(output[0])])/d(input)"
+CLASSIFIERS = ("resnet18", "mobilenet_v2", "mobilenet_v3_small",
+               "squeezenet1_1")
 MODELS = {
     "resnet18": (classifier(torchvision.models.resnet18), (1, 3, 224, 224),
                  grad_argmax, ARGMAX_DEF),
@@ -195,11 +207,21 @@ def make_one(name, outdir, seed):
     model, x, gfn, gdef = build(name, seed)
     base = os.path.join(outdir, name)
     export(model, x, base + ".onnx")
-    xg = x.clone().requires_grad_(True)
-    out = model(xg)
-    gfn(out).backward()
+    with torch.no_grad():
+        out = model(x)
+    # The gradient reference is computed in float64 (same weights and input,
+    # same target class as the float32 output): float32 autograd itself
+    # strays by up to ~1e-2 of max|g| where a ReLU / MaxPool / Clip decision
+    # sits within rounding of its kink (measured on squeezenet1_1).
+    m64 = copy.deepcopy(model).double()
+    xg = x.double().clone().requires_grad_(True)
+    out64 = m64(xg)
+    if name in CLASSIFIERS:
+        out64[0, int(out[0].argmax())].backward()
+    else:
+        gfn(out64).backward()
     np.save(base + ".input.npy", x.numpy().astype(np.float32))
-    np.save(base + ".output.npy", out.detach().numpy().astype(np.float32))
+    np.save(base + ".output.npy", out.numpy().astype(np.float32))
     np.save(base + ".grad.npy", xg.grad.numpy().astype(np.float32))
     ops = sorted({n.op_type for n in __import__("onnx").load(
         base + ".onnx").graph.node})
@@ -209,9 +231,14 @@ def make_one(name, outdir, seed):
         "grad": name + ".grad.npy",
         "input_shape": list(x.shape), "output_shape": list(out.shape),
         "grad_definition": gdef, "ops": ops,
+        "grad_dtype": "float64 autograd, saved as float32",
         "tolerance": {"output_rel": OUT_RTOL, "grad_rel": GRAD_RTOL,
+                      "grad_rel_l2": GRAD_REL_L2,
                       "output_rule": "max|a-b| <= output_rel * max(1, max|b|)",
-                      "grad_rule": "max|a-b| <= grad_rel * max|b|"},
+                      "grad_rule": "||a-b||_2 <= grad_rel_l2 * ||b||_2 "
+                                   "(max|a-b| <= grad_rel * max|b| is "
+                                   "reported; float32 kink flips can exceed "
+                                   "it locally)"},
     }
 
 
