@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# Explanation cost (issue 6, acceptance 4) on the resnet18 parity fixture
+# (batch 1, 224x224, tools/make_parity_fixtures.py): vanilla gradient vs one
+# forward pass (target <= 3x), IG with 32 steps batched (target <= 40
+# forward-pass equivalents), occlusion and RISE per-mask cost with their
+# masks run BATCH rows per pass. Numbers from bench/explain_cost.c.
+#
+#   bench/explain_cost.sh BUILD_DIR [THREADS] [RUNS] [BATCH]
+# BUILD_DIR: a configured candor build (use -DCMAKE_BUILD_TYPE=Release for
+# real numbers); libcandor is built there if missing. Fixtures are taken
+# from BUILD_DIR/parity (generated there when missing, as the tests do).
+set -eu
+SRC=$(cd "$(dirname "$0")/.." && pwd)
+BIN=$(cd "${1:?usage: bench/explain_cost.sh BUILD_DIR [THREADS] [RUNS] [BATCH]}" && pwd)
+THREADS=${2:-2}; RUNS=${3:-5}; BATCH=${4:-8}
+PY=/usr/bin/python3
+GEN="$SRC/tools/make_parity_fixtures.py"; DIR="$BIN/parity"
+. "$SRC/tests/cli/explain_fixtures.inc"
+ensure_fixtures
+[ -f "$BIN/libcandor.so" ] || cmake --build "$BIN" -j2 --target candor >/dev/null
+cc -O2 -std=c11 -I"$SRC/include" "$SRC/bench/explain_cost.c" -o "$BIN/explain_cost" \
+  -L"$BIN" -lcandor -Wl,-rpath,"$BIN"
+echo "machine: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'), $(nproc) cores"
+echo "build: $(grep -m1 CMAKE_BUILD_TYPE "$BIN/CMakeCache.txt" | cut -d= -f2); threads=$THREADS runs=$RUNS batch=$BATCH"
+r=$("$BIN/explain_cost" "$DIR/resnet18.onnx" "$DIR/resnet18.input.npy" "$THREADS" "$RUNS" "$BATCH")
+echo "$r"
+"$PY" - "$r" <<'PYEOF'
+import json, sys
+r = json.loads(sys.argv[1])
+print("\n| measurement | time | ratio to one forward pass | target |")
+print("|---|---|---|---|")
+print("| forward pass (fast plan) | %.1f ms | 1 | |" % r["forward_ms"])
+print("| vanilla gradient (tape forward + backward) | %.1f ms | %.2fx | <= 3x |" % (r["gradient_ms"], r["gradient_ratio"]))
+print("| IG, 32 Gauss-Legendre steps, %d rows per pass | %.1f ms | %.1f forward-pass equivalents | <= 40 |" % (r["batch"], r["ig32_ms"], r["ig32_forward_equivalents"]))
+print("| occlusion, %d windows, %d rows per pass | %.1f ms | %.3f per window | |" % (r["occlusion_windows"], r["batch"], r["occlusion_ms"], r["occlusion_forward_equivalents_per_window"]))
+print("| RISE, %d masks, %d rows per pass | %.1f ms | %.3f per mask | |" % (r["rise_masks"], r["batch"], r["rise_ms"], r["rise_forward_equivalents_per_mask"]))
+PYEOF
