@@ -15,6 +15,8 @@
 #pragma weak cmd_report
 #pragma weak cmd_explain
 #pragma weak cmd_demo
+#pragma weak cmd_global
+#pragma weak cmd_surrogate
 
 typedef struct command {
     const char *name;
@@ -30,6 +32,8 @@ static const command commands[] = {
     {"calibrate", cmd_calibrate, "fit calibration and conformal prediction on labelled data"},
     {"report", cmd_report, "calibration report from a CSV of predictions"},
     {"explain", cmd_explain, "saliency maps and explanations"},
+    {"global", cmd_global, "dataset-level explanations: class saliency, channel importance, TCAV"},
+    {"surrogate", cmd_surrogate, "distil the model into a decision tree over interpretable features"},
     {"demo", cmd_demo, "the guided tour on the bundled models"},
 };
 
