@@ -9,7 +9,7 @@ build_pkgs=(cmake make gcc pkg-config libopenblas-dev libgsl-dev libjpeg62-turbo
             libpng-dev libprotobuf-c-dev protobuf-c-compiler libcjson-dev)
 test_pkgs=(libcmocka-dev python3-numpy python3-torch python3-torchvision python3-onnx
            python3-sklearn dataset-fashion-mnist clang libclang-rt-14-dev valgrind
-           chromium nodejs npm)
+           chromium nodejs npm libopenmpi-dev openmpi-bin)
 
 pkgs=("${build_pkgs[@]}")
 [ "${1:-}" = "--minimal" ] || pkgs+=("${test_pkgs[@]}")
