@@ -66,6 +66,32 @@ static cd_status bind_initializers(cd_plan *p)
     return CD_OK;
 }
 
+/* True when value v is read directly by an operator argument that decides
+ * output shapes (Reshape's shape, Resize's scales/sizes, Pad's pads, axes
+ * inputs). Such graph inputs are bound by value at plan time. */
+static bool feeds_shape_argument(const cd_model *m, int v)
+{
+    for (int i = 0; i < m->n_nodes; i++) {
+        const cd_node *n = &m->nodes[i];
+        for (int k = 1; k < n->n_inputs; k++) {
+            if (n->inputs[k] != v)
+                continue;
+            switch (n->op) {
+            case CD_OP_RESHAPE:
+            case CD_OP_RESIZE:
+            case CD_OP_PAD:
+            case CD_OP_SQUEEZE:
+            case CD_OP_UNSQUEEZE:
+            case CD_OP_REDUCE_MEAN:
+                return true;
+            default:
+                break;
+            }
+        }
+    }
+    return false;
+}
+
 static cd_status bind_input_shapes(cd_plan *p, const cd_tensor *const *inputs, cd_error *err)
 {
     const cd_model *m = p->model;
@@ -89,6 +115,15 @@ static cd_status bind_input_shapes(cd_plan *p, const cd_tensor *const *inputs, c
         cd_tensor *t = &p->vals[m->inputs[i]];
         cd_tensor_set_shape(t, in->dtype, in->ndim, in->dims);
         p->kind[m->inputs[i]] = CD_VALUE_INPUT;
+        if (in->data && feeds_shape_argument(m, m->inputs[i])) {
+            /* Its values decide output shapes: bind them now as a constant;
+             * cd_plan_matches then also compares the values. */
+            cd_status st = cd_tensor_ensure(t, err);
+            if (st != CD_OK)
+                return st;
+            memcpy(t->data, in->data, cd_tensor_nbytes(in));
+            p->kind[m->inputs[i]] = CD_VALUE_CONST;
+        }
     }
     return CD_OK;
 }
@@ -697,6 +732,10 @@ bool cd_plan_matches(const cd_plan *p, const cd_tensor *const *inputs)
         if (!inputs[i] || inputs[i]->dtype != t->dtype ||
             !cd_shape_equal(t->ndim, t->dims, inputs[i]->ndim, inputs[i]->dims))
             return false;
+        if (p->kind[m->inputs[i]] == CD_VALUE_CONST &&
+            (!inputs[i]->data ||
+             memcmp(t->data, inputs[i]->data, cd_tensor_nbytes(inputs[i])) != 0))
+            return false;
     }
     return true;
 }
@@ -749,6 +788,8 @@ cd_status cd_plan_run(cd_plan *p, const cd_tensor *const *inputs, cd_ctx *ctx)
     if (!cd_plan_matches(p, inputs))
         return cd_fail(ctx->err, CD_ERR_INTERNAL, "plan used with other input shapes");
     for (int i = 0; i < m->n_inputs; i++) {
+        if (p->kind[m->inputs[i]] == CD_VALUE_CONST)
+            continue; /* bound by value when the plan was built */
         cd_tensor *t = p->rt ? &p->rt[m->inputs[i]] : &p->vals[m->inputs[i]];
         t->data = inputs[i]->data; /* borrowed: kernels never write their inputs */
         t->capacity = cd_tensor_nbytes(inputs[i]);

@@ -68,7 +68,7 @@ static cd_status order_inputs(const cd_model *m, int n_inputs, const char *const
 cd_status cd_session_prepare(cd_session *s, const cd_tensor *const *ordered,
                              const cd_plan_options *opts, cd_error *err)
 {
-    if (s->plan && !opts && cd_plan_matches(s->plan, ordered))
+    if (s->plan && !opts && !s->plan->keep_activations && cd_plan_matches(s->plan, ordered))
         return CD_OK;
     cd_plan_free(s->plan);
     s->plan = NULL;
@@ -92,7 +92,8 @@ static cd_status collect_outputs(cd_session *s, int n_outputs, const char *const
                                m->n_outputs);
             v = m->outputs[j];
         }
-        if (s->plan->kind[v] == CD_VALUE_UNUSED || !s->plan->vals[v].data)
+        const cd_tensor *t = &s->plan->vals[v];
+        if (s->plan->kind[v] == CD_VALUE_UNUSED || (!t->data && cd_tensor_numel(t) > 0))
             return cd_fail(err, CD_ERR_INVALID_ARGUMENT, "tensor '%s' is not computed by the graph",
                            m->values[v].name);
         cd_status st = cd_tensor_clone(&s->plan->vals[v], &outputs[j], err);
@@ -100,6 +101,40 @@ static cd_status collect_outputs(cd_session *s, int n_outputs, const char *const
             return st;
     }
     return CD_OK;
+}
+
+/* Intermediate tensors only survive a run in a plan that keeps activations;
+ * graph outputs survive in the fast plan too. Also validates the names. */
+static cd_status needs_intermediates(const cd_model *m, int n_outputs, const char *const *names,
+                                     bool *keep, cd_error *err)
+{
+    *keep = false;
+    for (int j = 0; names && j < n_outputs; j++) {
+        if (!names[j])
+            continue;
+        int v = cd_model_find_value(m, names[j]);
+        if (v < 0)
+            return cd_fail(err, CD_ERR_INVALID_ARGUMENT, "model has no tensor named '%s'",
+                           names[j]);
+        bool is_output = false;
+        for (int o = 0; o < m->n_outputs; o++)
+            is_output = is_output || m->outputs[o] == v;
+        if (!is_output)
+            *keep = true;
+    }
+    return CD_OK;
+}
+
+/* Reuses the cached plan when it fits the inputs and the mode. */
+static cd_status prepare_for(cd_session *s, const cd_tensor *const *ordered, bool keep,
+                             cd_error *err)
+{
+    if (s->plan && s->plan->keep_activations == keep && cd_plan_matches(s->plan, ordered))
+        return CD_OK;
+    if (!keep)
+        return cd_session_prepare(s, ordered, NULL, err);
+    cd_plan_options opts = {.keep_activations = true};
+    return cd_session_prepare(s, ordered, &opts, err);
 }
 
 cd_status cd_session_run(cd_session *s, int n_inputs, const char *const *input_names,
@@ -116,8 +151,11 @@ cd_status cd_session_run(cd_session *s, int n_inputs, const char *const *input_n
     if (!ordered)
         return cd_fail(err, CD_ERR_OUT_OF_MEMORY, "out of memory");
     cd_status st = order_inputs(m, n_inputs, input_names, inputs, ordered, err);
+    bool keep = false;
     if (st == CD_OK)
-        st = cd_session_prepare(s, ordered, NULL, err);
+        st = needs_intermediates(m, n_outputs, output_names, &keep, err);
+    if (st == CD_OK)
+        st = prepare_for(s, ordered, keep, err);
     if (st == CD_OK) {
         s->ctx.err = err;
         s->ctx.threads = s->threads;
