@@ -258,6 +258,8 @@ static cd_status reshape_target(const cd_node *n, cd_tensor *const *in, cd_error
 static cd_status reshape_infer(const cd_node *n, cd_tensor *const *in, cd_tensor **out,
                                cd_error *err)
 {
+    if (n->n_inputs < 1 || !in[0]) /* hostile models may omit required inputs */
+        return cd_node_fail(n, err, CD_ERR_PARSE, "missing input 'data'");
     int64_t shape[CD_MAX_DIMS];
     int rank;
     cd_status st = reshape_target(n, in, err, shape, &rank);
@@ -501,6 +503,8 @@ const cd_op_def cd_opdef_SQUEEZE = {"Squeeze", 1, NULL, squeeze_infer, view_forw
 static cd_status unsqueeze_infer(const cd_node *n, cd_tensor *const *in, cd_tensor **out,
                                  cd_error *err)
 {
+    if (n->n_inputs < 1 || !in[0]) /* hostile models may omit required inputs */
+        return cd_node_fail(n, err, CD_ERR_PARSE, "missing input 'data'");
     int64_t axes[CD_MAX_DIMS];
     int cnt;
     cd_status st = squeeze_axes(n, in, err, axes, &cnt);
