@@ -308,6 +308,133 @@ CD_API cd_status cd_explain_render_overlay(const cd_tensor *map2d, const cd_imag
 /* Viridis colour of t in [0, 1] (clamped) as 0..255 RGB. */
 CD_API void cd_explain_colormap(float t, float rgb[3]);
 
+/* ------------------------------------------------------------ global explanations,
+ * TCAV and surrogate rules (docs/interpretability.md) */
+
+/* Class-average saliency and channel importance over a dataset. For each
+ * class k, over the rows i of x labelled k (S_k, |S_k| = counts[k]):
+ *   class_saliency[k]       = (1/|S_k|) sum_i sum_c |d z_k(x_i) / d x_i[c]|
+ *                             (H x W; z_k the pre-softmax score of class k)
+ *   channel_importance[k,c] = (1/|S_k|) sum_i (1/P) sum_p |g_c,p a_c,p|
+ *                             with a = the layer's value on x_i, g = d z_k / d a,
+ *                             p over the layer's P positions per channel.
+ * A class without rows keeps zero maps. Owned by the caller. */
+typedef struct cd_global_result {
+    int n_classes;
+    int64_t *counts;               /* rows per class */
+    cd_tensor *class_saliency;     /* (K, H, W) float32 */
+    const char *layer;             /* importance layer (owned by the model) or NULL */
+    cd_tensor *channel_importance; /* (K, C) float32, or NULL without importance */
+} cd_global_result;
+
+/* x: float32 (N, C, H, W); labels: N classes in [0, n_classes). importance:
+ * also rank the channels of `layer` (NULL = cd_explain_default_layer). Rows
+ * are explained in chunks of 64 (memory stays bounded). */
+CD_API cd_status cd_global_explain(cd_explainer *e, const cd_tensor *x, const int *labels,
+                                   int n_classes, const char *layer, bool importance,
+                                   cd_global_result *out, cd_error *err);
+CD_API void cd_global_result_free(cd_global_result *r);
+
+/* TCAV (Kim et al. 2018). The layer's activations (flattened) on concept and
+ * random examples train an L2-regularised logistic regression (concept = 1;
+ * rows centred and scaled by their overall RMS; accelerated gradient
+ * descent, max_iter steps); the CAV is its unit-length weight vector. The
+ * TCAV score of a CAV is the fraction of `inputs` whose directional
+ * derivative d z_target / d a . CAV is positive. `runs` concept CAVs (each
+ * from `subset` concept and `subset` random rows drawn without replacement)
+ * are compared with `runs` null CAVs (two disjoint random subsets of
+ * `subset` rows) by a two-sided Welch t-test (GSL's t distribution). A
+ * concept is significant only when p < alpha. */
+typedef struct cd_tcav_params {
+    const char *layer; /* NULL = cd_explain_default_layer */
+    int target;        /* class whose score is differentiated */
+    int runs;          /* concept and null runs each, >= 10 (default 20) */
+    int subset;        /* rows per side per run; 0 = min(n_concept, n_random / 2) */
+    double l2;         /* default 0.01 */
+    int max_iter;      /* default 300 */
+    double alpha;      /* significance level, default 0.05 */
+    uint64_t seed;     /* subsets (splitmix64) */
+} cd_tcav_params;
+
+CD_API void cd_tcav_params_default(cd_tcav_params *p);
+
+typedef struct cd_tcav_result {
+    const char *layer;     /* owned by the model */
+    int runs, subset;
+    double *scores;        /* runs concept-CAV TCAV scores (owned) */
+    double *null_scores;   /* runs random-vs-random TCAV scores (owned) */
+    double score_mean, score_std; /* sample std (divisor runs - 1) */
+    double null_mean, null_std;
+    double t, dof, p_value;       /* Welch t, Welch-Satterthwaite dof, two-sided p */
+    bool significant;             /* p_value < alpha */
+    double cav_accuracy;          /* mean training accuracy of the concept CAVs */
+    cd_tensor *cav;               /* first concept CAV, the layer's shape with batch 1 (owned) */
+} cd_tcav_result;
+
+/* inputs: rows of the target class; concept, random: example rows (model
+ * input shape). *out owned by the caller (cd_tcav_result_free). */
+CD_API cd_status cd_tcav(cd_explainer *e, const cd_tensor *inputs, const cd_tensor *concept,
+                         const cd_tensor *random, const cd_tcav_params *p, cd_tcav_result *out,
+                         cd_error *err);
+CD_API void cd_tcav_result_free(cd_tcav_result *r);
+
+/* Interpretable features for a surrogate model, an (N, F) float32 tensor:
+ *   POOLED  the mean over positions of each channel of tensor `layer` (NULL =
+ *           cd_explain_default_layer) on x: F = C
+ *   GRID    the mean of x (all channels) over cell (i, j) of a grid x grid
+ *           partition of H x W, rows [i H / G, (i+1) H / G) and columns alike
+ *           (integer division): F = G^2, row-major
+ * *layer_used (may be NULL) receives the pooled layer's name (owned by the
+ * model). *features owned by the caller. */
+typedef enum cd_surrogate_kind { CD_SURROGATE_POOLED = 0, CD_SURROGATE_GRID = 1 } cd_surrogate_kind;
+CD_API cd_status cd_surrogate_features(cd_explainer *e, const cd_tensor *x, cd_surrogate_kind kind,
+                                       const char *layer, int grid, cd_tensor **features,
+                                       const char **layer_used, cd_error *err);
+/* GRID features without a model. */
+CD_API cd_status cd_surrogate_grid_features(const cd_tensor *x, int grid, cd_tensor **out,
+                                            cd_error *err);
+
+/* CART classification tree, Gini impurity, scikit-learn's
+ * DecisionTreeClassifier(splitter="best") semantics: a node is a leaf when
+ * it is pure, at max_depth, or has < min_samples_split or < 2 min_samples_leaf
+ * rows; otherwise the split maximising the impurity decrease over every
+ * feature (in index order; the first best wins) and every threshold halfway
+ * between consecutive distinct sorted values (values within 1e-7 count as
+ * equal) with >= min_samples_leaf rows on each side. Rows go left when
+ * x[feature] <= threshold. Nodes are numbered depth-first, left first. */
+typedef struct cd_tree_params {
+    int max_depth;         /* 0 = unlimited; default 4 */
+    int min_samples_leaf;  /* default 1 */
+    int min_samples_split; /* default 2 */
+} cd_tree_params;
+
+typedef struct cd_tree_node {
+    int feature;       /* -1 at a leaf */
+    double threshold;
+    int left, right;   /* child node indices, -1 at a leaf */
+    int depth;
+    int klass;         /* majority class of its training rows (ties: lowest index) */
+    int64_t n_samples; /* training rows reaching the node */
+    double impurity;   /* Gini */
+} cd_tree_node;
+
+typedef struct cd_tree {
+    int n_nodes, n_features, n_classes;
+    cd_tree_node *nodes; /* malloc'ed */
+    double *counts;      /* n_nodes x n_classes training class counts (malloc'ed) */
+} cd_tree;
+
+CD_API void cd_tree_params_default(cd_tree_params *p);
+/* X: n x n_features row-major; y: n labels in [0, n_classes). *out owned by
+ * the caller (cd_tree_free). */
+CD_API cd_status cd_tree_fit(const float *X, size_t n, int n_features, const int *y,
+                             int n_classes, const cd_tree_params *p, cd_tree **out,
+                             cd_error *err);
+/* Index of the leaf a row reaches / its predicted class. */
+CD_API int cd_tree_apply(const cd_tree *t, const float *row);
+CD_API int cd_tree_predict(const cd_tree *t, const float *row);
+CD_API void cd_tree_free(cd_tree *t);
+
 #ifdef __cplusplus
 }
 #endif
