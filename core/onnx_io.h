@@ -11,6 +11,7 @@
 #define CD_ONNX_DEFAULT_MAX_ELEMENTS ((uint64_t)1 << 31)
 #define CD_ONNX_DEFAULT_MAX_BYTES ((uint64_t)8 << 30)
 #define CD_ONNX_DEFAULT_MAX_NODES 1000000u
+#define CD_ONNX_DEFAULT_MAX_DEPTH 100000u
 
 /* Where a tensor comes from and what it may cost. One per load; the running
  * byte total is shared by every tensor converted during that load. */

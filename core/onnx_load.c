@@ -82,6 +82,7 @@ typedef struct loader {
     cd_onnx_source src;
     const char *file;
     uint32_t max_nodes;
+    uint32_t max_depth;
     int default_opset;
     cd_model *m;
     int max_values;
@@ -559,6 +560,35 @@ static cd_status bind_all(loader *L, const int *order, const char *const *skippe
     return CD_OK;
 }
 
+/* The longest chain of nodes (nodes are in topological order, producers
+ * already renumbered). Capped so that no later pass over the graph — and no
+ * caller walking it recursively — meets an unbounded depth. */
+static cd_status check_depth(loader *L, cd_error *err)
+{
+    const cd_model *m = L->m;
+    uint32_t *depth = calloc((size_t)m->n_nodes + 1, sizeof *depth);
+    if (!depth)
+        return cd_fail(err, CD_ERR_OUT_OF_MEMORY, "%s: out of memory", L->file);
+    cd_status st = CD_OK;
+    for (int k = 0; k < m->n_nodes && st == CD_OK; k++) {
+        const cd_node *n = &m->nodes[k];
+        uint32_t d = 1;
+        for (int i = 0; i < n->n_inputs; i++) {
+            int v = n->inputs[i];
+            int p = v >= 0 ? m->values[v].producer : -1;
+            if (p >= 0 && p < k && depth[p] + 1 > d)
+                d = depth[p] + 1;
+        }
+        depth[k] = d;
+        if (d > L->max_depth)
+            st = cd_fail(err, CD_ERR_LIMIT,
+                         "%s: the graph is deeper than the limit of %u nodes (node '%s' (%s) "
+                         "is at depth %u)", L->file, L->max_depth, n->name, n->op_type, d);
+    }
+    free(depth);
+    return st;
+}
+
 /* Converts, sorts and binds all nodes into L->m. */
 static cd_status build_nodes(loader *L, cd_error *err)
 {
@@ -580,6 +610,8 @@ static cd_status build_nodes(loader *L, cd_error *err)
         adopt_in_order(L, tmp, order, pos, n);
         st = bind_all(L, order, skipped, err);
     }
+    if (st == CD_OK)
+        st = check_depth(L, err);
     for (int i = 0; tmp && i < n; i++)
         cd_node_clear(&tmp[i]);
     free(tmp);
@@ -701,6 +733,7 @@ static cd_status load_bytes(const void *bytes, size_t size, const char *file,
         L.src.max_bytes = opts->max_total_bytes;
     if (opts && opts->max_nodes)
         L.max_nodes = opts->max_nodes;
+    L.max_depth = opts && opts->max_graph_depth ? opts->max_graph_depth : CD_ONNX_DEFAULT_MAX_DEPTH;
     cd_status st = CD_OK;
     if (!(L.m = calloc(1, sizeof *L.m)))
         st = cd_fail(err, CD_ERR_OUT_OF_MEMORY, "%s: out of memory", label);

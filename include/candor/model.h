@@ -20,6 +20,7 @@ typedef struct cd_load_options {
     uint64_t max_tensor_elements; /* default 2^31 */
     uint64_t max_total_bytes;     /* default 8 GiB of weights */
     uint32_t max_nodes;           /* default 1,000,000 */
+    uint32_t max_graph_depth;     /* longest node chain, default 100,000 */
 } cd_load_options;
 
 /* Loads an ONNX model from a file. External-data tensors are resolved
