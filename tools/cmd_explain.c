@@ -9,6 +9,7 @@
 
 #include "candor/explain.h"
 #include "core/atomic_file.h"
+#include "explain_vis.h"
 #include "inputs.h"
 
 static void help(FILE *f)
@@ -25,7 +26,9 @@ static void help(FILE *f)
 "  gradcam      Grad-CAM on a 4-D layer (default: last Conv block output)\n"
 "  gradcam++    Grad-CAM++ (Chattopadhay et al. 2018, eq. 19)\n"
 "  occlusion    mean score drop over the windows covering each pixel\n"
-"  rise         RISE random masks (Petsiuk et al. 2018)\n\n"
+"  rise         RISE random masks (Petsiuk et al. 2018)\n"
+"  featuremaps  a layer's most active channels (own options: --method featuremaps --help)\n"
+"  maximize     activation maximisation, no INPUT (own options: --method maximize --help)\n\n"
 "options:\n"
 "  --method M          one of the methods above (default gradient)\n"
 "  --target CLASS      class to explain (default: the top class)\n"
@@ -787,6 +790,9 @@ static int run_uncertain(int argc, char **argv, ex_args *a, cd_tensor *baseline)
 
 int cmd_explain(int argc, char **argv)
 {
+    int vis = explain_vis_dispatch(argc, argv); /* featuremaps, maximize: tools/explain_vis.c */
+    if (vis >= 0)
+        return vis;
     ex_args a = {0};
     int rc = parse_args(argc, argv, &a);
     if (rc)

@@ -308,6 +308,120 @@ CD_API cd_status cd_explain_render_overlay(const cd_tensor *map2d, const cd_imag
 /* Viridis colour of t in [0, 1] (clamped) as 0..255 RGB. */
 CD_API void cd_explain_colormap(float t, float rgb[3]);
 
+/* ------------------------------------------------------------ feature maps,
+ * activation maximisation, adversarial robustness (docs/interpretability.md) */
+
+/* Valid model-input range of each of the first `channels` input channels
+ * implied by the model's preprocessing (cd_model_preprocess): the 8-bit
+ * pixel range [0, 255], divided by scale (when scale > 0 and != 1), then
+ * (v - mean[c]) / std[c]. Gray inputs use mean[0]/std[0]. lo and hi receive
+ * `channels` values each. Attacks and activation maximisation clip to it so
+ * that every result is an image the preprocessing could have produced. */
+CD_API cd_status cd_explain_input_range(const cd_model *model, int channels, float *lo,
+                                        float *hi, cd_error *err);
+
+/* The activations of one layer for one example and its most active channels. */
+typedef struct cd_feature_maps {
+    cd_tensor *tensor;  /* the layer's value, exactly what cd_session_run returns for
+                           that name: (1, C, ...) */
+    int n_channels;     /* C */
+    int n_top;          /* channels ranked (min(top, C)) */
+    int *channels;      /* n_top indices, highest mean activation first (ties: lower index) */
+    double *means;      /* their mean over the spatial positions */
+    float lo, hi;       /* shared colour range: min and max over the ranked channels */
+    int height, width;  /* spatial plane drawn per channel (H, W; (1, L) for 3-D, (1, 1) for 2-D) */
+} cd_feature_maps;
+
+/* Runs the model on x (batch 1) through a plain session (threads: 0 = all
+ * cores) and ranks the channels (axis 1) of the tensor named layer by their
+ * mean activation; top <= 0 ranks every channel. An unknown layer fails
+ * with CD_ERR_INVALID_ARGUMENT. out owns its arrays (cd_feature_maps_free). */
+CD_API cd_status cd_feature_maps_compute(const cd_model *model, const cd_tensor *x,
+                                         const char *layer, int top, int threads,
+                                         cd_feature_maps *out, cd_error *err);
+/* Grid image of the ranked channels: ceil(sqrt(n)) columns, each plane
+ * upscaled (nearest) to at least min_cell pixels (0 = 64), viridis on the
+ * shared range [lo, hi], the channel index written above each cell, and a
+ * scale bar labelled with hi (top) and lo (bottom) on the right. */
+CD_API cd_status cd_feature_maps_render(const cd_feature_maps *fm, int min_cell, cd_image **out,
+                                        cd_error *err);
+CD_API void cd_feature_maps_free(cd_feature_maps *fm);
+
+/* Activation maximisation by gradient ascent on the input (Erhan et al.
+ * 2009; regularisers after Yosinski et al. 2015). Objective: the
+ * pre-softmax score of class `target` (layer NULL) or the mean over
+ * positions of channel `channel` of the tensor `layer`. Start: seeded
+ * N(0, init_std^2) noise in model-input space (0 = the dataset mean after
+ * normalisation). Each step: roll the image by a random shift in
+ * [-jitter, jitter] pixels per axis (circularly), take the gradient there
+ * and roll it back; x += lr * g / rms(g) (a normalised step, so lr is in
+ * input units); x *= (1 - l2_decay) (decay towards 0); every blur_every
+ * steps a Gaussian blur of sigma blur_sigma; clip to cd_explain_input_range
+ * when clip. The score of the (unshifted) image is recorded at the start
+ * and after every step. */
+typedef struct cd_maximize_params {
+    int target;          /* class (used when layer is NULL) */
+    const char *layer;   /* channel mode: tensor name */
+    int channel;
+    int steps;           /* default 200 */
+    float lr;            /* default 0.05 */
+    float l2_decay;      /* default 0.002 */
+    int jitter;          /* default 2 pixels */
+    float blur_sigma;    /* default 0.5 pixels (0 = off) */
+    int blur_every;      /* default 4 */
+    float init_std;      /* default 0.1 */
+    bool clip;           /* default true */
+    uint64_t seed;       /* default 0 */
+} cd_maximize_params;
+
+CD_API void cd_maximize_params_default(cd_maximize_params *p);
+
+typedef struct cd_maximize_result {
+    cd_tensor *image;    /* (1, C, H, W) in model-input space */
+    int n_points;        /* steps + 1 */
+    double *score;       /* objective after each step (index 0 = start) */
+    double *prob;        /* class mode: softmax probability of the target; NULL otherwise */
+    double start_score, final_score;
+    double ratio;        /* final / start when start > 0, else NaN */
+} cd_maximize_result;
+
+/* The explainer's model must take a 4-D float input with fixed C, H, W.
+ * Deterministic for a given seed and parameters. */
+CD_API cd_status cd_explain_maximize(cd_explainer *e, const cd_maximize_params *p,
+                                     cd_maximize_result *out, cd_error *err);
+CD_API void cd_maximize_result_free(cd_maximize_result *r);
+
+/* Untargeted L-infinity attacks on the cross-entropy -ln softmax(z)[label]
+ * of the pre-softmax score z (Goodfellow et al. 2015; Madry et al. 2018):
+ *   FGSM  x' = clip(x + eps sign(grad))             (sign(0) = 0)
+ *   PGD   x_0 = x (+ U(-eps, eps) noise with random_start), then steps of
+ *         x_{t+1} = clip(proj_eps(x_t + alpha sign(grad_t)))
+ * clip is to [clip_lo[c], clip_hi[c]] per input channel (NULL: no clip). */
+typedef enum cd_attack_kind { CD_ATTACK_FGSM = 0, CD_ATTACK_PGD = 1 } cd_attack_kind;
+
+typedef struct cd_attack_params {
+    cd_attack_kind kind;
+    float eps;             /* L-inf radius in model-input units */
+    int steps;             /* PGD iterations, default 10 */
+    float alpha;           /* PGD step, 0 = 2.5 eps / steps */
+    bool random_start;     /* PGD, default false */
+    uint64_t seed;
+    const float *clip_lo;  /* dims[1] values each, or NULL */
+    const float *clip_hi;
+} cd_attack_params;
+
+CD_API void cd_attack_params_default(cd_attack_params *p, cd_attack_kind kind);
+/* Attacks every row of x (N, C, ...) with its label (N values). *adv is a
+ * new tensor of x's shape owned by the caller. */
+CD_API cd_status cd_attack(cd_explainer *e, const cd_tensor *x, const int *labels,
+                           const cd_attack_params *p, cd_tensor **adv, cd_error *err);
+
+/* Rank AUROC (Mann-Whitney, average ranks for ties): the probability that a
+ * positive scores higher than a negative, ties counting 1/2. NaN when
+ * either group is empty. */
+CD_API double cd_auroc(const double *negatives, size_t n_neg, const double *positives,
+                       size_t n_pos);
+
 /* ------------------------------------------------------------ global explanations,
  * TCAV and surrogate rules (docs/interpretability.md) */
 
