@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "inputs.h"
+#include "mpi_shard.h"
 #include "predict_mc.h"
 #include "predict_calib.h"
 
@@ -282,9 +283,11 @@ int cmd_predict(int argc, char **argv)
         return cli_fail("predict: --alpha needs --calibration and a value in (0, 1)"), 2;
     if (calib_path && predict_calib_load(calib_path, calib_alpha, &o.calib))
         return 1;
+    mpi_shard_start(); /* mpirun -n N: this rank's share of the inputs (docs/scale-out.md) */
+    o.threads = mpi_shard_threads(o.threads);
     if (uncertain)
-        return predict_uncertain(&o, &mo, ensemble, n_members, members, argc - optind,
-                                 argv + optind);
+        return mpi_shard_finish(predict_uncertain(&o, &mo, ensemble, n_members, members,
+                                                  argc - optind, argv + optind));
     if (o.top < 1 || o.threads < 0) {
         cli_fail("predict: --top and --threads must be positive integers");
         return 2;
@@ -309,27 +312,40 @@ int cmd_predict(int argc, char **argv)
         cli_fail("predict: no inputs found");
         failures = 1;
     }
-    bool first = true, tty = isatty(2);
-    time_t last = time(NULL);
-    if (o.json && in.count)
+    size_t from = 0, count = 0; /* this rank's inputs (all of them with one rank) */
+    mpi_shard_range((size_t)in.count, &from, &count);
+    bool first = from == 0, one = mpi_shard_size() == 1;
+    const char *bad_input = NULL;
+    mpi_progress prog;
+    mpi_progress_begin(&prog, "predict: %zu/%zu", (size_t)in.count, in.count <= 20);
+    prog.carriage = isatty(2);
+    mpi_shard_capture_begin();
+    if (o.json && in.count && mpi_shard_rank() == 0)
         printf("[");
-    for (int i = 0; i < in.count; i++) {
-        failures += predict_one(m, s, in.paths[i], &o, &first);
-        if (in.count > 20 && (time(NULL) != last || i + 1 == in.count)) {
-            last = time(NULL);
-            fprintf(stderr, tty ? "\rpredict: %d/%d" : "predict: %d/%d\n", i + 1, in.count);
-        }
+    for (size_t i = from; i < from + count; i++) {
+        int f = predict_one(m, s, in.paths[i], &o, &first);
+        bad_input = f && !bad_input ? in.paths[i] : bad_input;
+        failures += f;
+        mpi_progress_step(&prog, i + 1 - from);
     }
-    if (tty && in.count > 20)
-        fputc('\n', stderr);
-    if (o.json && in.count)
+    mpi_progress_end(&prog);
+    if (!one) { /* rank 0 prints every rank's results, in input order, if all succeeded */
+        char *out = NULL, why[1200];
+        size_t out_len = 0;
+        mpi_shard_capture_end(&out, &out_len);
+        snprintf(why, sizeof why, bad_input ? "%d input(s) failed, the first: %s (see above)"
+                                            : "setup failed (see above)", failures, bad_input);
+        failures = mpi_shard_end_stdout("predict", out, out_len, failures ? why : NULL);
+        free(out);
+    }
+    if (o.json && in.count && mpi_shard_rank() == 0 && (one || !failures))
         printf("]\n");
     int total = in.count;
     inputs_free(&in);
     cd_session_free(s);
     cd_model_free(m);
     predict_calib_free(o.calib);
-    if (failures && total > 1)
+    if (failures && total > 1 && one)
         fprintf(stderr, "candor predict: %d input(s) failed\n", failures);
-    return failures ? 1 : 0;
+    return mpi_shard_finish(failures ? 1 : 0);
 }

@@ -88,7 +88,7 @@ void mpi_shard_range_units(size_t n, size_t unit, size_t *first, size_t *count)
 
 int mpi_shard_threads(int requested)
 {
-    if (requested > 0 || g.size <= 1)
+    if (requested != 0 || g.size <= 1)
         return requested;
     int local = 1;
 #ifdef CANDOR_WITH_MPI
@@ -240,16 +240,13 @@ int mpi_shard_capture_end(char **text, size_t *len)
     return rc;
 }
 
-int mpi_shard_end_stdout(const char *cmd, char *captured, size_t captured_len, int failed,
-                         const char *failed_input)
+int mpi_shard_end_stdout(const char *cmd, char *captured, size_t captured_len,
+                         const char *failure)
 {
     if (g.size <= 1) /* serial: everything was printed as it came */
-        return failed ? 1 : 0;
-    char msg[MSG_CAP], first[MSG_CAP + 64];
-    if (failed)
-        snprintf(msg, sizeof msg, "%d input(s) failed, the first: %s (its error is above)",
-                 failed, failed_input ? failed_input : "?");
-    int bad = mpi_shard_failures(failed ? msg : NULL, first, sizeof first);
+        return failure ? 1 : 0;
+    char first[MSG_CAP + 64];
+    int bad = mpi_shard_failures(failure, first, sizeof first);
     if (bad) {
         if (g.rank == 0)
             fprintf(stderr, "candor %s: %s; %d rank(s) failed, no output written\n", cmd, first,
@@ -379,4 +376,22 @@ int mpi_shard_finish(int rc)
     }
 #endif
     return rc;
+}
+
+int mpi_shard_slurp(FILE *f, char **text, size_t *len)
+{
+    *text = NULL;
+    *len = 0;
+    long n = fflush(f) == 0 && fseek(f, 0, SEEK_END) == 0 ? ftell(f) : -1;
+    if (n < 0 || fseek(f, 0, SEEK_SET) != 0)
+        return -1;
+    *text = malloc((size_t)n + 1);
+    if (!*text || fread(*text, 1, (size_t)n, f) != (size_t)n) {
+        free(*text);
+        *text = NULL;
+        return -1;
+    }
+    (*text)[n] = 0;
+    *len = (size_t)n;
+    return 0;
 }

@@ -35,9 +35,9 @@ void mpi_shard_range(size_t n, size_t *first, size_t *count);
  * would (BLAS may round a row differently in another batch size). */
 void mpi_shard_range_units(size_t n, size_t unit, size_t *first, size_t *count);
 
-/* The thread count for this rank: `requested` when > 0 or with one rank,
- * else the node's cores divided by the ranks on the node (at least 1), so
- * N ranks on one machine do not oversubscribe it. */
+/* The thread count for this rank (collective): `requested` when not 0 or
+ * with one rank, else the node's cores divided by the ranks on the node (at
+ * least 1), so N ranks on one machine do not oversubscribe it. */
 int mpi_shard_threads(int requested);
 
 /* Collective failure check. msg NULL = this rank succeeded; else its error
@@ -62,11 +62,16 @@ int mpi_shard_capture_end(char **text, size_t *len);
 /* The usual end of a sharded command loop whose per-input results were
  * printed on (captured) stdout: checks failures across ranks and, when
  * none failed, writes every rank's text on rank 0's stdout in input order.
- * `failed` is this rank's number of failed inputs and `failed_input` its
- * first one. Returns the number of failing ranks (0 = all good); rank 0 has
- * then printed "candor CMD: rank R: ..." for the first of them. */
-int mpi_shard_end_stdout(const char *cmd, char *captured, size_t captured_len, int failed,
-                         const char *failed_input);
+ * `failure` is NULL when this rank succeeded, else what went wrong (e.g.
+ * "2 input(s) failed, the first: x.png"). Returns the number of failing
+ * ranks (0 = all good); rank 0 has then printed "candor CMD: rank R: ..."
+ * for the first of them. With one rank: returns failure != NULL. */
+int mpi_shard_end_stdout(const char *cmd, char *captured, size_t captured_len,
+                         const char *failure);
+
+/* Reads a whole temporary stream (e.g. per-rank CSV rows) into a malloc'ed,
+ * NUL-terminated buffer. Returns 0 or -1. */
+int mpi_shard_slurp(FILE *f, char **text, size_t *len);
 
 /* Global progress printed by rank 0 only: the other ranks report their
  * counts to it (at most once a second). Every rank must call begin, the

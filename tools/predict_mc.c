@@ -6,7 +6,9 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "core/atomic_file.h"
 #include "inputs.h"
+#include "mpi_shard.h"
 #include "predict_dense.h"
 #include "predict_mc.h"
 
@@ -396,13 +398,68 @@ static int open_all(run_state *st)
                            &err) != CD_OK)
         return cli_fail_err("predict", &err);
     if (o->csv_path) {
-        st->csv = fopen(o->csv_path, "w");
+        /* With several ranks each collects its rows; rank 0 writes the file. */
+        st->csv = mpi_shard_size() > 1 ? tmpfile() : fopen(o->csv_path, "w");
         if (!st->csv)
             return cli_fail("predict: cannot write %s", o->csv_path);
-        fprintf(st->csv, "input,top_class,label,mean_probability,lower,upper,entropy,"
+        if (mpi_shard_rank() == 0)
+            fprintf(st->csv, "input,top_class,label,mean_probability,lower,upper,entropy,"
                          "expected_entropy,mutual_information,variation_ratio,agreement\n");
     }
     return 0;
+}
+
+/* Writes len bytes as the whole file path (temporary file + rename). */
+static int write_atomic(const char *path, const char *data, size_t len)
+{
+    cd_atomic_file *af = NULL;
+    cd_error err;
+    if (cd_atomic_open(path, true, &af, &err) != CD_OK)
+        return cli_fail_err("predict", &err);
+    if (fwrite(data, 1, len, cd_atomic_stream(af)) != len) {
+        cd_atomic_abort(af);
+        return cli_fail("predict: error writing %s", path);
+    }
+    return cd_atomic_commit(af, &err) != CD_OK ? cli_fail_err("predict", &err) : 0;
+}
+
+/* With several ranks (mpi_shard.h), once every rank succeeded: rank 0
+ * prints all ranks' stdout text, then writes the CSV (atomically) and the
+ * --samples array, all in input order. Returns the number of failures. */
+static int mpi_outputs(run_state *st, int failures, const char *bad_input)
+{
+    const predict_mc_opts *o = st->o;
+    char *out = NULL, *csv = NULL, *all = NULL, why[1200];
+    size_t out_len = 0, csv_len = 0, all_len = 0;
+    mpi_shard_capture_end(&out, &out_len);
+    snprintf(why, sizeof why, bad_input ? "%d input(s) failed, the first: %s (see above)"
+                                        : "setup failed (see above)", failures, bad_input);
+    int rc = mpi_shard_end_stdout("predict", out, out_len, failures ? why : NULL) ? 1 : 0;
+    free(out);
+    if (!rc && mpi_shard_rank() == 0 && o->json)
+        printf("]\n");
+    if (!rc && o->csv_path) {
+        rc = mpi_shard_slurp(st->csv, &csv, &csv_len) ||
+             mpi_shard_gather(csv, csv_len, &all, &all_len);
+        if (!rc && all)
+            rc = write_atomic(o->csv_path, all, all_len);
+        free(csv);
+        free(all);
+    }
+    size_t block = 4;
+    for (int i = 0; i < st->raw_nd; i++)
+        block *= (size_t)st->raw_dims[i];
+    if (!rc && o->samples_path &&
+        mpi_shard_gather(st->raw, st->raw_rows * block, &all, &all_len) == 0 && all) {
+        free(st->raw);
+        st->raw = (float *)(void *)all; /* malloc'ed: suitably aligned for floats */
+        st->raw_rows = all_len / block;
+        if (all_len % block)
+            rc = cli_fail("predict: --samples needs the same sample shape for every input");
+        else
+            rc = save_raw(st);
+    }
+    return rc;
 }
 
 int predict_mc_run(const predict_mc_opts *o, int n_inputs, char **inputs)
@@ -424,14 +481,27 @@ int predict_mc_run(const predict_mc_opts *o, int n_inputs, char **inputs)
     if (!failures && (inputs_collect(n_inputs, inputs, &in) != 0 || in.count == 0))
         failures = cli_fail("predict: no inputs found");
     bool ready = !failures;
-    if (ready && o->json)
+    size_t first = 0, count = 0; /* this rank's inputs (all of them with one rank) */
+    if (ready)
+        mpi_shard_range((size_t)in.count, &first, &count);
+    st.first_json = first == 0;
+    const char *bad_input = NULL;
+    mpi_shard_capture_begin();
+    if (ready && o->json && mpi_shard_rank() == 0)
         printf("[");
-    for (int i = 0; ready && i < in.count; i++) /* a failed input does not stop the rest */
-        failures += predict_input(&st, in.paths[i]);
-    if (ready && o->json)
-        printf("]\n");
-    if (!failures)
-        failures = save_raw(&st);
+    for (size_t i = first; ready && i < first + count; i++) { /* a failure does not stop the rest */
+        int f = predict_input(&st, in.paths[i]);
+        bad_input = f && !bad_input ? in.paths[i] : bad_input;
+        failures += f;
+    }
+    if (mpi_shard_size() > 1) {
+        failures = mpi_outputs(&st, failures, bad_input);
+    } else {
+        if (ready && o->json)
+            printf("]\n");
+        if (!failures)
+            failures = save_raw(&st);
+    }
     if (st.csv && fclose(st.csv) != 0)
         failures = cli_fail("predict: error writing %s", o->csv_path);
     inputs_free(&in);
