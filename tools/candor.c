@@ -17,6 +17,7 @@
 #pragma weak cmd_demo
 #pragma weak cmd_global
 #pragma weak cmd_surrogate
+#pragma weak cmd_robustness
 
 typedef struct command {
     const char *name;
@@ -34,6 +35,7 @@ static const command commands[] = {
     {"explain", cmd_explain, "saliency maps and explanations"},
     {"global", cmd_global, "dataset-level explanations: class saliency, channel importance, TCAV"},
     {"surrogate", cmd_surrogate, "distil the model into a decision tree over interpretable features"},
+    {"robustness", cmd_robustness, "adversarial attacks (FGSM/PGD): accuracy and uncertainty-based detection"},
     {"demo", cmd_demo, "the guided tour on the bundled models"},
 };
 

@@ -18,6 +18,7 @@ int cmd_explain(int argc, char **argv);
 int cmd_demo(int argc, char **argv);
 int cmd_global(int argc, char **argv);
 int cmd_surrogate(int argc, char **argv);
+int cmd_robustness(int argc, char **argv);
 
 /* Prints "candor: <message>" on stderr and returns 1. */
 int cli_fail(const char *fmt, ...)
