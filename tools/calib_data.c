@@ -14,6 +14,7 @@
 
 #include "calib_data.h"
 #include "inputs.h"
+#include "mpi_shard.h"
 
 /* --------------------------------------------------------------- helpers */
 
@@ -680,6 +681,37 @@ static cd_status run_batch(runner *r, const cd_tensor *x, size_t b, double **sco
     return st;
 }
 
+/* With several ranks: the failure check (naming the first failing rank on
+ * rank 0), then this rank's rows [first, first + count) of scores go to rank
+ * 0, which ends up with all n rows in order; the others free theirs. */
+static cd_status gather_scores(const calib_dataset *d, size_t first, size_t count,
+                               cd_status st, double **scores, int *k, cd_error *err)
+{
+    char why[sizeof err->message + 64];
+    if (st)
+        snprintf(why, sizeof why, "(%s) %s", cd_status_name(st), err->message);
+    if (mpi_shard_failures(st ? why : NULL, why, sizeof why)) {
+        if (mpi_shard_rank() == 0)
+            cli_set_error(err, st ? st : CD_ERR_IO, "%s", why);
+        return st ? st : CD_ERR_IO;
+    }
+    char *all = NULL;
+    size_t len = 0, row = (size_t)*k * sizeof(double);
+    const char *mine = *scores ? (const char *)*scores + first * row : NULL;
+    if (mpi_shard_gather(mine, count * row, &all, &len))
+        return cli_set_error(err, CD_ERR_OUT_OF_MEMORY, "gathering the model outputs failed");
+    if (mpi_shard_rank() == 0 && len != d->n * row)
+        st = cli_set_error(err, CD_ERR_SHAPE, "the ranks' model outputs have different widths");
+    else if (mpi_shard_rank() == 0)
+        memcpy(*scores, all, len);
+    free(all);
+    if (mpi_shard_rank() != 0) {
+        free(*scores);
+        *scores = NULL;
+    }
+    return st;
+}
+
 cd_status calib_data_run(const cd_model *m, const calib_dataset *d, const calib_run_opts *o,
                          double **scores, int *k, int *is_probs, cd_error *err)
 {
@@ -694,21 +726,26 @@ cd_status calib_data_run(const cd_model *m, const calib_dataset *d, const calib_
     runner r;
     cd_status st = runner_open(&r, m, o, err);
     *is_probs = r.ens || r.mc || r.probs_out;
-    time_t last = time(NULL);
-    for (size_t first = 0; !st && first < d->n; first += batch) {
-        size_t b = d->n - first < batch ? d->n - first : batch;
+    /* mpirun -n N: this rank's whole batches (the serial run's batches, so
+     * the numbers do not depend on N; docs/scale-out.md). */
+    size_t from = 0, count = 0;
+    mpi_shard_range_units(d->n, batch, &from, &count);
+    mpi_progress prog;
+    mpi_progress_begin(&prog, "calibrate: ran the model on %zu/%zu rows", d->n, false);
+    for (size_t first = from; !st && first < from + count; first += batch) {
+        size_t b = from + count - first < batch ? from + count - first : batch;
         cd_tensor *x = NULL;
         st = load_batch(m, d, first, b, &x, err);
         if (!st)
             st = run_batch(&r, x, b, scores, d->n, first, k, err);
         cd_tensor_free(x);
-        if (time(NULL) != last || first + b == d->n) {
-            last = time(NULL);
-            fprintf(stderr, "calibrate: ran the model on %zu/%zu rows\n", first + b, d->n);
-        }
+        mpi_progress_step(&prog, first + b - from);
     }
+    mpi_progress_end(&prog);
     runner_close(&r);
-    for (size_t i = 0; !st && i < d->n * (size_t)*k; i++)
+    if (mpi_shard_size() > 1)
+        st = gather_scores(d, from, count, st, scores, k, err);
+    for (size_t i = 0; !st && *scores && i < d->n * (size_t)*k; i++)
         if (!isfinite((*scores)[i]))
             st = cli_set_error(err, CD_ERR_NUMERIC, "the model produced NaN/Inf for row %zu",
                                i / (size_t)*k);

@@ -12,6 +12,7 @@
 
 #include "calib_data.h"
 #include "cli.h"
+#include "mpi_shard.h"
 
 #define MAX_MEMBERS 32
 
@@ -564,11 +565,14 @@ int cmd_calibrate(int argc, char **argv)
     int rc = parse_args(argc, argv, &a);
     if (rc)
         return rc < 0 ? 0 : rc;
+    mpi_shard_start(); /* mpirun -n N: the model runs are sharded (docs/scale-out.md) */
+    a.run.threads = mpi_shard_threads(a.run.threads);
     cd_error err = {0};
     cd_model *m = NULL;
     calib_dataset d = {0};
     double *scores = NULL;
     int k = 0, is_probs = 0;
+    bool synced = false; /* all ranks went through calib_data_run's collectives */
     cd_status st = cd_model_load(a.model, NULL, &m, &err);
     int labels_k = m ? cd_model_label_count(m) : 0;
     if (!st)
@@ -577,6 +581,14 @@ int cmd_calibrate(int argc, char **argv)
         fprintf(stderr, "calibrate: %zu labelled rows (%s; %s)\n", d.n, d.format,
                 d.class_source ? d.class_source : "");
         st = calib_data_run(m, &d, &a.run, &scores, &k, &is_probs, &err);
+        synced = true;
+        if (mpi_shard_rank() != 0) { /* rank 0 fits and writes, from all ranks' outputs */
+            free(scores);
+            calib_data_free(&d);
+            cd_model_free(m);
+            free(a.command_line);
+            return mpi_shard_finish(st ? 1 : 0);
+        }
     }
     for (size_t i = 0; !st && i < d.n; i++)
         if (d.labels[i] >= k)
@@ -592,8 +604,10 @@ int cmd_calibrate(int argc, char **argv)
     cd_model_free(m);
     free(a.command_line);
     if (st)
-        return cli_fail_err("calibrate", &err);
+        /* A rank that failed before the collectives aborts the job at exit. */
+        return synced ? mpi_shard_finish(cli_fail_err("calibrate", &err))
+                      : cli_fail_err("calibrate", &err);
     fprintf(stderr, "calibrate: wrote %s%s%s%s%s\n", a.out, a.html ? ", " : "",
             a.html ? a.html : "", a.json ? ", " : "", a.json ? a.json : "");
-    return 0;
+    return mpi_shard_finish(0);
 }

@@ -41,10 +41,13 @@ static void at_exit(void)
 {
     fflush(stdout);
     fflush(stderr);
-    if (g.finished)
+    if (g.finished) {
         MPI_Finalize();
-    else
-        MPI_Abort(MPI_COMM_WORLD, 1);
+        return;
+    }
+    fprintf(stderr, "candor: rank %d of %d stopped the job (its error is above)\n", g.rank,
+            g.size);
+    MPI_Abort(MPI_COMM_WORLD, 1);
 }
 #endif
 
