@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "ops/conv_fast.h"
+#include "parallel.h"
 #include "plan.h"
 
 #define MAX_NODE_IO 64
@@ -797,7 +798,10 @@ cd_status cd_plan_run(cd_plan *p, const cd_tensor *const *inputs, cd_ctx *ctx)
         if (p->rt)
             p->vals[m->inputs[i]] = *t;
     }
-    openblas_set_num_threads(ctx->threads > 0 ? ctx->threads : 1);
+    cd_blas_single_thread();
+    cd_status pst = cd_ctx_ensure_pool(ctx);
+    if (pst != CD_OK)
+        return pst;
     return p->keep_activations ? run_steps(p, ctx) : run_exec(p, ctx);
 }
 

@@ -3,6 +3,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "parallel.h"
 #include "plan.h"
 #include "session.h"
 
@@ -30,7 +31,7 @@ void cd_session_free(cd_session *s)
     if (!s)
         return;
     cd_plan_free(s->plan);
-    free(s->ctx.scratch);
+    cd_ctx_release(&s->ctx);
     free(s);
 }
 

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "core/graph.h"
+#include "core/parallel.h"
 #include "explain_internal.h"
 
 void cd_objective_default(cd_objective *o)
@@ -47,7 +48,7 @@ void cd_explainer_free(cd_explainer *e)
         return;
     for (int i = 0; i < EX_PLAN_CACHE; i++)
         cd_plan_free(e->plans[i]);
-    free(e->ctx.scratch);
+    cd_ctx_release(&e->ctx);
     free(e->keep_node);
     free(e);
 }

@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "candor/image.h"
+#include "core/parallel.h"
 #include "uncertainty/mc_internal.h"
 
 struct cd_mc_session {
@@ -118,7 +119,7 @@ void cd_mc_session_free(cd_mc_session *mc)
     free(mc->site_p);
     free(mc->site_channel);
     free(mc->site_key);
-    free(mc->ctx.scratch);
+    cd_ctx_release(&mc->ctx);
     free(mc);
 }
 

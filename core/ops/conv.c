@@ -15,6 +15,7 @@
 
 #include <stdlib.h>
 
+#include "../parallel.h"
 #include "conv_fast.h"
 
 /* Window geometry --------------------------------------------------------- */
@@ -402,11 +403,11 @@ static void sum_bias_grad(const float *gy, float *gb, int64_t maps, int64_t sp)
     }
 }
 
-static void sgemm(bool ta, bool tb, int64_t m, int64_t nn, int64_t k, const float *a, int64_t lda,
-                  const float *b, int64_t ldb, float beta, float *c, int64_t ldc)
+static void sgemm(cd_ctx *ctx, bool ta, bool tb, int64_t m, int64_t nn, int64_t k,
+                  const float *a, int64_t lda, const float *b, int64_t ldb, float beta, float *c,
+                  int64_t ldc)
 {
-    cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans,
-                (int)m, (int)nn, (int)k, 1.0f, a, (int)lda, b, (int)ldb, beta, c, (int)ldc);
+    cd_sgemm(ctx, ta, tb, m, nn, k, 1.0f, a, lda, b, ldb, beta, c, ldc);
 }
 
 static float *scratch_floats(cd_ctx *ctx, size_t elems, size_t copies)
@@ -583,7 +584,7 @@ static cd_status run_gemm(const cd_conv_kernel *k, const float *xall, const floa
                 cd_im2col_2d(x, p->cg, &p->g, col);
             else if (!direct)
                 im2col(x, p->cg, &p->g, p->out_sp, col);
-            sgemm(false, false, p->mg, p->out_sp, kdim, k->w + gi * p->mg * kdim, kdim,
+            sgemm(ctx, false, false, p->mg, p->out_sp, kdim, k->w + gi * p->mg * kdim, kdim,
                   direct ? x : col, p->out_sp, 0.0f, yall + yoff, p->out_sp);
             cd_epilogue_apply(&k->ep, yall + yoff, k->bias ? k->bias + gi * p->mg : NULL,
                               res ? res + yoff : NULL, p->mg, p->out_sp);
@@ -607,7 +608,7 @@ cd_status cd_conv_kernel_run(const cd_conv_kernel *k, const float *x, const floa
         float *s = scratch_floats(ctx, cd_winograd_scratch_floats(p->batch, p->cg, p->mg, &p->g), 1);
         if (!s)
             return ctx->err->code;
-        cd_winograd_run(k->u, x, k->bias, residual, &k->ep, y, p->batch, p->cg, p->mg, &p->g, s);
+        cd_winograd_run(ctx, k->u, x, k->bias, residual, &k->ep, y, p->batch, p->cg, p->mg, &p->g, s);
         return CD_OK;
     }
     return run_gemm(k, x, residual, y, ctx);
@@ -652,14 +653,14 @@ static cd_status conv_backward(const cd_node *n, cd_tensor *const *in, cd_tensor
             if (gw) {
                 if (!p.direct)
                     im2col(x, p.cg, &p.g, p.out_sp, col);
-                sgemm(false, true, p.mg, kdim, p.out_sp, gy, p.out_sp, p.direct ? x : col,
+                sgemm(ctx, false, true, p.mg, kdim, p.out_sp, gy, p.out_sp, p.direct ? x : col,
                       p.out_sp, 1.0f, gw + gi * p.mg * kdim, kdim);
             }
             if (gx && p.direct)
-                sgemm(true, false, kdim, p.out_sp, p.mg, w, kdim, gy, p.out_sp, 1.0f, gx + xoff,
+                sgemm(ctx, true, false, kdim, p.out_sp, p.mg, w, kdim, gy, p.out_sp, 1.0f, gx + xoff,
                       p.in_sp);
             else if (gx) {
-                sgemm(true, false, kdim, p.out_sp, p.mg, w, kdim, gy, p.out_sp, 0.0f, dcol,
+                sgemm(ctx, true, false, kdim, p.out_sp, p.mg, w, kdim, gy, p.out_sp, 0.0f, dcol,
                       p.out_sp);
                 col2im_add(dcol, p.cg, &p.g, p.out_sp, gx + xoff);
             }
@@ -706,9 +707,9 @@ static cd_status convt_forward(const cd_node *n, cd_tensor *const *in, cd_tensor
             const float *w = cd_cf32(in[1]) + gi * p.cg * kdim;
             float *y = cd_f32(out[0]) + (bi * m_all + gi * p.mg) * p.in_sp;
             if (p.direct) {
-                sgemm(true, false, kdim, p.out_sp, p.cg, w, kdim, x, p.out_sp, 0.0f, y, p.in_sp);
+                sgemm(ctx, true, false, kdim, p.out_sp, p.cg, w, kdim, x, p.out_sp, 0.0f, y, p.in_sp);
             } else {
-                sgemm(true, false, kdim, p.out_sp, p.cg, w, kdim, x, p.out_sp, 0.0f, col,
+                sgemm(ctx, true, false, kdim, p.out_sp, p.cg, w, kdim, x, p.out_sp, 0.0f, col,
                       p.out_sp);
                 memset(y, 0, (size_t)(p.mg * p.in_sp) * sizeof *y);
                 col2im_add(col, p.mg, &p.g, p.out_sp, y);
@@ -745,10 +746,10 @@ static cd_status convt_backward(const cd_node *n, cd_tensor *const *in, cd_tenso
             if (need_col)
                 im2col(gy, p.mg, &p.g, p.out_sp, col);
             if (gx)
-                sgemm(false, false, p.cg, p.out_sp, kdim, w, kdim, cy, p.out_sp, 1.0f, gx + xoff,
+                sgemm(ctx, false, false, p.cg, p.out_sp, kdim, w, kdim, cy, p.out_sp, 1.0f, gx + xoff,
                       p.out_sp);
             if (gw)
-                sgemm(false, true, p.cg, kdim, p.out_sp, cd_cf32(in[0]) + xoff, p.out_sp, cy,
+                sgemm(ctx, false, true, p.cg, kdim, p.out_sp, cd_cf32(in[0]) + xoff, p.out_sp, cy,
                       p.out_sp, 1.0f, gw + gi * p.cg * kdim, kdim);
             if (gb)
                 sum_bias_grad(gy, gb + gi * p.mg, p.mg, p.in_sp);

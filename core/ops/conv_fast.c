@@ -11,6 +11,7 @@
 #include <math.h>
 #include <string.h>
 
+#include "../parallel.h"
 #include "conv_fast.h"
 
 /* Epilogue ----------------------------------------------------------------- */
@@ -232,7 +233,7 @@ static void winograd_output(const float *mx, const float *bias, const float *res
         }
 }
 
-void cd_winograd_run(const float *u, const float *x, const float *bias, const float *res,
+void cd_winograd_run(cd_ctx *ctx, const float *u, const float *x, const float *bias, const float *res,
                      const cd_epilogue *ep, float *y, int64_t batch, int64_t channels,
                      int64_t maps, const cd_win_geom *g, float *scratch)
 {
@@ -240,10 +241,10 @@ void cd_winograd_run(const float *u, const float *x, const float *bias, const fl
     float *v = scratch, *mx = scratch + 16 * channels * T;
     winograd_input(x, batch, channels, g, v);
     for (int xi = 0; xi < 16; xi++)
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)maps, (int)T, (int)channels,
-                    1.0f, u + (size_t)xi * (size_t)(maps * channels), (int)channels,
-                    v + (size_t)xi * (size_t)(channels * T), (int)T, 0.0f,
-                    mx + (size_t)xi * (size_t)(maps * T), (int)T);
+        cd_sgemm(ctx, false, false, maps, T, channels, 1.0f,
+                 u + (size_t)xi * (size_t)(maps * channels), channels,
+                 v + (size_t)xi * (size_t)(channels * T), T, 0.0f,
+                 mx + (size_t)xi * (size_t)(maps * T), T);
     winograd_output(mx, bias, res, ep, y, batch, maps, g);
 }
 

@@ -66,7 +66,7 @@ void cd_conv_depthwise(const float *x, const float *w, const float *bias, const 
 size_t cd_winograd_scratch_floats(int64_t batch, int64_t channels, int64_t maps,
                                   const cd_win_geom *g);
 void cd_winograd_weights(const float *w, int64_t maps, int64_t channels, float *u);
-void cd_winograd_run(const float *u, const float *x, const float *bias, const float *res,
+void cd_winograd_run(cd_ctx *ctx, const float *u, const float *x, const float *bias, const float *res,
                      const cd_epilogue *ep, float *y, int64_t batch, int64_t channels,
                      int64_t maps, const cd_win_geom *g, float *scratch);
 

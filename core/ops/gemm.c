@@ -5,6 +5,7 @@
 #include <limits.h>
 #include <string.h>
 
+#include "../parallel.h"
 #include "op.h"
 
 static bool fits_blas(int64_t v) { return v >= 0 && v <= INT_MAX; }
@@ -109,9 +110,8 @@ static cd_status gemm_forward(const cd_node *n, cd_tensor *const *in, cd_tensor 
             memset(y, 0, (size_t)g.m * (size_t)g.n * sizeof(float));
         return CD_OK;
     }
-    cblas_sgemm(CblasRowMajor, g.ta ? CblasTrans : CblasNoTrans, g.tb ? CblasTrans : CblasNoTrans,
-                g.m, g.n, g.k, g.alpha, cd_cf32(in[0]), g.ta ? g.m : g.k, cd_cf32(in[1]),
-                g.tb ? g.k : g.n, beta, y, g.n);
+    cd_sgemm(ctx, g.ta, g.tb, g.m, g.n, g.k, g.alpha, cd_cf32(in[0]), g.ta ? g.m : g.k,
+             cd_cf32(in[1]), g.tb ? g.k : g.n, beta, y, g.n);
     return CD_OK;
 }
 
@@ -120,26 +120,26 @@ static cd_status gemm_forward(const cd_node *n, cd_tensor *const *in, cd_tensor 
  *   dC = beta * G summed over the axes along which C was broadcast.
  * A transposed operand receives the transpose, which BLAS computes by
  * swapping the factors' roles. */
-static void gemm_grad_a(const gemm_dims *g, const float *b, const float *gy, float *ga)
+static void gemm_grad_a(cd_ctx *ctx, const gemm_dims *g, const float *b, const float *gy,
+                        float *ga)
 {
     int ldb = g->tb ? g->k : g->n;
     if (!g->ta)
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, g->tb ? CblasNoTrans : CblasTrans, g->m, g->k,
-                    g->n, g->alpha, gy, g->n, b, ldb, 1.0f, ga, g->k);
+        cd_sgemm(ctx, false, !g->tb, g->m, g->k, g->n, g->alpha, gy, g->n, b, ldb, 1.0f, ga,
+                 g->k);
     else
-        cblas_sgemm(CblasRowMajor, g->tb ? CblasTrans : CblasNoTrans, CblasTrans, g->k, g->m,
-                    g->n, g->alpha, b, ldb, gy, g->n, 1.0f, ga, g->m);
+        cd_sgemm(ctx, g->tb, true, g->k, g->m, g->n, g->alpha, b, ldb, gy, g->n, 1.0f, ga, g->m);
 }
 
-static void gemm_grad_b(const gemm_dims *g, const float *a, const float *gy, float *gb)
+static void gemm_grad_b(cd_ctx *ctx, const gemm_dims *g, const float *a, const float *gy,
+                        float *gb)
 {
     int lda = g->ta ? g->m : g->k;
     if (!g->tb)
-        cblas_sgemm(CblasRowMajor, g->ta ? CblasNoTrans : CblasTrans, CblasNoTrans, g->k, g->n,
-                    g->m, g->alpha, a, lda, gy, g->n, 1.0f, gb, g->n);
+        cd_sgemm(ctx, !g->ta, false, g->k, g->n, g->m, g->alpha, a, lda, gy, g->n, 1.0f, gb,
+                 g->n);
     else
-        cblas_sgemm(CblasRowMajor, CblasTrans, g->ta ? CblasTrans : CblasNoTrans, g->n, g->k,
-                    g->m, g->alpha, gy, g->n, a, lda, 1.0f, gb, g->k);
+        cd_sgemm(ctx, true, g->ta, g->n, g->k, g->m, g->alpha, gy, g->n, a, lda, 1.0f, gb, g->k);
 }
 
 static cd_status gemm_backward(const cd_node *n, cd_tensor *const *in, cd_tensor *const *out,
@@ -154,9 +154,9 @@ static cd_status gemm_backward(const cd_node *n, cd_tensor *const *in, cd_tensor
     const float *gy = cd_cf32(gout[0]);
     bool nonempty = g.m > 0 && g.n > 0 && g.k > 0;
     if (gin[0] && nonempty)
-        gemm_grad_a(&g, cd_cf32(in[1]), gy, cd_f32(gin[0]));
+        gemm_grad_a(ctx, &g, cd_cf32(in[1]), gy, cd_f32(gin[0]));
     if (gin[1] && nonempty)
-        gemm_grad_b(&g, cd_cf32(in[0]), gy, cd_f32(gin[1]));
+        gemm_grad_b(ctx, &g, cd_cf32(in[0]), gy, cd_f32(gin[1]));
     if (n->n_inputs > 2 && gin[2] && gemm_c(n, in)) {
         float *gc = cd_f32(gin[2]);
         for (int i = 0; i < g.m; i++)
@@ -285,15 +285,15 @@ static cd_status matmul_forward(const cd_node *n, cd_tensor *const *in, cd_tenso
         return CD_OK;
     }
     if (matmul_foldable(&p, in[0], in[1])) {
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, p.m * (int)p.batches, p.n, p.k,
-                    1.0f, a, p.k, b, p.n, 0.0f, y, p.n);
+        cd_sgemm(ctx, false, false, (int64_t)p.m * (int64_t)p.batches, p.n, p.k, 1.0f, a, p.k, b,
+                 p.n, 0.0f, y, p.n);
         return CD_OK;
     }
     for (size_t t = 0; t < p.batches; t++) {
         size_t oa, ob;
         batch_offsets(&p, t, &oa, &ob);
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, p.m, p.n, p.k, 1.0f, a + oa * sa,
-                    p.k, b + ob * sb, p.n, 0.0f, y + t * sy, p.n);
+        cd_sgemm(ctx, false, false, p.m, p.n, p.k, 1.0f, a + oa * sa, p.k, b + ob * sb, p.n,
+                 0.0f, y + t * sy, p.n);
     }
     return CD_OK;
 }
@@ -322,11 +322,11 @@ static cd_status matmul_backward(const cd_node *n, cd_tensor *const *in, cd_tens
         if (!fold)
             batch_offsets(&p, t, &oa, &ob);
         if (ga)
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, m, p.k, p.n, 1.0f,
-                        g + t * sy, p.n, b + ob * sb, p.n, 1.0f, ga + oa * sa, p.k);
+            cd_sgemm(ctx, false, true, m, p.k, p.n, 1.0f, g + t * sy, p.n, b + ob * sb, p.n, 1.0f,
+                     ga + oa * sa, p.k);
         if (gb)
-            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, p.k, p.n, m, 1.0f,
-                        a + oa * sa, p.k, g + t * sy, p.n, 1.0f, gb + ob * sb, p.n);
+            cd_sgemm(ctx, true, false, p.k, p.n, m, 1.0f, a + oa * sa, p.k, g + t * sy, p.n, 1.0f,
+                     gb + ob * sb, p.n);
     }
     return CD_OK;
 }

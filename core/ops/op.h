@@ -69,6 +69,9 @@ typedef struct cd_ctx {
     /* Stochastic execution (issue 4): NULL = deterministic inference. The
      * dropout kernel asks this hook for its mask/behaviour. */
     const struct cd_stochastic *stochastic;
+    /* Worker pool for this session's threads (NULL = serial). Kernels use it
+     * through cd_sgemm and cd_pool_run (core/parallel.h). */
+    struct cd_pool *pool;
 } cd_ctx;
 
 /* Returns scratch of at least bytes (grows once, then reused), or NULL after

@@ -1,0 +1,204 @@
+#include <cblas.h>
+#include <pthread.h>
+#include <stdlib.h>
+
+#include "ops/op.h"
+#include "parallel.h"
+
+void openblas_set_num_threads(int num_threads);
+
+struct cd_pool {
+    int n_workers;
+    pthread_t *workers;
+    pthread_mutex_t lock;
+    pthread_cond_t wake;
+    pthread_cond_t done;
+    /* current job, guarded by lock */
+    cd_task_fn fn;
+    void *arg;
+    int n_tasks;
+    int next_task;
+    int running;      /* tasks claimed but not finished */
+    unsigned long generation;
+    bool quit;
+};
+
+/* Claims and runs tasks until none is left. Called with the lock held;
+ * returns with it held. */
+static void drain(cd_pool *p)
+{
+    while (p->next_task < p->n_tasks) {
+        int t = p->next_task++;
+        p->running++;
+        cd_task_fn fn = p->fn;
+        void *arg = p->arg;
+        pthread_mutex_unlock(&p->lock);
+        fn(arg, t);
+        pthread_mutex_lock(&p->lock);
+        p->running--;
+    }
+    if (p->running == 0)
+        pthread_cond_broadcast(&p->done);
+}
+
+static void *worker(void *arg)
+{
+    cd_pool *p = arg;
+    unsigned long seen = 0;
+    pthread_mutex_lock(&p->lock);
+    for (;;) {
+        while (!p->quit && p->generation == seen)
+            pthread_cond_wait(&p->wake, &p->lock);
+        if (p->quit)
+            break;
+        seen = p->generation;
+        drain(p);
+    }
+    pthread_mutex_unlock(&p->lock);
+    return NULL;
+}
+
+cd_status cd_pool_create(int threads, cd_pool **out, cd_error *err)
+{
+    *out = NULL;
+    if (threads <= 1)
+        return CD_OK;
+    cd_pool *p = calloc(1, sizeof *p);
+    if (!p)
+        return cd_fail(err, CD_ERR_OUT_OF_MEMORY, "out of memory creating a thread pool");
+    p->workers = calloc((size_t)threads, sizeof *p->workers);
+    if (!p->workers) {
+        free(p);
+        return cd_fail(err, CD_ERR_OUT_OF_MEMORY, "out of memory creating a thread pool");
+    }
+    pthread_mutex_init(&p->lock, NULL);
+    pthread_cond_init(&p->wake, NULL);
+    pthread_cond_init(&p->done, NULL);
+    for (int i = 0; i < threads - 1; i++) {
+        if (pthread_create(&p->workers[i], NULL, worker, p) != 0) {
+            cd_pool_free(p);
+            return cd_fail(err, CD_ERR_INTERNAL, "cannot start worker thread %d", i + 1);
+        }
+        p->n_workers++;
+    }
+    *out = p;
+    return CD_OK;
+}
+
+void cd_pool_free(cd_pool *p)
+{
+    if (!p)
+        return;
+    pthread_mutex_lock(&p->lock);
+    p->quit = true;
+    pthread_cond_broadcast(&p->wake);
+    pthread_mutex_unlock(&p->lock);
+    for (int i = 0; i < p->n_workers; i++)
+        pthread_join(p->workers[i], NULL);
+    pthread_mutex_destroy(&p->lock);
+    pthread_cond_destroy(&p->wake);
+    pthread_cond_destroy(&p->done);
+    free(p->workers);
+    free(p);
+}
+
+int cd_pool_threads(const cd_pool *p) { return p ? p->n_workers + 1 : 1; }
+
+void cd_pool_run(cd_pool *p, int n_tasks, cd_task_fn fn, void *arg)
+{
+    if (!p || n_tasks <= 1) {
+        for (int t = 0; t < n_tasks; t++)
+            fn(arg, t);
+        return;
+    }
+    pthread_mutex_lock(&p->lock);
+    p->fn = fn;
+    p->arg = arg;
+    p->n_tasks = n_tasks;
+    p->next_task = 0;
+    p->running = 0;
+    p->generation++;
+    pthread_cond_broadcast(&p->wake);
+    drain(p);
+    while (p->running > 0 || p->next_task < p->n_tasks)
+        pthread_cond_wait(&p->done, &p->lock);
+    pthread_mutex_unlock(&p->lock);
+}
+
+void cd_blas_single_thread(void)
+{
+    openblas_set_num_threads(1);
+}
+
+typedef struct gemm_job {
+    bool ta, tb, split_rows;
+    int64_t m, n, k, block;
+    float alpha, beta;
+    const float *a, *b;
+    float *c;
+    int64_t lda, ldb, ldc;
+} gemm_job;
+
+static void gemm_block(void *arg, int task)
+{
+    const gemm_job *j = arg;
+    int64_t lo = (int64_t)task * j->block;
+    int64_t total = j->split_rows ? j->m : j->n;
+    int64_t len = total - lo < j->block ? total - lo : j->block;
+    const float *a = j->a, *b = j->b;
+    float *c = j->c;
+    int64_t m = j->m, n = j->n;
+    if (j->split_rows) { /* rows lo.. of op(A) and C */
+        a += j->ta ? lo : lo * j->lda;
+        c += lo * j->ldc;
+        m = len;
+    } else { /* columns lo.. of op(B) and C */
+        b += j->tb ? lo * j->ldb : lo;
+        c += lo;
+        n = len;
+    }
+    cblas_sgemm(CblasRowMajor, j->ta ? CblasTrans : CblasNoTrans,
+                j->tb ? CblasTrans : CblasNoTrans, (int)m, (int)n, (int)j->k, j->alpha, a,
+                (int)j->lda, b, (int)j->ldb, j->beta, c, (int)j->ldc);
+}
+
+/* Block size from the shape only (never from the thread count): about eight
+ * blocks along the longer of m and n, multiples of 16, at least 64. */
+static int64_t block_of(int64_t len)
+{
+    int64_t b = (len + 7) / 8;
+    b = (b + 15) / 16 * 16;
+    return b < 64 ? 64 : b;
+}
+
+void cd_sgemm(cd_ctx *ctx, bool ta, bool tb, int64_t m, int64_t n, int64_t k, float alpha,
+              const float *a, int64_t lda, const float *b, int64_t ldb, float beta, float *c,
+              int64_t ldc)
+{
+    if (m <= 0 || n <= 0)
+        return;
+    gemm_job j = {ta, tb, n < m, m, n, k, 0, alpha, beta, a, b, c, lda, ldb, ldc};
+    int64_t total = j.split_rows ? m : n;
+    j.block = block_of(total);
+    int64_t tasks = (total + j.block - 1) / j.block;
+    cd_pool_run(ctx ? ctx->pool : NULL, (int)tasks, gemm_block, &j);
+}
+
+cd_status cd_ctx_ensure_pool(cd_ctx *ctx)
+{
+    int want = ctx->threads > 1 ? ctx->threads : 1;
+    if (cd_pool_threads(ctx->pool) == want)
+        return CD_OK;
+    cd_pool_free(ctx->pool);
+    ctx->pool = NULL;
+    return cd_pool_create(want, &ctx->pool, ctx->err);
+}
+
+void cd_ctx_release(cd_ctx *ctx)
+{
+    free(ctx->scratch);
+    ctx->scratch = NULL;
+    ctx->scratch_size = 0;
+    cd_pool_free(ctx->pool);
+    ctx->pool = NULL;
+}

@@ -1,0 +1,49 @@
+/* candor's own worker pool and the deterministic parallel GEMM.
+ *
+ * Why our own pool around single-threaded OpenBLAS instead of OpenBLAS's
+ * threads: OpenBLAS partitions a GEMM by its thread count, and its edge
+ * kernels then round some outputs differently, so the same input gave
+ * different bits with 1 and 2 threads. cd_sgemm cuts every GEMM into blocks
+ * chosen from the matrix shape alone and runs each block as one
+ * single-threaded OpenBLAS call; the pool only decides which thread runs which
+ * block. Results are therefore bit-identical for any thread count, and one
+ * setting (the session's threads) governs all parallel work — OpenBLAS is
+ * kept at one thread, so there is no oversubscription. */
+#ifndef CANDOR_PARALLEL_H
+#define CANDOR_PARALLEL_H
+
+#include <stdbool.h>
+
+#include "internal.h"
+
+struct cd_ctx;
+typedef struct cd_pool cd_pool;
+
+/* A pool of threads - 1 workers (the caller is the last one). threads <= 1
+ * gives a NULL pool (serial). */
+cd_status cd_pool_create(int threads, cd_pool **out, cd_error *err);
+void cd_pool_free(cd_pool *pool);
+int cd_pool_threads(const cd_pool *pool);
+
+typedef void (*cd_task_fn)(void *arg, int task);
+/* Runs fn(arg, 0..n_tasks-1), spread over the pool (serially when pool is
+ * NULL). Returns when all tasks are done. Not re-entrant for one pool. */
+void cd_pool_run(cd_pool *pool, int n_tasks, cd_task_fn fn, void *arg);
+
+/* Row-major C = alpha * op(A) * op(B) + beta * C, op(X) = X or X^T, with the
+ * blocking described above. Uses ctx->pool when set. */
+void cd_sgemm(struct cd_ctx *ctx, bool ta, bool tb, int64_t m, int64_t n, int64_t k, float alpha,
+              const float *a, int64_t lda, const float *b, int64_t ldb, float beta, float *c,
+              int64_t ldc);
+
+/* Makes OpenBLAS single-threaded (process-wide, idempotent). */
+void cd_blas_single_thread(void);
+
+
+
+/* Gives ctx a pool for ctx->threads (kept while the count stays the same).
+ * cd_plan_run calls it, so every owner of a cd_ctx gets parallel kernels. */
+cd_status cd_ctx_ensure_pool(struct cd_ctx *ctx);
+/* Frees what a cd_ctx owns (scratch and pool); the struct itself stays. */
+void cd_ctx_release(struct cd_ctx *ctx);
+#endif
