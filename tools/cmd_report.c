@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "cli.h"
+#include "mpi_shard.h"
 
 static void report_usage(FILE *f)
 {
@@ -205,10 +206,13 @@ int cmd_report(int argc, char **argv)
     int rc = parse_args(argc, argv, &a);
     if (rc)
         return rc < 0 ? 0 : rc;
+    /* mpirun -n N: one CSV, reported by rank 0 alone (docs/scale-out.md). */
+    if (mpi_shard_start() && mpi_shard_rank() != 0)
+        return mpi_shard_finish(0);
     cd_error err = {0};
     cd_predictions p;
     if (cd_predictions_read_csv(a.predictions, &a.csv, &p, &err))
-        return cli_fail_err("report", &err);
+        return mpi_shard_finish(cli_fail_err("report", &err));
     fprintf(stderr, "candor report: %zu samples, %d classes; computing metrics%s\n", p.n, p.k,
             a.rep.bootstrap != 0 ? " and bootstrap intervals" : "");
     char *cmdline = join_args(argc, argv);
@@ -240,10 +244,10 @@ int cmd_report(int argc, char **argv)
     cd_predictions_clear(&p);
     free(cmdline);
     if (st)
-        return cli_fail_err("report", &err);
+        return mpi_shard_finish(cli_fail_err("report", &err));
     if (a.html)
         fprintf(stderr, "candor report: wrote %s\n", a.html);
     if (a.json)
         fprintf(stderr, "candor report: wrote %s\n", a.json);
-    return 0;
+    return mpi_shard_finish(0);
 }
