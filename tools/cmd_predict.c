@@ -17,6 +17,7 @@
 #include "mpi_shard.h"
 #include "predict_mc.h"
 #include "predict_calib.h"
+#include "predict_surrogate.h"
 
 static void help(FILE *f)
 {
@@ -48,6 +49,7 @@ static void help(FILE *f)
             "  --calibration F  apply a calibration file from 'candor calibrate': calibrated\n"
             "                 probabilities, conformal prediction set, abstain-or-predict\n"
             "  --alpha A      with --calibration: conformal miscoverage (default: the file's)\n"
+            "  --surrogate F  show which rule of a surrogate tree ('candor surrogate') fires\n"
             "  -h, --help     this help\n");
 }
 
@@ -226,9 +228,10 @@ int cmd_predict(int argc, char **argv)
                                          {"overlay", optional_argument, 0, 'O'},
                                          {"calibration", required_argument, 0, 'c'},
                                          {"alpha", required_argument, 0, 'a'},
+                                         {"surrogate", required_argument, 0, 'U'},
                                          {0, 0, 0, 0}};
     predict_opts o = {.top = 3};
-    const char *calib_path = NULL;
+    const char *calib_path = NULL, *surrogate_path = NULL;
     double calib_alpha = 0;
     static predict_mc_opts mo; /* large; one per process */
     memset(&mo, 0, sizeof mo);
@@ -274,9 +277,14 @@ int cmd_predict(int argc, char **argv)
             break;
         case 'c': calib_path = optarg; break;
         case 'a': calib_alpha = atof(optarg); break;
+        case 'U': surrogate_path = optarg; break;
         default: help(stderr); return 2;
         }
     }
+    if (surrogate_path && (uncertain || calib_path))
+        return cli_fail("predict: --surrogate does not combine with MC/ensemble/calibration options"), 2;
+    if (surrogate_path)
+        return predict_surrogate_run(surrogate_path, o.json, o.threads, argc - optind, argv + optind);
     if (calib_path && uncertain)
         return cli_fail("predict: --calibration does not combine with MC/ensemble options yet"), 2;
     if (calib_alpha != 0 && (!calib_path || !(calib_alpha > 0 && calib_alpha < 1)))

@@ -267,7 +267,7 @@ static cd_status model_top(cd_explainer *e, const cd_tensor *x, int *top, double
 }
 
 static cd_status explain_input(const cd_model *m, cd_explainer *e, const surrogate_def *s,
-                               const char *path, bool json, bool first, cd_error *err)
+                               const char *path, bool json, bool *first, cd_error *err)
 {
     cd_tensor *x = NULL, *f = NULL;
     cd_status st = inputs_load_tensor(m, path, &x, err);
@@ -298,14 +298,15 @@ static cd_status explain_input(const cd_model *m, cd_explainer *e, const surroga
             cJSON_AddItemToObject(o, "rule", surrogate_rule_json(s, leaf));
             cJSON_AddStringToObject(o, "rule_text", rule ? rule : "");
             char *txt = cJSON_PrintUnformatted(o);
-            printf("%s%s", first ? "" : ",\n", txt ? txt : "{}");
+            printf("%s%s", *first ? "" : ",\n", txt ? txt : "{}");
+            *first = false;
             free(txt);
             cJSON_Delete(o);
         } else {
+            const char *sl = label_of(m, k, b2, sizeof b2);
             printf("%s\n  model:     %s (%.2f%%)\n  surrogate: %s (leaf %d, %s)\n  rule:      "
-                   "IF %s THEN %s\n", path, label_of(m, top, b1, sizeof b1), 100 * prob,
-                   label_of(m, k, b2, sizeof b2), leaf, k == top ? "agrees" : "DISAGREES",
-                   rule ? rule : "?", b2);
+                   "IF %s THEN %s\n", path, label_of(m, top, b1, sizeof b1), 100 * prob, sl,
+                   leaf, k == top ? "agrees" : "DISAGREES", rule ? rule : "?", sl);
         }
         free(rule);
     }
@@ -334,10 +335,11 @@ int predict_surrogate_run(const char *file, bool json, int threads, int argc, ch
     int failures = 0;
     if (inputs_collect(argc - 1, argv + 1, &in) != 0 || in.count == 0)
         failures = cli_fail("predict: no inputs found");
+    bool first = true;
     if (json && in.count)
         printf("[");
     for (int i = 0; i < in.count; i++)
-        if (explain_input(m, e, &s, in.paths[i], json, i == 0, &err)) {
+        if (explain_input(m, e, &s, in.paths[i], json, &first, &err)) {
             fprintf(stderr, "candor predict: error (%s): %s: %s\n", cd_status_name(err.code),
                     in.paths[i], err.message);
             failures++;
