@@ -608,8 +608,11 @@ static void write_json(FILE *f, const void *vctx)
         fprintf(f, ",\"steps\":%d,\"alpha\":%g,\"random_start\":%s,\"seed\":%llu", a->ap.steps,
                 (double)(a->ap.alpha > 0 ? a->ap.alpha : 2.5f * a->ap.eps / (float)a->ap.steps),
                 a->ap.random_start ? "true" : "false", (unsigned long long)a->seed);
-    fprintf(f, ",\"clip\":{\"lo\":%g,\"hi\":%g},\"max_linf_measured\":", (double)s->lo[0],
-            (double)s->hi[0]);
+    fprintf(f, ",\"clip\":{\"lo\":");
+    iu_json_num(f, s->lo[0]);
+    fprintf(f, ",\"hi\":");
+    iu_json_num(f, s->hi[0]);
+    fprintf(f, "},\"max_linf_measured\":");
     iu_json_num(f, s->linf_max);
     fprintf(f, "},\"accuracy\":{\"clean\":");
     iu_json_num(f, accuracy(s->clean.pred, s->ds.labels, s->n));
