@@ -11,6 +11,7 @@
 #include "core/atomic_file.h"
 #include "explain_vis.h"
 #include "inputs.h"
+#include "mpi_shard.h"
 
 static void help(FILE *f)
 {
@@ -728,6 +729,24 @@ static int explain_one_mc(const cd_model *m, cd_explain_mc *u, int members, cons
     return st == CD_OK ? 0 : 1;
 }
 
+/* mpirun -n N (mpi_shard.h): once every rank succeeded, rank 0 prints all
+ * ranks' summaries in input order (the per-input files under -o were
+ * written by the rank that owned the input). Returns the failure count;
+ * with one rank `failures` unchanged. */
+static int mpi_end(bool setup_failed, int failures, const char *bad_input)
+{
+    if (mpi_shard_size() <= 1)
+        return failures;
+    char *out = NULL, why[1200];
+    size_t len = 0;
+    mpi_shard_capture_end(&out, &len);
+    snprintf(why, sizeof why, bad_input ? "%d input(s) failed, the first: %s (see above)"
+                                        : "setup failed (see above)", failures, bad_input);
+    int bad = mpi_shard_end_stdout("explain", out, len, setup_failed || failures ? why : NULL);
+    free(out);
+    return bad;
+}
+
 static bool is_onnx_name(const char *s)
 {
     size_t n = strlen(s);
@@ -779,8 +798,17 @@ static int run_uncertain(int argc, char **argv, ex_args *a, cd_tensor *baseline)
         rc = cli_fail("explain: --npy/--samples take a single input (use -o OUTDIR)");
     else if (!rc && a->outdir && mkdir(a->outdir, 0777) != 0 && errno != EEXIST)
         rc = cli_fail("explain: cannot create '%s': %s", a->outdir, strerror(errno));
-    for (int i = 0; !rc && i < in.count; i++)
-        failures += explain_one_mc(models[0], u, n, in.paths[i], a, baseline);
+    size_t from = 0, count = 0; /* this rank's inputs (all of them with one rank) */
+    if (!rc)
+        mpi_shard_range((size_t)in.count, &from, &count);
+    const char *bad = NULL;
+    mpi_shard_capture_begin();
+    for (size_t i = from; !rc && i < from + count; i++) {
+        int f = explain_one_mc(models[0], u, n, in.paths[i], a, baseline);
+        bad = f && !bad ? in.paths[i] : bad;
+        failures += f;
+    }
+    failures = mpi_end(rc != 0, failures, bad);
     inputs_free(&in);
     cd_explain_mc_free(u);
     for (int i = 0; i < n; i++)
@@ -803,12 +831,14 @@ int cmd_explain(int argc, char **argv)
     cd_tensor *baseline = NULL;
     if (a.batch == 0)
         a.batch = 8;
+    mpi_shard_start(); /* mpirun -n N: this rank's share of the inputs (docs/scale-out.md) */
+    a.threads = mpi_shard_threads(a.threads);
     if (a.mc || a.ensemble || a.n_members) {
         if (a.baseline_path && cd_npy_load_f32(a.baseline_path, &baseline, &err) != CD_OK)
             return cli_fail_err("explain", &err);
         rc = run_uncertain(argc - optind, argv + optind, &a, baseline);
         cd_tensor_free(baseline);
-        return rc;
+        return mpi_shard_finish(rc);
     }
     if (cd_model_load(argv[optind], NULL, &m, &err) != CD_OK)
         return cli_fail_err("explain", &err);
@@ -834,11 +864,20 @@ int cmd_explain(int argc, char **argv)
         cli_fail("explain: cannot create '%s': %s", a.outdir, strerror(errno));
         setup = 1;
     }
-    for (int i = 0; !setup && i < in.count; i++)
-        failures += explain_one(m, e, in.paths[i], &a, baseline);
+    size_t from = 0, count = 0; /* this rank's inputs (all of them with one rank) */
+    if (!setup)
+        mpi_shard_range((size_t)in.count, &from, &count);
+    const char *bad = NULL;
+    mpi_shard_capture_begin();
+    for (size_t i = from; !setup && i < from + count; i++) {
+        int f = explain_one(m, e, in.paths[i], &a, baseline);
+        bad = f && !bad ? in.paths[i] : bad;
+        failures += f;
+    }
+    failures = mpi_end(setup != 0, failures, bad);
     inputs_free(&in);
     cd_tensor_free(baseline);
     cd_explainer_free(e);
     cd_model_free(m);
-    return failures || setup ? 1 : 0;
+    return mpi_shard_finish(failures || setup ? 1 : 0);
 }
