@@ -813,6 +813,28 @@ static cd_status grad_slot(cd_plan *p, cd_tensor **grads, int v, cd_error *err)
     return cd_tensor_create(CD_FLOAT32, t->ndim, t->dims, &grads[v], err);
 }
 
+/* keep[v]: gradient asked for. reaches[v]: v depends on some asked-for value,
+ * so the reverse pass must carry a gradient into it (others are skipped —
+ * Grad-CAM at a late layer never computes the early convolutions' input
+ * gradients). */
+static void mark_gradient_paths(const cd_plan *p, int n_wrt, const int *wrt, bool *keep,
+                                bool *reaches)
+{
+    const cd_model *m = p->model;
+    for (int w = 0; w < n_wrt; w++)
+        if (wrt[w] >= 0 && wrt[w] < p->n_values)
+            keep[wrt[w]] = reaches[wrt[w]] = true;
+    for (int s = 0; s < p->n_steps; s++) {
+        const cd_node *n = &m->nodes[p->steps[s]];
+        bool any = false;
+        for (int i = 0; i < n->n_inputs; i++)
+            any = any || (n->inputs[i] >= 0 && reaches[n->inputs[i]]);
+        for (int j = 0; any && j < n->n_outputs; j++)
+            if (n->outputs[j] >= 0)
+                reaches[n->outputs[j]] = true;
+    }
+}
+
 cd_status cd_plan_backward(cd_plan *p, int n_seeds, const int *seed_values,
                            const cd_tensor *const *seeds, int n_wrt, const int *wrt,
                            cd_tensor **grads_out, cd_ctx *ctx)
@@ -824,8 +846,15 @@ cd_status cd_plan_backward(cd_plan *p, int n_seeds, const int *seed_values,
                        "cd_plan_backward needs a plan built with keep_activations "
                        "(this plan reuses activation buffers)");
     cd_tensor **g = calloc((size_t)p->n_values + 1, sizeof *g);
-    if (!g)
+    bool *keep = calloc((size_t)p->n_values + 1, sizeof *keep);
+    bool *reaches = calloc((size_t)p->n_values + 1, sizeof *reaches);
+    if (!g || !keep || !reaches) {
+        free(g);
+        free(keep);
+        free(reaches);
         return cd_fail(err, CD_ERR_OUT_OF_MEMORY, "out of memory");
+    }
+    mark_gradient_paths(p, n_wrt, wrt, keep, reaches);
     cd_status st = CD_OK;
     for (int s = 0; st == CD_OK && s < n_seeds; s++) {
         int v = seed_values[s];
@@ -857,7 +886,8 @@ cd_status cd_plan_backward(cd_plan *p, int n_seeds, const int *seed_values,
             int v = n->inputs[i];
             in[i] = v >= 0 ? &p->vals[v] : NULL;
             gin[i] = NULL;
-            bool wanted = v >= 0 && p->kind[v] != CD_VALUE_CONST && p->vals[v].dtype == CD_FLOAT32;
+            bool wanted = v >= 0 && reaches[v] && p->kind[v] != CD_VALUE_CONST &&
+                          p->vals[v].dtype == CD_FLOAT32;
             if (wanted && (st = grad_slot(p, g, v, err)) == CD_OK)
                 gin[i] = g[v];
         }
@@ -866,6 +896,15 @@ cd_status cd_plan_backward(cd_plan *p, int n_seeds, const int *seed_values,
             st = cd_node_fail(n, err, CD_ERR_UNSUPPORTED, "operator has no backward pass");
         if (st == CD_OK)
             st = def->backward(n, in, out, gout, gin, ctx);
+        /* Each value has one producer: its gradient is complete and, unless
+         * asked for, no longer needed. */
+        for (int j = 0; j < n->n_outputs; j++) {
+            int v = n->outputs[j];
+            if (v >= 0 && !keep[v]) {
+                cd_tensor_free(g[v]);
+                g[v] = NULL;
+            }
+        }
     }
     for (int w = 0; w < n_wrt; w++)
         grads_out[w] = NULL;
@@ -879,6 +918,8 @@ cd_status cd_plan_backward(cd_plan *p, int n_seeds, const int *seed_values,
     for (int v = 0; v < p->n_values; v++)
         cd_tensor_free(g[v]);
     free(g);
+    free(keep);
+    free(reaches);
     if (st != CD_OK)
         for (int w = 0; w < n_wrt; w++) {
             cd_tensor_free(grads_out[w]);
