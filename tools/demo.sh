@@ -22,9 +22,12 @@ if [ -n "${CANDOR_CLI:-}" ]; then
 else
   jobs=$(nproc 2>/dev/null || echo 2)
   "$root/tools/bootstrap.sh" --minimal
-  cmake -S "$root" -B "$root/build" -DCMAKE_BUILD_TYPE=Release >/dev/null
-  cmake --build "$root/build" -j"$jobs" --target candor_cli >&2
-  cli=$root/build/candor
+  # Its own build folder, without tests: the minimal bootstrap has no CMocka,
+  # and build/ (tools/test.sh) must keep its tests enabled.
+  cmake -S "$root" -B "$root/build-demo" -DCMAKE_BUILD_TYPE=Release \
+    -DCANDOR_BUILD_TESTS=OFF >/dev/null
+  cmake --build "$root/build-demo" -j"$jobs" --target candor_cli >&2
+  cli=$root/build-demo/candor
 fi
 [ -x "$cli" ] || { echo "demo: candor binary not found at $cli" >&2; exit 1; }
 
