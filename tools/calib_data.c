@@ -739,7 +739,8 @@ cd_status calib_data_run(const cd_model *m, const calib_dataset *d, const calib_
         if (!st)
             st = run_batch(&r, x, b, scores, d->n, first, k, err);
         cd_tensor_free(x);
-        mpi_progress_step(&prog, first + b - from);
+        if (!st)
+            mpi_progress_step(&prog, first + b - from);
     }
     mpi_progress_end(&prog);
     runner_close(&r);
