@@ -368,7 +368,10 @@ cd_status cd_tcav(cd_explainer *e, const cd_tensor *inputs, const cd_tensor *con
     if (st == CD_OK)
         st = activations(e, random, layer, &t.Ar, err);
     size_t nc = t.Ac ? t.Ac->size1 : 0, nr = t.Ar ? t.Ar->size1 : 0;
-    size_t m = p->subset > 0 ? (size_t)p->subset : (nc < nr / 2 ? nc : nr / 2);
+    /* Half of each pool by default: every run then sees another part of the
+     * concept set too, which keeps the concept runs from all sharing one
+     * sample (their scores would be correlated and the t-test overconfident). */
+    size_t m = p->subset > 0 ? (size_t)p->subset : (nc < nr ? nc : nr) / 2;
     if (st == CD_OK && (m < 2 || m > nc || 2 * m > nr))
         st = cd_fail(err, CD_ERR_INVALID_ARGUMENT, "cd_tcav: subset %zu needs <= %zu concept and "
                      ">= %zu random examples (have %zu and %zu)", m, nc, 2 * m, nc, nr);

@@ -49,7 +49,9 @@ char *surrogate_rule_text(const surrogate_def *s, int leaf)
 {
     int path[MAX_DEPTH_PATH];
     int n = find_path(s->tree, 0, leaf, path, 0);
-    size_t cap = 64 + (size_t)n * 600, len = 0;
+    size_t cap = 64, len = 0;
+    for (int i = 0; i + 1 < n; i++)
+        cap += strlen(fname(s, s->tree->nodes[path[i]].feature)) + 48;
     char *out = malloc(cap);
     if (!out)
         return NULL;
