@@ -463,7 +463,7 @@ typedef struct cd_tcav_params {
     const char *layer; /* NULL = cd_explain_default_layer */
     int target;        /* class whose score is differentiated */
     int runs;          /* concept and null runs each, >= 10 (default 20) */
-    int subset;        /* rows per side per run; 0 = min(n_concept, n_random / 2) */
+    int subset;        /* rows per side per run; 0 = min(n_concept, n_random) / 2 */
     double l2;         /* default 0.01 */
     int max_iter;      /* default 300 */
     double alpha;      /* significance level, default 0.05 */
