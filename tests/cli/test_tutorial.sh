@@ -28,7 +28,10 @@ doc, work = sys.argv[1], sys.argv[2]
 text = open(doc).read()
 blocks = re.findall(r"^```(\w*)\n(.*?)^```", text, re.S | re.M)
 os.makedirs(os.path.join(work, "files"), exist_ok=True)
-script = ["set -euo pipefail", 'cp "$TUTORIAL_FILES"/* . 2>/dev/null || true']
+# The python files are copied into the tutorial's scratch folder (under
+# TMPDIR) before each block, never into the source tree the script starts in.
+copy = 'case "$PWD" in "$TMPDIR"/*) cp -n "$TUTORIAL_FILES"/* . ;; esac'
+script = ["set -euo pipefail"]
 n_sh = n_py = 0
 for lang, body in blocks:
     if lang == "python":
@@ -39,8 +42,7 @@ for lang, body in blocks:
     elif lang == "sh":
         n_sh += 1
         script.append('echo "=== tutorial block %d" >&2' % n_sh)
-        # Files written so far become available after the first cd.
-        script.append('cp -n "$TUTORIAL_FILES"/* . 2>/dev/null || true')
+        script.append(copy)
         script.append(body)
 open(os.path.join(work, "tutorial.sh"), "w").write("\n".join(script) + "\npwd > \"$TUTORIAL_DONE\"\n")
 assert n_sh >= 6 and n_py >= 3, (n_sh, n_py)
@@ -54,6 +56,9 @@ start=$(date +%s)
   || fail "tutorial commands failed: $(tail -15 "$WORK/stderr.txt")"
 echo "tutorial ran in $(( $(date +%s) - start )) s"
 [ -s "$WORK/done" ] || fail "tutorial script did not finish"
+for f in "$WORK"/files/* fashion.onnx calib.json new.csv; do
+  [ -e "$SRC/$(basename "$f")" ] && fail "the tutorial wrote $(basename "$f") into the source tree"
+done
 T=$(cat "$WORK/done")
 case "$T" in "$WORK/tmp"/*) ;; *) fail "tutorial worked outside its scratch folder: $T";; esac
 
