@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/graph.h"
 #include "explain_internal.h"
 
 /* ------------------------------------------------------------ tiny font */
@@ -140,6 +141,27 @@ static cd_status fill_ranking(cd_feature_maps *fm, int top, cd_error *err)
     return CD_OK;
 }
 
+/* Fails for an unknown layer, listing the node outputs (the last 12) that
+ * could be meant. */
+static cd_status check_layer_name(const cd_model *m, const char *layer, cd_error *err)
+{
+    if (cd_model_find_value(m, layer) >= 0)
+        return CD_OK;
+    char list[600] = "";
+    size_t len = 0;
+    int first = m->n_nodes > 12 ? m->n_nodes - 12 : 0;
+    for (int i = first; i < m->n_nodes && len < sizeof list; i++)
+        for (int j = 0; j < m->nodes[i].n_outputs && len < sizeof list; j++) {
+            int v = m->nodes[i].outputs[j];
+            if (v >= 0 && m->nodes[i].op != CD_OP_CONSTANT)
+                len += (size_t)snprintf(list + len, sizeof list - len, "%s'%s'",
+                                        len ? ", " : "", m->values[v].name);
+        }
+    return cd_fail(err, CD_ERR_INVALID_ARGUMENT,
+                   "model has no tensor named '%s'; node outputs (the last %d nodes): %s", layer,
+                   m->n_nodes - first, list);
+}
+
 cd_status cd_feature_maps_compute(const cd_model *model, const cd_tensor *x, const char *layer,
                                   int top, int threads, cd_feature_maps *out, cd_error *err)
 {
@@ -148,7 +170,9 @@ cd_status cd_feature_maps_compute(const cd_model *model, const cd_tensor *x, con
     memset(out, 0, sizeof *out);
     if (cd_tensor_ndim(x) < 1 || cd_tensor_dims(x)[0] != 1)
         return cd_fail(err, CD_ERR_INVALID_ARGUMENT, "feature maps take one example (batch 1)");
-    cd_status st = layer_value(model, x, layer, threads, &out->tensor, err);
+    cd_status st = check_layer_name(model, layer, err);
+    if (st == CD_OK)
+        st = layer_value(model, x, layer, threads, &out->tensor, err);
     if (st == CD_OK)
         st = check_maps(out->tensor, layer, err);
     if (st == CD_OK)
