@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "core/ops/conv_fast.h"
+#include "core/parallel.h"
 #include "testutil.h"
 
 typedef struct shape {
@@ -31,7 +32,12 @@ static shape random_shape(cd_conv_algo algo, uint64_t *st)
                .bias = rnd(st, 0, 1) == 1};
     switch (algo) {
     case CD_CONV_GEMM_1X1: s.kh = s.kw = s.s = s.d = 1, s.pad = 0; break;
-    case CD_CONV_DEPTHWISE: s.m = s.c, s.group = s.c; break;
+    case CD_CONV_DEPTHWISE: /* MobileNets use 3x3 and 5x5 windows, stride 1 and 2 */
+        s.m = s.c, s.group = s.c, s.kh = rnd(st, 1, 5), s.kw = rnd(st, 1, 5);
+        s.pad = rnd(st, 0, 3), s.h = rnd(st, 9, 20), s.w = rnd(st, 9, 20);
+        if (rnd(st, 0, 1)) /* the unrolled 3x3 / 5x5 kernels */
+            s.kh = s.kw = rnd(st, 0, 1) ? 3 : 5;
+        break;
     case CD_CONV_WINOGRAD:
         s.kh = s.kw = 3, s.s = s.d = 1, s.pad = rnd(st, 0, 1);
         s.c = rnd(st, 1, 40), s.m = rnd(st, 1, 40);
@@ -66,13 +72,20 @@ static float act_ref(const cd_epilogue *ep, float v)
         return v * (g < 0 ? 0 : g > 1 ? 1 : g);
     }
     case CD_ACT_SIGMOID: return (float)(1.0 / (1.0 + exp(-(double)v)));
+    case CD_ACT_HARD_SIGMOID: {
+        double h = (double)ep->alpha * v + ep->beta;
+        return (float)(h < 0 ? 0 : h > 1 ? 1 : h);
+    }
     default: return v;
     }
 }
 
 static cd_epilogue random_epilogue(uint64_t *st)
 {
-    cd_epilogue ep = {.act = (cd_act)rnd(st, 0, 5), .lo = -0.5f, .hi = 1.5f, .alpha = 0.1f};
+    cd_epilogue ep = {.act = (cd_act)rnd(st, 0, 6), .lo = -0.5f, .hi = 1.5f, .alpha = 0.1f,
+                      .beta = 0.5f};
+    if (ep.act == CD_ACT_HARD_SIGMOID)
+        ep.alpha = 1.0f / 6.0f;
     return ep;
 }
 
@@ -111,6 +124,16 @@ static double check_case(cd_conv_algo algo, uint64_t seed)
     assert_int_equal(cd_conv_kernel_run(kern, x->data, use_res ? res->data : NULL, fast->data,
                                         &ctx),
                      CD_OK);
+    /* Two threads on candor's pool give the same bits (work split by shape). */
+    cd_tensor *fast2 = tu_random(4, yd, 2, 7, 7);
+    cd_ctx ctx2 = {.err = &err, .threads = 2};
+    assert_int_equal(cd_ctx_ensure_pool(&ctx2), CD_OK);
+    assert_int_equal(cd_conv_kernel_run(kern, x->data, use_res ? res->data : NULL, fast2->data,
+                                        &ctx2),
+                     CD_OK);
+    assert_memory_equal(fast->data, fast2->data, cd_tensor_numel(fast) * sizeof(float));
+    cd_ctx_release(&ctx2);
+    cd_tensor_free(fast2);
     int64_t sp = g.out[0] * g.out[1];
     const float *r = ref->data, *f = fast->data, *rs = res->data;
     const float *sc = scale->data, *sh = shift->data;
@@ -141,7 +164,7 @@ static double check_case(cd_conv_algo algo, uint64_t seed)
 
 static void check_algo(cd_conv_algo algo)
 {
-    for (uint64_t seed = 1; seed <= 60; seed++)
+    for (uint64_t seed = 1; seed <= 80; seed++)
         assert_true(check_case(algo, seed) <= 1.0);
 }
 

@@ -32,6 +32,15 @@ static float sigmoidf(float x)
     return e / (1.0f + e);
 }
 
+/* min(max(v, 0), 1) by comparisons: GCC leaves fminf/fmaxf as libm calls
+ * (15% of MobileNet-v3's time), while this vectorises. A NaN passes through
+ * both comparisons unchanged, as in NumPy's np.clip. */
+static inline float unit_clamp(float v)
+{
+    v = v < 0.0f ? 0.0f : v;
+    return v > 1.0f ? 1.0f : v;
+}
+
 /* Attribute defaults follow the ONNX operator spec. */
 static float attr_alpha(const cd_node *n)
 {
@@ -73,11 +82,11 @@ static cd_status pointwise_forward(const cd_node *n, cd_tensor *const *in, cd_te
         break;
     case CD_OP_HARD_SIGMOID:
         for (size_t i = 0; i < cnt; i++)
-            y[i] = fmaxf(0.0f, fminf(1.0f, alpha * x[i] + beta));
+            y[i] = unit_clamp(alpha * x[i] + beta);
         break;
     case CD_OP_HARD_SWISH:
         for (size_t i = 0; i < cnt; i++)
-            y[i] = x[i] * fmaxf(0.0f, fminf(1.0f, x[i] / 6.0f + 0.5f));
+            y[i] = x[i] * unit_clamp(x[i] / 6.0f + 0.5f);
         break;
     default:
         return cd_node_fail(n, ctx->err, CD_ERR_INTERNAL, "not a point-wise activation");

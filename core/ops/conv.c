@@ -459,7 +459,8 @@ static bool algo_applies(const conv_plan *p, cd_conv_algo a)
     case CD_CONV_IM2COL: return true;
     case CD_CONV_GEMM_1X1: return p->direct;
     case CD_CONV_DEPTHWISE:
-        return p->cg == 1 && p->mg == 1 && p->g.k[2] == 1 && p->g.in[2] == 1;
+        return p->cg == 1 && p->mg == 1 && p->g.k[2] == 1 && p->g.in[2] == 1 &&
+               p->ksize <= CD_DW_MAX_TAPS && p->g.s[1] <= CD_DW_MAX_STRIDE;
     case CD_CONV_WINOGRAD:
         return p->group == 1 && p->g.nsp == 2 && p->g.k[0] == 3 && p->g.k[1] == 3 &&
                p->g.s[0] == 1 && p->g.s[1] == 1 && p->g.d[0] == 1 && p->g.d[1] == 1;
@@ -592,18 +593,60 @@ static cd_status run_gemm(const cd_conv_kernel *k, const float *xall, const floa
     return CD_OK;
 }
 
+/* Depthwise planes are independent, so they are spread over the pool in
+ * blocks; each block pads into its own slice of scratch. The block count
+ * comes from the shape only (results never depend on the threads anyway:
+ * no sum crosses planes). */
+typedef struct dw_job {
+    const cd_conv_kernel *k;
+    const float *x, *res;
+    float *y, *pad;
+    int64_t per_task, planes;
+    size_t pad_floats;
+} dw_job;
+
+#define DW_MAX_TASKS 32
+
+static void dw_task(void *arg, int task)
+{
+    const dw_job *j = arg;
+    const conv_plan *p = &j->k->p;
+    int64_t c = p->group, lo = task * j->per_task;
+    int64_t hi = lo + j->per_task < j->planes ? lo + j->per_task : j->planes;
+    float *pad = j->pad + (size_t)task * j->pad_floats;
+    /* Runs of planes within one batch item share weight/bias offsets. */
+    for (int64_t q = lo; q < hi;) {
+        int64_t ch = q % c, run = c - ch < hi - q ? c - ch : hi - q;
+        cd_conv_depthwise(j->x + q * p->in_sp, j->k->w + ch * p->ksize,
+                          j->k->bias ? j->k->bias + ch : NULL,
+                          j->res ? j->res + q * p->out_sp : NULL, &j->k->ep,
+                          j->y + q * p->out_sp, run, &p->g, pad);
+        q += run;
+    }
+}
+
+static cd_status run_depthwise(const cd_conv_kernel *k, const float *x, const float *residual,
+                               float *y, cd_ctx *ctx)
+{
+    const conv_plan *p = &k->p;
+    int64_t planes = p->batch * p->group;
+    int64_t tasks = planes < DW_MAX_TASKS ? planes : DW_MAX_TASKS;
+    dw_job j = {k, x, residual, y, NULL, (planes + tasks - 1) / tasks, planes,
+                cd_dw_scratch_floats(&p->g)};
+    tasks = (planes + j.per_task - 1) / j.per_task;
+    j.pad = scratch_floats(ctx, j.pad_floats, (size_t)tasks);
+    if (!j.pad)
+        return ctx->err->code;
+    cd_pool_run(ctx->pool, (int)tasks, dw_task, &j);
+    return CD_OK;
+}
+
 cd_status cd_conv_kernel_run(const cd_conv_kernel *k, const float *x, const float *residual,
                              float *y, cd_ctx *ctx)
 {
     const conv_plan *p = &k->p;
-    if (k->algo == CD_CONV_DEPTHWISE) {
-        int64_t c = p->group;
-        for (int64_t bi = 0; bi < p->batch; bi++)
-            cd_conv_depthwise(x + bi * c * p->in_sp, k->w, k->bias,
-                              residual ? residual + bi * c * p->out_sp : NULL, &k->ep,
-                              y + bi * c * p->out_sp, c, &p->g);
-        return CD_OK;
-    }
+    if (k->algo == CD_CONV_DEPTHWISE)
+        return run_depthwise(k, x, residual, y, ctx);
     if (k->algo == CD_CONV_WINOGRAD) {
         float *s = scratch_floats(ctx, cd_winograd_scratch_floats(p->batch, p->cg, p->mg, &p->g), 1);
         if (!s)

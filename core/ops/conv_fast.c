@@ -54,6 +54,7 @@ void cd_epilogue_apply(const cd_epilogue *ep, float *y, const float *bias, const
     if (act == CD_ACT_NONE && !bias && !res)
         return;
     float lo = ep ? ep->lo : 0, hi = ep ? ep->hi : 0, alpha = ep ? ep->alpha : 0;
+    float beta = ep ? ep->beta : 0;
     for (int64_t m = 0; m < maps; m++) {
         float *row = y + m * sp, b = bias ? bias[m] : 0.0f;
         const float *r = res ? res + m * sp : NULL;
@@ -64,6 +65,7 @@ void cd_epilogue_apply(const cd_epilogue *ep, float *y, const float *bias, const
         case CD_ACT_LEAKY_RELU: EPI_LOOP(v >= 0 ? v : alpha * v); break;
         case CD_ACT_HARD_SWISH: EPI_LOOP(v * clampf(v / 6.0f + 0.5f, 0.0f, 1.0f)); break;
         case CD_ACT_SIGMOID: EPI_LOOP(sigmoid1(v)); break;
+        case CD_ACT_HARD_SIGMOID: EPI_LOOP(clampf(alpha * v + beta, 0.0f, 1.0f)); break;
         }
     }
 }
@@ -84,35 +86,168 @@ static void valid_range(int64_t off, int64_t s, int64_t in, int64_t out, int64_t
         *hi = *lo;
 }
 
-/* Uses spatial dims 0 and 1 of g (H, W); callers guarantee dim 2 is unit. */
+/* Depthwise works on one plane at a time from a zero-padded copy in which
+ * every row is split into its s1 column phases (phase ph holds padded
+ * columns ph, ph + s1, ...). Every tap of the window then reads a contiguous
+ * run: output column ow of tap kw comes from phase (kw*d1) % s1 at index
+ * ow + (kw*d1) / s1, whatever the stride. No bounds checks remain in the
+ * inner loops, and for the 3x3 and 5x5 windows of the MobileNets all taps
+ * of an output row are summed in registers in one pass. */
+
+/* Zeroed floats after the padded plane: the row kernel's 8-wide chunks may
+ * read up to 7 past the last output of the last row. */
+#define DW_SLACK 16
+/* Horizontal strides the depthwise kernel takes (phases per padded row). */
+#define CD_WIN_MAX_STRIDE_PHASES CD_DW_MAX_STRIDE
+
+/* Padded rows and columns the outputs read, and the phase row length. */
+static void dw_padded_dims(const cd_win_geom *g, int64_t *hp, int64_t *wph)
+{
+    *hp = (g->out[0] - 1) * g->s[0] + (g->k[0] - 1) * g->d[0] + 1;
+    int64_t wp = (g->out[1] - 1) * g->s[1] + (g->k[1] - 1) * g->d[1] + 1;
+    *wph = (wp + g->s[1] - 1) / g->s[1];
+}
+
+size_t cd_dw_scratch_floats(const cd_win_geom *g)
+{
+    int64_t hp, wph;
+    dw_padded_dims(g, &hp, &wph);
+    return (size_t)(hp * wph * g->s[1] + DW_SLACK);
+}
+
+static void dw_pad_plane(const float *xc, const cd_win_geom *g, float *pad)
+{
+    int64_t H = g->in[0], W = g->in[1], s1 = g->s[1], hp, wph;
+    int64_t lo[CD_WIN_MAX_STRIDE_PHASES], hi[CD_WIN_MAX_STRIDE_PHASES];
+    dw_padded_dims(g, &hp, &wph);
+    /* phase entries i read input column i*s1 + ph - pb1: [lo, hi) is inside */
+    for (int64_t ph = 0; ph < s1; ph++)
+        valid_range(ph - g->pb[1], s1, W, wph, &lo[ph], &hi[ph]);
+    for (int64_t r = 0; r < hp; r++) {
+        float *dst = pad + r * s1 * wph;
+        int64_t ih = r - g->pb[0];
+        if (ih < 0 || ih >= H) {
+            memset(dst, 0, (size_t)(s1 * wph) * sizeof *dst);
+            continue;
+        }
+        const float *src = xc + ih * W;
+        for (int64_t ph = 0; ph < s1; ph++) {
+            float *d = dst + ph * wph;
+            const float *sp = src + ph - g->pb[1];
+            for (int64_t i = 0; i < lo[ph]; i++)
+                d[i] = 0.0f;
+            if (s1 == 1)
+                memcpy(d + lo[ph], sp + lo[ph], (size_t)(hi[ph] - lo[ph]) * sizeof *d);
+            else if (s1 == 2)
+                for (int64_t i = lo[ph]; i < hi[ph]; i++)
+                    d[i] = sp[2 * i];
+            else
+                for (int64_t i = lo[ph]; i < hi[ph]; i++)
+                    d[i] = sp[i * s1];
+            for (int64_t i = hi[ph]; i < wph; i++)
+                d[i] = 0.0f;
+        }
+    }
+    memset(pad + hp * s1 * wph, 0, DW_SLACK * sizeof *pad);
+}
+
+/* The row kernel: outputs in 8-wide column chunks for DW_ROWS rows at once,
+ * every tap accumulated in registers (DW_ROWS independent chains hide the
+ * FMA latency). A chunk may read up to 7 floats past a row's last output;
+ * they land in the next padded row or in the zeroed slack at the end of the
+ * scratch, and their lanes are never stored. KH/KW are compile-time
+ * constants in the 3x3 and 5x5 instances, so the tap loop unrolls.
+ *
+ * GCC's auto-vectoriser turned the plain-C form of this loop into scalar
+ * code with stack spills, so the chunk is a GCC/Clang vector type (plain
+ * arithmetic on it compiles to one AVX instruction, or SSE pairs without
+ * AVX); loads and stores go through memcpy, which allows any alignment. */
+typedef float dw_v8 __attribute__((vector_size(32)));
+#define DW_LANES 8
+#define DW_ROWS 4
+
+/* src[off .. off+7] as a vector (a function returning dw_v8 would change
+ * the ABI in builds without AVX, which GCC warns about). */
+static inline void dw_fma(dw_v8 *acc, float wv, const float *src)
+{
+    dw_v8 v;
+    memcpy(&v, src, sizeof v);
+    *acc += wv * v;
+}
+
+static inline void dw_store(float *y, const dw_v8 *acc, int64_t nc)
+{
+    if (nc == DW_LANES)
+        memcpy(y, acc, sizeof *acc);
+    else
+        memcpy(y, acc, (size_t)nc * sizeof(float));
+}
+
+/* tap[i]: offset of tap i's run from the start of its output row's padded
+ * rows, precomputed so the kernels do no divisions. */
+#define DW_KERNEL(NAME, NT_)                                                                \
+    static void NAME(const float *pad, const float *w, const int64_t *tap, int64_t ntap,    \
+                     const cd_win_geom *g, int64_t wph, float *yc)                         \
+    {                                                                                       \
+        const int64_t NT = (NT_), OW = g->out[1], OH = g->out[0];                           \
+        int64_t rowstep = g->s[0] * g->s[1] * wph, oh = 0;                                  \
+        (void)ntap;                                                                         \
+        for (; oh + DW_ROWS <= OH; oh += DW_ROWS) {                                         \
+            const float *base = pad + oh * rowstep;                                         \
+            for (int64_t ow = 0; ow < OW; ow += DW_LANES) {                                 \
+                dw_v8 a0 = {0}, a1 = {0}, a2 = {0}, a3 = {0};                               \
+                for (int64_t i = 0; i < NT; i++) {                                          \
+                    const float *src = base + tap[i] + ow;                                  \
+                    dw_fma(&a0, w[i], src);                                                 \
+                    dw_fma(&a1, w[i], src + rowstep);                                       \
+                    dw_fma(&a2, w[i], src + 2 * rowstep);                                   \
+                    dw_fma(&a3, w[i], src + 3 * rowstep);                                   \
+                }                                                                           \
+                int64_t nc = OW - ow < DW_LANES ? OW - ow : DW_LANES;                       \
+                float *y0 = yc + oh * OW + ow;                                              \
+                dw_store(y0, &a0, nc);                                                      \
+                dw_store(y0 + OW, &a1, nc);                                                 \
+                dw_store(y0 + 2 * OW, &a2, nc);                                             \
+                dw_store(y0 + 3 * OW, &a3, nc);                                             \
+            }                                                                               \
+        }                                                                                   \
+        for (; oh < OH; oh++)                                                               \
+            for (int64_t ow = 0; ow < OW; ow += DW_LANES) {                                 \
+                dw_v8 a0 = {0};                                                             \
+                for (int64_t i = 0; i < NT; i++)                                            \
+                    dw_fma(&a0, w[i], pad + oh * rowstep + tap[i] + ow);                    \
+                dw_store(yc + oh * OW + ow, &a0, OW - ow < DW_LANES ? OW - ow : DW_LANES);  \
+            }                                                                               \
+    }
+DW_KERNEL(dw_rows_3, 9)
+DW_KERNEL(dw_rows_5, 25)
+DW_KERNEL(dw_rows_any, ntap)
+#undef DW_KERNEL
+
+/* Uses spatial dims 0 and 1 of g (H, W); callers guarantee dim 2 is unit
+ * and k[0]*k[1] <= CD_DW_MAX_TAPS. */
 void cd_conv_depthwise(const float *x, const float *w, const float *bias, const float *res,
-                       const cd_epilogue *ep, float *y, int64_t channels, const cd_win_geom *g)
+                       const cd_epilogue *ep, float *y, int64_t channels, const cd_win_geom *g,
+                       float *pad)
 {
     int64_t H = g->in[0], W = g->in[1], OH = g->out[0], OW = g->out[1];
-    int64_t KH = g->k[0], KW = g->k[1], s0 = g->s[0], s1 = g->s[1];
-    for (int64_t c = 0; c < channels; c++) {
-        const float *xc = x + c * H * W;
-        float *yc = y + c * OH * OW;
-        memset(yc, 0, (size_t)(OH * OW) * sizeof *yc);
-        for (int64_t kh = 0; kh < KH; kh++) {
-            int64_t oh0, oh1;
-            valid_range(kh * g->d[0] - g->pb[0], s0, H, OH, &oh0, &oh1);
-            for (int64_t kw = 0; kw < KW; kw++) {
-                float wv = w[(c * KH + kh) * KW + kw];
-                int64_t offw = kw * g->d[1] - g->pb[1], ow0, ow1;
-                valid_range(offw, s1, W, OW, &ow0, &ow1);
-                for (int64_t oh = oh0; oh < oh1; oh++) {
-                    const float *xr = xc + (oh * s0 + kh * g->d[0] - g->pb[0]) * W + offw;
-                    float *yr = yc + oh * OW;
-                    if (s1 == 1)
-                        for (int64_t ow = ow0; ow < ow1; ow++)
-                            yr[ow] += wv * xr[ow];
-                    else
-                        for (int64_t ow = ow0; ow < ow1; ow++)
-                            yr[ow] += wv * xr[ow * s1];
-                }
-            }
+    int64_t KH = g->k[0], KW = g->k[1], s1 = g->s[1], hp, wph, tap[CD_DW_MAX_TAPS];
+    dw_padded_dims(g, &hp, &wph);
+    for (int64_t kh = 0; kh < KH; kh++)
+        for (int64_t kw = 0; kw < KW; kw++) {
+            int64_t c = kw * g->d[1];
+            tap[kh * KW + kw] = (kh * g->d[0] * s1 + c % s1) * wph + c / s1;
         }
+    for (int64_t c = 0; c < channels; c++) {
+        float *yc = y + c * OH * OW;
+        const float *wc = w + c * KH * KW;
+        dw_pad_plane(x + c * H * W, g, pad);
+        if (KH == 3 && KW == 3)
+            dw_rows_3(pad, wc, tap, 9, g, wph, yc);
+        else if (KH == 5 && KW == 5)
+            dw_rows_5(pad, wc, tap, 25, g, wph, yc);
+        else
+            dw_rows_any(pad, wc, tap, KH * KW, g, wph, yc);
         cd_epilogue_apply(ep, yc, bias ? bias + c : NULL, res ? res + c * OH * OW : NULL, 1,
                           OH * OW);
     }

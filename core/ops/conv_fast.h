@@ -18,13 +18,14 @@ typedef enum cd_act {
     CD_ACT_CLIP,       /* min(max(x, lo), hi) */
     CD_ACT_LEAKY_RELU, /* x >= 0 ? x : alpha x */
     CD_ACT_HARD_SWISH,
-    CD_ACT_SIGMOID
+    CD_ACT_SIGMOID,
+    CD_ACT_HARD_SIGMOID /* min(max(alpha x + beta, 0), 1) */
 } cd_act;
 
 /* y = act(y + bias[map] + residual) element-wise, in that order. */
 typedef struct cd_epilogue {
     cd_act act;
-    float lo, hi, alpha;
+    float lo, hi, alpha, beta;
 } cd_epilogue;
 
 typedef enum cd_conv_algo {
@@ -58,8 +59,14 @@ void cd_epilogue_apply(const cd_epilogue *ep, float *y, const float *bias, const
                        int64_t maps, int64_t sp);
 
 /* Kernels (conv_fast.c). x: [channels, in...] of one image. */
+/* pad: cd_dw_scratch_floats(g) floats of scratch. Windows up to
+ * CD_DW_MAX_TAPS elements, horizontal stride up to CD_DW_MAX_STRIDE. */
+#define CD_DW_MAX_TAPS 256
+#define CD_DW_MAX_STRIDE 16
+size_t cd_dw_scratch_floats(const cd_win_geom *g);
 void cd_conv_depthwise(const float *x, const float *w, const float *bias, const float *res,
-                       const cd_epilogue *ep, float *y, int64_t channels, const cd_win_geom *g);
+                       const cd_epilogue *ep, float *y, int64_t channels, const cd_win_geom *g,
+                       float *pad);
 /* Winograd F(2,3): U = transformed weights [16][maps][channels]
  * (cd_winograd_weights), x: [batch, channels, H, W], y: [batch, maps, OH, OW].
  * scratch: cd_winograd_scratch_floats() floats. */
