@@ -319,8 +319,51 @@ static bool act_of(const cd_plan *p, const cd_node *c, cd_epilogue *ep)
         ep->alpha = cd_attr_float(c, "alpha", 0.01f);
         return true;
     case CD_OP_CLIP: ep->act = CD_ACT_CLIP; return clip_bounds(p, c, &ep->lo, &ep->hi);
+    case CD_OP_HARD_SIGMOID:
+        ep->act = CD_ACT_HARD_SIGMOID;
+        ep->alpha = cd_attr_float(c, "alpha", 0.2f);
+        ep->beta = cd_attr_float(c, "beta", 0.5f);
+        return true;
     default: return false;
     }
+}
+
+static bool absorbable(const cd_plan *p, const fuse_info *fi, int step,
+                       const cd_plan_options *opts)
+{
+    int node = p->steps[step];
+    const cd_node *c = &p->model->nodes[node];
+    return !fi->absorbed[step] && !(opts && opts->keep_node && opts->keep_node[node]) &&
+           c->n_outputs == 1 && c->outputs[0] >= 0;
+}
+
+/* HardSwish as exported at opsets < 14: v -> HardSigmoid(alpha 1/6, beta 1/2)
+ * -> Mul(v, that), where v has exactly those two consumers. Returns the Mul's
+ * step (and the HardSigmoid's in *hs_step), or -1. */
+static int hard_swish_pair(const cd_plan *p, const fuse_info *fi, int v, int from,
+                           const cd_plan_options *opts, int *hs_step)
+{
+    int mul = v >= 0 && fi->uses[v] == 2 ? fi->consumer[v] : -1;
+    if (mul < 0 || !absorbable(p, fi, mul, opts))
+        return -1;
+    const cd_node *m = &p->model->nodes[p->steps[mul]];
+    if (m->op != CD_OP_MUL || m->n_inputs != 2)
+        return -1;
+    for (int s = from + 1; s < mul; s++) {
+        const cd_node *h = &p->model->nodes[p->steps[s]];
+        if (h->op != CD_OP_HARD_SIGMOID || h->inputs[0] != v || !absorbable(p, fi, s, opts))
+            continue;
+        int hs = h->outputs[0];
+        bool pair = (m->inputs[0] == v && m->inputs[1] == hs) ||
+                    (m->inputs[1] == v && m->inputs[0] == hs);
+        if (!pair || fi->uses[hs] != 1 ||
+            fabsf(cd_attr_float(h, "alpha", 0.2f) - 1.0f / 6.0f) > 1e-7f ||
+            cd_attr_float(h, "beta", 0.5f) != 0.5f)
+            return -1;
+        *hs_step = s;
+        return mul;
+    }
+    return -1;
 }
 
 /* The other operand of Add c when it has exactly v's shape, else -1. */
@@ -360,7 +403,12 @@ static cd_status fuse_conv(cd_plan *p, fuse_info *fi, int s, const cd_plan_optio
         absorbed[step] = true, *at = step, v = c->outputs[0];
         c = sole_consumer(p, fi, v, opts, &step);
     }
-    if (c && c->inputs[0] == v && act_of(p, c, &ep)) {
+    int hs_step = -1, mul_step = c ? -1 : hard_swish_pair(p, fi, v, *at, opts, &hs_step);
+    if (mul_step >= 0) {
+        ep.act = CD_ACT_HARD_SWISH;
+        absorbed[hs_step] = absorbed[mul_step] = true, *at = mul_step;
+        v = p->model->nodes[p->steps[mul_step]].outputs[0];
+    } else if (c && c->inputs[0] == v && act_of(p, c, &ep)) {
         absorbed[step] = true, *at = step, v = c->outputs[0];
     }
     cd_status st = make_conv(p, p->steps[s], have_bn ? bn : NULL, have_bn ? bn + maps : NULL, &ep,

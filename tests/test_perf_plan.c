@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/parallel.h"
 #include "core/plan.h"
 #include "core/session.h"
 #include "testutil.h"
@@ -149,6 +150,46 @@ static cd_model *residual_net(void)
     return m;
 }
 
+static int hard_sigmoid(cd_model *m, int x, float alpha, const char *name)
+{
+    cd_error err;
+    cd_node *n = node(m, "HardSigmoid", 1, (int[]){x}, name);
+    assert_int_equal(cd_node_add_float(n, "alpha", alpha, &err), CD_OK);
+    return out_of(m);
+}
+
+/* MobileNet-v3 style, as exported at opset 13:
+ * x -> Conv3x3 -> HardSigmoid(1/6, 1/2) -> Mul(hs, conv) (= HardSwish)
+ *   -> squeeze-excitation: GlobalAveragePool -> Conv1x1 -> Relu -> Conv1x1
+ *      -> HardSigmoid(1/6) = gate (N,C,1,1); Mul(features, gate)
+ *   -> Conv1x1(16->8) -> HardSigmoid(0.2) = y */
+static cd_model *se_net(void)
+{
+    cd_model *m = model_new();
+    int x = value(m, "x", NULL);
+    m->values[x].dtype = CD_FLOAT32;
+    m->values[x].is_graph_input = true;
+    m->inputs[m->n_inputs++] = x;
+    int c1 = conv(m, x, 16, 16, 3, 1, 60, "c1");
+    int hs = hard_sigmoid(m, c1, 1.0f / 6.0f, "hs");
+    node(m, "Mul", 2, (int[]){hs, c1}, "hswish");
+    int feat = out_of(m);
+    node(m, "GlobalAveragePool", 1, (int[]){feat}, "gap");
+    int se1 = conv(m, out_of(m), 16, 16, 1, 1, 70, "se1");
+    node(m, "Relu", 1, (int[]){se1}, "se_relu");
+    int se2 = conv(m, out_of(m), 16, 16, 1, 1, 80, "se2");
+    int gate = hard_sigmoid(m, se2, 1.0f / 6.0f, "gate");
+    node(m, "Mul", 2, (int[]){feat, gate}, "scaled");
+    int head = conv(m, out_of(m), 16, 8, 1, 1, 90, "head");
+    int y = hard_sigmoid(m, head, 0.2f, "y");
+    m->values[y].is_graph_output = true;
+    m->outputs[m->n_outputs++] = y;
+    cd_error err;
+    for (int i = 0; i < m->n_nodes; i++)
+        assert_int_equal(cd_node_bind(&m->nodes[i], &err), CD_OK);
+    return m;
+}
+
 static void model_free(cd_model *m)
 {
     for (int v = 0; v < m->n_values; v++) {
@@ -164,17 +205,19 @@ static void model_free(cd_model *m)
     free(m);
 }
 
-static cd_tensor *run_plan(cd_plan *p, const cd_tensor *x)
+static cd_tensor *run_plan_threads(cd_plan *p, const cd_tensor *x, int threads)
 {
     cd_error err = {0};
-    cd_ctx ctx = {.err = &err, .threads = 1};
+    cd_ctx ctx = {.err = &err, .threads = threads};
     if (cd_plan_run(p, &x, &ctx) != CD_OK)
         fail_msg("run: %s", err.message);
     cd_tensor *y = NULL;
     assert_int_equal(cd_tensor_clone(&p->vals[p->model->outputs[0]], &y, &err), CD_OK);
-    free(ctx.scratch);
+    cd_ctx_release(&ctx);
     return y;
 }
+
+static cd_tensor *run_plan(cd_plan *p, const cd_tensor *x) { return run_plan_threads(p, x, 1); }
 
 /* Fused + arena plan == node-by-node plan; intermediates are not kept. */
 static void test_fast_plan_matches_keep(void **state)
@@ -217,6 +260,44 @@ static void test_fast_plan_matches_keep(void **state)
         cd_tensor_free(all[i]);
     cd_plan_free(fast);
     cd_plan_free(keep);
+    model_free(m);
+}
+
+/* HardSigmoid + Mul is fused into its Conv as HardSwish, a HardSigmoid gate
+ * into its Conv; same results as node by node, and the same bits with one
+ * and two threads. */
+static void test_hard_swish_and_gate_fusion(void **state)
+{
+    (void)state;
+    cd_model *m = se_net();
+    int64_t xd[4] = {3, 16, 9, 14};
+    cd_tensor *x = tu_random(4, xd, 7, -3, 3);
+    cd_error err = {0};
+    cd_plan *fast = NULL, *keep = NULL;
+    cd_plan_options ko = {.keep_activations = true};
+    const cd_tensor *xs[1] = {x};
+    assert_int_equal(cd_plan_build(m, xs, NULL, &fast, &err), CD_OK);
+    assert_int_equal(cd_plan_build(m, xs, &ko, &keep, &err), CD_OK);
+    cd_tensor *yf = run_plan(fast, x), *yk = run_plan(keep, x), *y2 = run_plan_threads(fast, x, 2);
+    assert_true(tu_max_abs_diff(yf, yk) < 1e-5);
+    assert_int_equal(tu_max_abs_diff(yf, y2), 0);
+    /* c1(+hs+mul), gap, se1(+relu), se2(+gate), scaled, head(+y) */
+    assert_int_equal(fast->n_exec, 6);
+    /* keep_node keeps the HardSigmoid (and so the pair) out of the fusion */
+    bool keepn[32] = {false};
+    keepn[1] = true; /* "hs" */
+    cd_plan_options kn = {.keep_node = keepn};
+    cd_plan *part = NULL;
+    assert_int_equal(cd_plan_build(m, xs, &kn, &part, &err), CD_OK);
+    assert_int_equal(part->n_exec, 8);
+    cd_tensor *yp = run_plan(part, x);
+    assert_true(tu_max_abs_diff(yp, yk) < 1e-5);
+    cd_tensor *all[] = {x, yf, yk, y2, yp};
+    for (size_t i = 0; i < 5; i++)
+        cd_tensor_free(all[i]);
+    cd_plan_free(fast);
+    cd_plan_free(keep);
+    cd_plan_free(part);
     model_free(m);
 }
 
@@ -269,6 +350,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_fast_plan_matches_keep),
+        cmocka_unit_test(test_hard_swish_and_gate_fusion),
         cmocka_unit_test(test_steady_state_allocations),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -224,7 +224,15 @@ typedef struct bin_args {
         if (sa == 1 && sb == 1)                                                               \
             for (int64_t i = 0; i < n; i++)                                                   \
                 o[i] = OP(T, a[i], b[i]);                                                     \
-        else if (sb == 0) {                                                                   \
+        else if (sa == 1 && sb == 0) { /* per-channel scale/shift: vectorises */              \
+            T y = b[0];                                                                       \
+            for (int64_t i = 0; i < n; i++)                                                   \
+                o[i] = OP(T, a[i], y);                                                        \
+        } else if (sa == 0 && sb == 1) {                                                      \
+            T x = a[0];                                                                       \
+            for (int64_t i = 0; i < n; i++)                                                   \
+                o[i] = OP(T, x, b[i]);                                                        \
+        } else if (sb == 0) {                                                                 \
             T y = b[0];                                                                       \
             for (int64_t i = 0; i < n; i++)                                                   \
                 o[i] = OP(T, a[i * sa], y);                                                   \
