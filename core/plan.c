@@ -38,6 +38,7 @@ void cd_plan_free(cd_plan *p)
     for (int e = 0; p->exec && e < p->n_exec; e++) {
         free(p->exec[e].tin);
         free(p->exec[e].pool);
+        cd_conv_kernel_free(p->exec[e].conv);
     }
     if (p->node_conv)
         for (int i = 0; i < p->model->n_nodes; i++)
