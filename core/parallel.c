@@ -125,6 +125,32 @@ void cd_pool_run(cd_pool *p, int n_tasks, cd_task_fn fn, void *arg)
     pthread_mutex_unlock(&p->lock);
 }
 
+typedef struct range_job {
+    cd_range_fn fn;
+    void *arg;
+    int64_t total, per;
+} range_job;
+
+static void range_task(void *arg, int task)
+{
+    const range_job *j = arg;
+    int64_t lo = (int64_t)task * j->per, hi = lo + j->per < j->total ? lo + j->per : j->total;
+    j->fn(j->arg, lo, hi);
+}
+
+void cd_pool_for(cd_pool *pool, int64_t total, int max_tasks, cd_range_fn fn, void *arg)
+{
+    if (total <= 0)
+        return;
+    if (!pool || max_tasks <= 1) {
+        fn(arg, 0, total);
+        return;
+    }
+    int64_t tasks = total < max_tasks ? total : max_tasks;
+    range_job j = {fn, arg, total, (total + tasks - 1) / tasks};
+    cd_pool_run(pool, (int)((total + j.per - 1) / j.per), range_task, &j);
+}
+
 void cd_blas_single_thread(void)
 {
     openblas_set_num_threads(1);

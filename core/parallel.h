@@ -30,6 +30,12 @@ typedef void (*cd_task_fn)(void *arg, int task);
  * NULL). Returns when all tasks are done. Not re-entrant for one pool. */
 void cd_pool_run(cd_pool *pool, int n_tasks, cd_task_fn fn, void *arg);
 
+typedef void (*cd_range_fn)(void *arg, int64_t lo, int64_t hi);
+/* Runs fn over [0, total) cut into at most max_tasks equal ranges (the cut
+ * depends on total and max_tasks only, never on the pool), spread over the
+ * pool. For independent work such as per-channel or per-plane loops. */
+void cd_pool_for(cd_pool *pool, int64_t total, int max_tasks, cd_range_fn fn, void *arg);
+
 /* Row-major C = alpha * op(A) * op(B) + beta * C, op(X) = X or X^T, with the
  * blocking described above. Uses ctx->pool when set. */
 void cd_sgemm(struct cd_ctx *ctx, bool ta, bool tb, int64_t m, int64_t n, int64_t k, float alpha,

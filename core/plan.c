@@ -790,6 +790,30 @@ bool cd_plan_matches(const cd_plan *p, const cd_tensor *const *inputs)
     return true;
 }
 
+typedef struct maxpool_job {
+    const float *x;
+    float *y;
+    const cd_win_geom *g;
+} maxpool_job;
+
+static void maxpool_range(void *arg, int64_t lo, int64_t hi)
+{
+    const maxpool_job *j = arg;
+    int64_t in = j->g->in[0] * j->g->in[1], out = j->g->out[0] * j->g->out[1];
+    cd_maxpool_2d(j->x + lo * in, j->y + lo * out, hi - lo, j->g);
+}
+
+/* Planes are independent: ranges of them on the pool (about one task per
+ * 32 Ki input floats, at most 8; the cut depends on the shape only). */
+static cd_status run_maxpool(const cd_exec *x, cd_ctx *ctx)
+{
+    int64_t planes = x->tin[0]->dims[0] * x->tin[0]->dims[1];
+    int64_t elems = planes * x->pool->in[0] * x->pool->in[1], t = elems / 32768 + 1;
+    maxpool_job j = {cd_cf32(x->tin[0]), cd_f32(x->tout[0]), x->pool};
+    cd_pool_for(ctx->pool, planes, t < 8 ? (int)t : 8, maxpool_range, &j);
+    return CD_OK;
+}
+
 static cd_status run_exec(cd_plan *p, cd_ctx *ctx)
 {
     const cd_model *m = p->model;
@@ -801,8 +825,7 @@ static cd_status run_exec(cd_plan *p, cd_ctx *ctx)
                                     x->tin[1] ? cd_cf32(x->tin[1]) : NULL, cd_f32(x->tout[0]),
                                     ctx);
         else if (x->pool)
-            cd_maxpool_2d(cd_cf32(x->tin[0]), cd_f32(x->tout[0]),
-                          x->tin[0]->dims[0] * x->tin[0]->dims[1], x->pool), st = CD_OK;
+            st = run_maxpool(x, ctx);
         else
             st = cd_op_get(m->nodes[x->node].op)->forward(&m->nodes[x->node], x->tin, x->tout,
                                                           ctx);

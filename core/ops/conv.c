@@ -567,6 +567,41 @@ void cd_conv_kernel_free(cd_conv_kernel *k)
 
 cd_conv_algo cd_conv_kernel_algo(const cd_conv_kernel *k) { return k->algo; }
 
+/* im2col and the epilogue run on the pool in channel / map ranges (each
+ * range writes its own rows). Tasks only when there is enough work to pay
+ * for waking the workers: about one per 32 Ki floats, at most 8. */
+static int tasks_for(int64_t elems)
+{
+    int64_t t = elems / 32768 + 1;
+    return t < 8 ? (int)t : 8;
+}
+
+typedef struct gemm_side_job {
+    const conv_plan *p;
+    const cd_conv_kernel *k;
+    const float *x, *res;
+    float *col, *y;
+    const float *bias;
+} gemm_side_job;
+
+static void im2col_range(void *arg, int64_t lo, int64_t hi)
+{
+    const gemm_side_job *j = arg;
+    const conv_plan *p = j->p;
+    if (p->g.k[2] == 1 && p->g.in[2] == 1)
+        cd_im2col_2d(j->x + lo * p->in_sp, hi - lo, &p->g, j->col + lo * p->ksize * p->out_sp);
+    else
+        im2col(j->x + lo * p->in_sp, hi - lo, &p->g, p->out_sp, j->col + lo * p->ksize * p->out_sp);
+}
+
+static void epilogue_range(void *arg, int64_t lo, int64_t hi)
+{
+    const gemm_side_job *j = arg;
+    int64_t sp = j->p->out_sp;
+    cd_epilogue_apply(&j->k->ep, j->y + lo * sp, j->bias ? j->bias + lo : NULL,
+                      j->res ? j->res + lo * sp : NULL, hi - lo, sp);
+}
+
 /* im2col (or the image itself for 1x1) then sgemm, per batch item and group. */
 static cd_status run_gemm(const cd_conv_kernel *k, const float *xall, const float *res,
                           float *yall, cd_ctx *ctx)
@@ -581,14 +616,14 @@ static cd_status run_gemm(const cd_conv_kernel *k, const float *xall, const floa
         for (int64_t gi = 0; gi < p->group; gi++) {
             const float *x = xall + (bi * c_all + gi * p->cg) * p->in_sp;
             int64_t yoff = (bi * m_all + gi * p->mg) * p->out_sp;
-            if (!direct && p->g.k[2] == 1 && p->g.in[2] == 1)
-                cd_im2col_2d(x, p->cg, &p->g, col);
-            else if (!direct)
-                im2col(x, p->cg, &p->g, p->out_sp, col);
+            gemm_side_job j = {p, k, x, res ? res + yoff : NULL, col, yall + yoff,
+                               k->bias ? k->bias + gi * p->mg : NULL};
+            if (!direct)
+                cd_pool_for(ctx->pool, p->cg, tasks_for((int64_t)p->col_elems), im2col_range, &j);
             sgemm(ctx, false, false, p->mg, p->out_sp, kdim, k->w + gi * p->mg * kdim, kdim,
                   direct ? x : col, p->out_sp, 0.0f, yall + yoff, p->out_sp);
-            cd_epilogue_apply(&k->ep, yall + yoff, k->bias ? k->bias + gi * p->mg : NULL,
-                              res ? res + yoff : NULL, p->mg, p->out_sp);
+            if (k->ep.act != CD_ACT_NONE || j.bias || j.res)
+                cd_pool_for(ctx->pool, p->mg, tasks_for(p->mg * p->out_sp), epilogue_range, &j);
         }
     return CD_OK;
 }
