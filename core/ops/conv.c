@@ -45,6 +45,11 @@ static cd_status read_ints(const cd_node *n, const char *name, int count, int64_
     return CD_OK;
 }
 
+/* Kernel sizes, strides, dilations and pads beyond this are refused: no real
+ * model comes near, and it keeps every window computation far from int64
+ * overflow (a fuzzed MaxPool with kernel 2^63-1 otherwise looped "forever"). */
+#define WIN_ATTR_MAX ((int64_t)1 << 24)
+
 cd_status cd_win_check_attrs(const cd_node *n, int nsp, cd_error *err)
 {
     const char *ap = cd_attr_string(n, "auto_pad", "NOTSET");
@@ -59,14 +64,19 @@ cd_status cd_win_check_attrs(const cd_node *n, int nsp, cd_error *err)
                                 "attribute %s has %d values for spatial rank %d (1..3 supported)",
                                 positive[a], cnt, nsp);
         for (int i = 0; i < cnt; i++)
-            if (v[i] < 1)
-                return cd_node_fail(n, err, CD_ERR_PARSE, "attribute %s[%d] = %lld must be >= 1",
-                                    positive[a], i, (long long)v[i]);
+            if (v[i] < 1 || v[i] > WIN_ATTR_MAX)
+                return cd_node_fail(n, err, CD_ERR_PARSE,
+                                    "attribute %s[%d] = %lld must be in 1..%lld", positive[a], i,
+                                    (long long)v[i], (long long)WIN_ATTR_MAX);
     }
     const int64_t *p = NULL;
     int cnt = cd_attr_ints(n, "pads", &p);
     if (cnt >= 0 && (cnt > 2 * CD_WIN_MAX_SP || cnt % 2 != 0 || (nsp >= 0 && cnt != 2 * nsp)))
         return cd_node_fail(n, err, CD_ERR_PARSE, "attribute pads has %d values", cnt);
+    for (int i = 0; i < cnt; i++)
+        if (p[i] > WIN_ATTR_MAX || p[i] < -WIN_ATTR_MAX)
+            return cd_node_fail(n, err, CD_ERR_PARSE, "attribute pads[%d] = %lld is absurd", i,
+                                (long long)p[i]);
     return CD_OK;
 }
 
@@ -92,7 +102,7 @@ static cd_status geom_read_common(const cd_node *n, int nsp, const int64_t *k, c
         (st = read_ints(n, "dilations", nsp, 1, g->d, err)) != CD_OK)
         return st;
     for (int i = 0; i < nsp; i++) {
-        if (k[i] < 1)
+        if (k[i] < 1 || k[i] > WIN_ATTR_MAX)
             return cd_node_fail(n, err, CD_ERR_SHAPE, "kernel size %lld in spatial dim %d",
                                 (long long)k[i], i);
         g->k[i] = k[i];
