@@ -690,7 +690,9 @@ static cd_status plan_memory(cd_plan *p, cd_error *err)
         p->rt[v].owns_data = false;
         if (p->kind[v] != CD_VALUE_RUNTIME)
             continue;
-        p->rt[v].data = mp.buf[v] >= 0 ? (char *)p->arena + mp.bufs[mp.buf[v]].offset : NULL;
+        /* All-empty runtime values leave no arena (and no offset to add). */
+        bool placed = mp.buf[v] >= 0 && p->arena;
+        p->rt[v].data = placed ? (char *)p->arena + mp.bufs[mp.buf[v]].offset : NULL;
         p->rt[v].capacity = cd_tensor_nbytes(&p->vals[v]);
     }
     /* Graph outputs keep their (never reused) arena slot visible in p->vals. */
