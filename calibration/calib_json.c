@@ -202,7 +202,9 @@ static cd_status parse_calibrator(const cJSON *root, const char *path, cd_calibr
         return cd_fail(err, CD_ERR_PARSE, "%s: field 'method' missing or unknown", path);
     if (!cJSON_IsNumber(k) || k->valuedouble < 2 || k->valuedouble > 1e6)
         return cd_fail(err, CD_ERR_PARSE, "%s: field 'num_classes' must be 2..1000000", path);
-    int nb = cJSON_IsNumber(bins) ? (int)bins->valuedouble : 0;
+    /* Range-checked before the conversion: an out-of-range double -> int is UB. */
+    double bins_v = cJSON_IsNumber(bins) ? bins->valuedouble : 0;
+    int nb = bins_v >= 1 && bins_v <= 100000 ? (int)bins_v : 0;
     if (m == CD_CALIB_HISTOGRAM && (nb < 1 || nb > 100000))
         return cd_fail(err, CD_ERR_PARSE, "%s: field 'bins' must be 1..100000", path);
     int probs = cJSON_IsString(input) && strcmp(input->valuestring, "probabilities") == 0;
@@ -422,8 +424,10 @@ static cd_status read_conformal(cd_calibration_bundle *b, const cJSON *o, const 
     if (st)
         return st;
     if (!(c->opts.alpha > 0 && c->opts.alpha < 1) || !cJSON_IsNumber(n_cal) ||
-        n_cal->valuedouble < 0 || n_cal->valuedouble > 1e12)
-        return cd_fail(err, CD_ERR_PARSE, "%s: conformal.alpha or n_cal out of range", path);
+        n_cal->valuedouble < 0 || n_cal->valuedouble > 1e12 || !(k_reg >= 0 && k_reg <= 1e6) ||
+        !(seed >= 0 && seed < 1.8e19))
+        return cd_fail(err, CD_ERR_PARSE,
+                       "%s: conformal.alpha, n_cal, k_reg or seed out of range", path);
     c->opts.k_reg = (int)k_reg;
     c->opts.seed = (uint64_t)seed;
     c->n_cal = (size_t)n_cal->valuedouble;
@@ -470,7 +474,9 @@ static cd_status read_abstention(cd_abstention *a, const cJSON *o, const char *p
     a->risk_upper = v[3];
     a->feasible = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(o, "feasible"));
     const cJSON *n = cJSON_GetObjectItemCaseSensitive(o, "n_cal");
-    a->n_cal = cJSON_IsNumber(n) && n->valuedouble >= 0 ? (size_t)n->valuedouble : 0;
+    a->n_cal = cJSON_IsNumber(n) && n->valuedouble >= 0 && n->valuedouble <= 1e12
+                   ? (size_t)n->valuedouble
+                   : 0;
     return CD_OK;
 }
 
