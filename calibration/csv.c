@@ -203,7 +203,7 @@ static cd_status read_rows(FILE *f, const char *path, const cd_csv_options *o,
     char *line = NULL;
     size_t cap = 0, lineno = 0;
     growable g = {0};
-    csv_layout lay;
+    csv_layout lay = {0};
     double tol = o->sum_tolerance > 0 ? o->sum_tolerance : 1e-3;
     cd_status st = fields ? CD_OK : cd_fail(err, CD_ERR_OUT_OF_MEMORY, "%s", path);
     while (!st && getline(&line, &cap, f) != -1) {
