@@ -122,7 +122,7 @@ static cd_status decode_jpeg(const uint8_t *b, size_t n, const char *name,
     jpeg_trap trap;
     cd_image *volatile img = NULL;
     uint8_t *volatile row = NULL;
-    cd_status s = CD_OK;
+    volatile cd_status s = CD_OK; /* assigned between setjmp and a possible longjmp */
 
     memset(&cinfo, 0, sizeof cinfo);
     jpeg_trap_init(&trap);
