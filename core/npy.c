@@ -340,7 +340,7 @@ cd_status cd_npy_load_memory_ex(const void *bytes, size_t size, const cd_npy_opt
                                 bool to_f32, cd_tensor **out, cd_error *err)
 {
     const char *name = "<memory>";
-    size_t start, len, data_off, data_len;
+    size_t start = 0, len = 0, data_off, data_len;
     npy_header h;
     cd_status s;
     if (!out)
@@ -395,7 +395,7 @@ static cd_status load_stream(FILE *fp, const char *path, const cd_npy_options *o
                              bool to_f32, cd_tensor **out, cd_error *err)
 {
     uint8_t pre[12];
-    size_t got = fread(pre, 1, sizeof pre, fp), start, len, data_len;
+    size_t got = fread(pre, 1, sizeof pre, fp), start = 0, len = 0, data_len;
     npy_header h;
     cd_status s = parse_preamble(pre, got, path, &start, &len, err);
     if (s != CD_OK)
@@ -509,7 +509,7 @@ cd_status cd_npy_save_ex(const char *path, const cd_tensor *t, bool force, cd_er
     if (!descr)
         return cd_fail(err, CD_ERR_UNSUPPORTED, "%s: cannot save %s tensors as .npy", path,
                        cd_dtype_name(t->dtype));
-    size_t nbytes = cd_tensor_nbytes(t), hsize;
+    size_t nbytes = cd_tensor_nbytes(t), hsize = 0;
     if (nbytes && !t->data)
         return cd_fail(err, CD_ERR_INVALID_ARGUMENT, "%s: tensor has no data", path);
     char header[640];
