@@ -221,7 +221,7 @@ static cd_status rs_config(const cd_node *n, cd_tensor *const *in, cd_error *err
         c->roi_start[d] = 0.0;
         c->roi_end[d] = 1.0;
     }
-    int axes[CD_MAX_DIMS], na;
+    int axes[CD_MAX_DIMS], na = 0;
     if ((st = rs_axes(n, err, c->rank, axes, &na)) != CD_OK)
         return st;
     if (n->opset < 11) {
