@@ -119,7 +119,7 @@ static cd_status concat_infer(const cd_node *n, cd_tensor *const *in, cd_tensor 
 {
     if (n->n_inputs < 1 || !in[0])
         return cd_node_fail(n, err, CD_ERR_INVALID_ARGUMENT, "needs at least one input");
-    int axis;
+    int axis = 0;
     cd_status st = concat_axis(n, err, in[0]->ndim, &axis);
     if (st != CD_OK)
         return st;
@@ -145,7 +145,7 @@ static cd_status concat_infer(const cd_node *n, cd_tensor *const *in, cd_tensor 
 static cd_status concat_forward(const cd_node *n, cd_tensor *const *in, cd_tensor **out,
                                 cd_ctx *ctx)
 {
-    int axis;
+    int axis = 0;
     cd_status st = concat_axis(n, ctx->err, in[0]->ndim, &axis);
     if (st != CD_OK)
         return st;
@@ -170,7 +170,7 @@ static cd_status concat_backward(const cd_node *n, cd_tensor *const *in, cd_tens
 {
     if (!gout[0])
         return CD_OK;
-    int axis;
+    int axis = 0;
     cd_status st = concat_axis(n, ctx->err, in[0]->ndim, &axis);
     if (st == CD_OK)
         st = need_f32_grad(n, ctx->err, gout[0]);
@@ -480,7 +480,7 @@ static cd_status squeeze_infer(const cd_node *n, cd_tensor *const *in, cd_tensor
         return st;
     bool drop[CD_MAX_DIMS] = {false};
     for (int k = 0; k < cnt; k++) {
-        int a;
+        int a = 0;
         if ((st = norm_axis(n, err, axes[k], rank, &a)) != CD_OK)
             return st;
         if (in[0]->dims[a] != 1)
@@ -518,7 +518,7 @@ static cd_status unsqueeze_infer(const cd_node *n, cd_tensor *const *in, cd_tens
                             CD_MAX_DIMS);
     bool insert[CD_MAX_DIMS] = {false};
     for (int k = 0; k < cnt; k++) {
-        int a;
+        int a = 0;
         if ((st = norm_axis(n, err, axes[k], rank, &a)) != CD_OK)
             return st;
         if (insert[a])
@@ -680,7 +680,7 @@ static cd_status gather_infer(const cd_node *n, cd_tensor *const *in, cd_tensor 
     if (idx->dtype != CD_INT64 && idx->dtype != CD_INT32)
         return cd_node_fail(n, err, CD_ERR_INVALID_ARGUMENT, "indices must be int32/int64, got %s",
                             cd_dtype_name(idx->dtype));
-    int axis;
+    int axis = 0;
     cd_status st = norm_axis(n, err, cd_attr_int(n, "axis", 0), x->ndim, &axis);
     if (st != CD_OK)
         return st;
@@ -710,7 +710,7 @@ typedef struct gather_geom {
 static cd_status gather_geometry(const cd_node *n, cd_tensor *const *in, cd_error *err,
                                  gather_geom *g)
 {
-    int axis;
+    int axis = 0;
     cd_status st = norm_axis(n, err, cd_attr_int(n, "axis", 0), in[0]->ndim, &axis);
     if (st != CD_OK)
         return st;
@@ -746,7 +746,7 @@ static cd_status gather_forward(const cd_node *n, cd_tensor *const *in, cd_tenso
     const char *src = in[0]->data;
     char *dst = out[0]->data;
     for (size_t k = 0; k < g.n_idx; k++) {
-        size_t j;
+        size_t j = 0;
         if ((st = gather_index(n, ctx->err, in[1], k, g.axis_len, &j)) != CD_OK)
             return st;
         for (size_t o = 0; o < g.outer && chunk; o++)
@@ -774,7 +774,7 @@ static cd_status gather_backward(const cd_node *n, cd_tensor *const *in, cd_tens
     const float *go = cd_cf32(gout[0]);
     /* Repeated indices each add their share: scatter-add. */
     for (size_t k = 0; k < g.n_idx; k++) {
-        size_t j;
+        size_t j = 0;
         if ((st = gather_index(n, ctx->err, in[1], k, g.axis_len, &j)) != CD_OK)
             return st;
         for (size_t o = 0; o < g.outer; o++) {
