@@ -50,7 +50,7 @@ static void blur_line(const float *src, ptrdiff_t stride, int64_t n, const doubl
 
 cd_status ex_blur(const cd_tensor *x, float sigma, cd_tensor **out, cd_error *err)
 {
-    layout l;
+    layout l = {0};
     cd_status st = get_layout(x, "blur", &l, err);
     if (st == CD_OK)
         st = cd_tensor_clone(x, out, err);
