@@ -65,7 +65,7 @@ static float *scaled(const cd_tensor *m, size_t n)
 cd_status cd_explain_render_heatmap(const cd_tensor *map2d, bool scale_bar, cd_image **out,
                                     cd_error *err)
 {
-    int64_t h, w;
+    int64_t h = 0, w = 0;
     cd_status st = plane_of(map2d, &h, &w, err);
     if (st != CD_OK)
         return st;
@@ -100,7 +100,7 @@ cd_status cd_explain_render_heatmap(const cd_tensor *map2d, bool scale_bar, cd_i
 cd_status cd_explain_render_overlay(const cd_tensor *map2d, const cd_image *base, float alpha,
                                     cd_image **out, cd_error *err)
 {
-    int64_t h, w;
+    int64_t h = 0, w = 0;
     cd_status st = plane_of(map2d, &h, &w, err);
     if (st != CD_OK)
         return st;
