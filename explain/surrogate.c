@@ -253,7 +253,7 @@ static cd_status add_node(tree_builder *b, int depth, const size_t *idx, size_t 
  * reordered in place. */
 static cd_status grow(tree_builder *b, int depth, size_t *idx, size_t n, cd_error *err)
 {
-    int id;
+    int id = 0;
     cd_status st = add_node(b, depth, idx, n, &id, err);
     if (st != CD_OK)
         return st;
