@@ -528,9 +528,9 @@ static void test_bad_initializers(void **state)
     mb_input(b, "x", 1, d16);
     mb_node(b, "Add", "a", "A B2", "y");
     mb_output(b, "y", 1, d16);
-    cd_load_options opts = {0, 100, 0};
+    cd_load_options opts = {.max_total_bytes = 100};
     expect_error(b, NULL, &opts, CD_ERR_LIMIT, "bytes", NULL);
-    cd_load_options fine = {16, 128, 1};
+    cd_load_options fine = {.max_tensor_elements = 16, .max_total_bytes = 128, .max_nodes = 1};
     cd_model *m = NULL;
     cd_error err;
     if (mb_load(b, NULL, &fine, &m, &err) != CD_OK)
@@ -547,7 +547,7 @@ static void test_limits_and_opsets(void **state)
     mb_node(b, "Relu", "r1", "x", "y1");
     mb_node(b, "Relu", "r2", "y1", "y2");
     mb_output(b, "y2", 2, dims_n4);
-    cd_load_options one_node = {0, 0, 1};
+    cd_load_options one_node = {.max_nodes = 1};
     expect_error(b, NULL, &one_node, CD_ERR_LIMIT, "nodes", NULL);
     mb_free(b);
 
