@@ -160,7 +160,7 @@ static void check_arange(const char *name, cd_dtype want, bool to_f32, int ndim,
         assert_int_equal(cd_tensor_dims(t)[i], dims[i]);
     size_t n = cd_tensor_numel(t);
     for (size_t i = 0; i < n; i++) {
-        double expect = a * (double)i + b, got;
+        double expect = a * (double)i + b, got = 0;
         switch (cd_tensor_dtype(t)) {
         case CD_FLOAT32: got = ((float *)cd_tensor_data(t))[i]; break;
         case CD_FLOAT64: got = ((double *)cd_tensor_data(t))[i]; break;
