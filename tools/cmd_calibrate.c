@@ -95,7 +95,7 @@ static int parse_conformal(const char *s, int *out)
 static int parse_option(cal_args *a, int argc, char **argv, int i)
 {
     const char *o = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
-    double x;
+    double x = 0;
     if (!strcmp(o, "--force"))
         return a->force = 1, 1;
     if (!strcmp(o, "--mondrian"))
