@@ -52,7 +52,7 @@ static int parse_long(const char *opt, const char *s, long lo, long hi, long *ou
 /* Returns 0 on success, else the exit status. */
 static int parse_args(int argc, char **argv, report_args *a)
 {
-    long v;
+    long v = 0;
     for (int i = 1; i < argc; i++) {
         const char *o = argv[i];
         const char *next = i + 1 < argc ? argv[i + 1] : NULL;
