@@ -610,7 +610,7 @@ cd_status cd_mc_sample(cd_mc_session *mc, int n_inputs, const cd_tensor *const *
         return cd_fail(err, CD_ERR_INVALID_ARGUMENT, "cd_mc_sample: invalid arguments");
     for (int j = 0; j < n_outputs; j++)
         samples[j] = NULL;
-    int64_t rows;
+    int64_t rows = 0;
     cd_status st = check_inputs(mc, n_inputs, inputs, &rows, err);
     if (st != CD_OK)
         return st;
