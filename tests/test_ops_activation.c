@@ -39,13 +39,14 @@ static cd_tensor *random_away_from(int ndim, const int64_t *dims, uint64_t seed,
 static double ref_sigmoid(double x) { return 1.0 / (1.0 + exp(-x)); }
 
 typedef double (*ref_fn)(double x, double alpha, double beta);
-static double r_relu(double x, double a, double b) { return x > 0 ? x : 0; }
-static double r_leaky(double x, double a, double b) { return x > 0 ? x : a * x; }
-static double r_elu(double x, double a, double b) { return x > 0 ? x : a * (exp(x) - 1); }
-static double r_sigmoid(double x, double a, double b) { return ref_sigmoid(x); }
-static double r_tanh(double x, double a, double b) { return tanh(x); }
+static double r_relu(double x, double a, double b) { (void)a; (void)b; return x > 0 ? x : 0; }
+static double r_leaky(double x, double a, double b) { (void)b; return x > 0 ? x : a * x; }
+static double r_elu(double x, double a, double b) { (void)b; return x > 0 ? x : a * (exp(x) - 1); }
+static double r_sigmoid(double x, double a, double b) { (void)a; (void)b; return ref_sigmoid(x); }
+static double r_tanh(double x, double a, double b) { (void)a; (void)b; return tanh(x); }
 static double r_hsig(double x, double a, double b) { return fmax(0, fmin(1, a * x + b)); }
-static double r_hswish(double x, double a, double b) { return x * fmax(0, fmin(1, x / 6 + 0.5)); }
+static double r_hswish(double x, double a, double b)
+{ (void)a; (void)b; return x * fmax(0, fmin(1, x / 6 + 0.5)); }
 
 /* alpha/beta < 0 means "attribute not set": the spec default is expected. */
 static void check_pointwise(const char *op, int opset, float alpha, float beta, double def_a,

@@ -118,6 +118,7 @@ static cd_status pointwise_backward(const cd_node *n, cd_tensor *const *in,
                                     cd_tensor *const *out, cd_tensor *const *gout,
                                     cd_tensor **gin, cd_ctx *ctx)
 {
+    CD_UNUSED(ctx);
     if (!gout[0] || !gin[0])
         return CD_OK;
     const float *x = cd_cf32(in[0]), *y = cd_cf32(out[0]), *g = cd_cf32(gout[0]);
@@ -223,6 +224,7 @@ static cd_status prelu_forward(const cd_node *n, cd_tensor *const *in, cd_tensor
 static cd_status prelu_backward(const cd_node *n, cd_tensor *const *in, cd_tensor *const *out,
                                 cd_tensor *const *gout, cd_tensor **gin, cd_ctx *ctx)
 {
+    CD_UNUSED(out);
     if (!gout[0] || (!gin[0] && !gin[1]))
         return CD_OK;
     int64_t st[CD_MAX_DIMS], idx[CD_MAX_DIMS] = {0};
@@ -330,6 +332,7 @@ static cd_status clip_forward(const cd_node *n, cd_tensor *const *in, cd_tensor 
 static cd_status clip_backward(const cd_node *n, cd_tensor *const *in, cd_tensor *const *out,
                                cd_tensor *const *gout, cd_tensor **gin, cd_ctx *ctx)
 {
+    CD_UNUSED(out);
     if (!gout[0])
         return CD_OK;
     if (in[0]->dtype != CD_FLOAT32)

@@ -719,6 +719,7 @@ static cd_status conv_forward(const cd_node *n, cd_tensor *const *in, cd_tensor 
 static cd_status conv_backward(const cd_node *n, cd_tensor *const *in, cd_tensor *const *out,
                                cd_tensor *const *gout, cd_tensor **gin, cd_ctx *ctx)
 {
+    CD_UNUSED(out);
     if (!gout[0])
         return CD_OK;
     conv_plan p;
@@ -812,6 +813,7 @@ static cd_status convt_forward(const cd_node *n, cd_tensor *const *in, cd_tensor
 static cd_status convt_backward(const cd_node *n, cd_tensor *const *in, cd_tensor *const *out,
                                 cd_tensor *const *gout, cd_tensor **gin, cd_ctx *ctx)
 {
+    CD_UNUSED(out);
     if (!gout[0])
         return CD_OK;
     conv_plan p;

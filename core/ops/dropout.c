@@ -114,6 +114,7 @@ static cd_status dropout_forward(const cd_node *n, cd_tensor *const *in, cd_tens
 static cd_status dropout_backward(const cd_node *n, cd_tensor *const *in, cd_tensor *const *out,
                                   cd_tensor *const *gout, cd_tensor **gin, cd_ctx *ctx)
 {
+    CD_UNUSED(out);
     if (!gout[0] || !gin[0])
         return CD_OK;
     int site = cd_stochastic_site(ctx->stochastic, n);

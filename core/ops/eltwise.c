@@ -357,6 +357,7 @@ static cd_status float_only(const cd_node *n, const cd_tensor *t, cd_error *err)
 static cd_status binary_backward(const cd_node *n, cd_tensor *const *in, cd_tensor *const *out,
                                  cd_tensor *const *gout, cd_tensor **gin, cd_ctx *ctx)
 {
+    CD_UNUSED(out);
     if (!gout[0] || (!gin[0] && !gin[1]))
         return CD_OK;
     cd_status st = float_only(n, in[0], ctx->err);
@@ -420,6 +421,7 @@ static cd_status sum_infer(const cd_node *n, cd_tensor *const *in, cd_tensor **o
 
 static cd_status sum_forward(const cd_node *n, cd_tensor *const *in, cd_tensor **out, cd_ctx *ctx)
 {
+    CD_UNUSED(ctx);
     cd_tensor *y = out[0];
     memset(y->data, 0, cd_tensor_numel_raw(y) * sizeof(float));
     for (int i = 0; i < n->n_inputs; i++) {
@@ -434,6 +436,8 @@ static cd_status sum_forward(const cd_node *n, cd_tensor *const *in, cd_tensor *
 static cd_status sum_backward(const cd_node *n, cd_tensor *const *in, cd_tensor *const *out,
                               cd_tensor *const *gout, cd_tensor **gin, cd_ctx *ctx)
 {
+    CD_UNUSED(ctx);
+    CD_UNUSED(out);
     if (!gout[0])
         return CD_OK;
     const cd_tensor *g = gout[0];
@@ -468,6 +472,7 @@ static cd_status unary_infer(const cd_node *n, cd_tensor *const *in, cd_tensor *
 static cd_status unary_forward(const cd_node *n, cd_tensor *const *in, cd_tensor **out,
                                cd_ctx *ctx)
 {
+    CD_UNUSED(ctx);
     const float *x = cd_cf32(in[0]);
     float *y = cd_f32(out[0]);
     size_t cnt = cd_tensor_numel_raw(in[0]);
@@ -484,6 +489,7 @@ static cd_status unary_forward(const cd_node *n, cd_tensor *const *in, cd_tensor
 static cd_status unary_backward(const cd_node *n, cd_tensor *const *in, cd_tensor *const *out,
                                 cd_tensor *const *gout, cd_tensor **gin, cd_ctx *ctx)
 {
+    CD_UNUSED(ctx);
     if (!gout[0] || !gin[0])
         return CD_OK;
     const float *y = cd_cf32(out[0]), *g = cd_cf32(gout[0]);

@@ -145,6 +145,7 @@ static void gemm_grad_b(cd_ctx *ctx, const gemm_dims *g, const float *a, const f
 static cd_status gemm_backward(const cd_node *n, cd_tensor *const *in, cd_tensor *const *out,
                                cd_tensor *const *gout, cd_tensor **gin, cd_ctx *ctx)
 {
+    CD_UNUSED(out);
     if (!gout[0])
         return CD_OK;
     gemm_dims g = {0};
@@ -185,6 +186,7 @@ typedef struct matmul_plan {
 
 static void batch_strides(int nd, const int64_t *batch, int nx, const int64_t *dx, int64_t *st)
 {
+    CD_UNUSED(batch);
     int64_t s = 1;
     for (int d = nd - 1; d >= 0; d--) {
         int k = d - (nd - nx);
@@ -303,6 +305,7 @@ static cd_status matmul_forward(const cd_node *n, cd_tensor *const *in, cd_tenso
 static cd_status matmul_backward(const cd_node *n, cd_tensor *const *in, cd_tensor *const *out,
                                  cd_tensor *const *gout, cd_tensor **gin, cd_ctx *ctx)
 {
+    CD_UNUSED(out);
     if (!gout[0] || (!gin[0] && !gin[1]))
         return CD_OK;
     matmul_plan p = {0};

@@ -136,6 +136,7 @@ static cd_status bn_forward(const cd_node *n, cd_tensor *const *in, cd_tensor **
 static cd_status bn_backward(const cd_node *n, cd_tensor *const *in, cd_tensor *const *out,
                              cd_tensor *const *gout, cd_tensor **gin, cd_ctx *ctx)
 {
+    CD_UNUSED(out);
     if (!gout[0])
         return CD_OK;
     bn_view v = {0};

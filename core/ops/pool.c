@@ -228,6 +228,7 @@ static cd_status maxpool_forward(const cd_node *n, cd_tensor *const *in, cd_tens
 static cd_status maxpool_backward(const cd_node *n, cd_tensor *const *in, cd_tensor *const *out,
                                   cd_tensor *const *gout, cd_tensor **gin, cd_ctx *ctx)
 {
+    CD_UNUSED(out);
     if (!gout[0] || !gin[0])
         return CD_OK;
     if (in[0]->dtype != CD_FLOAT32)
@@ -317,6 +318,7 @@ static cd_status avgpool_forward(const cd_node *n, cd_tensor *const *in, cd_tens
 static cd_status avgpool_backward(const cd_node *n, cd_tensor *const *in, cd_tensor *const *out,
                                   cd_tensor *const *gout, cd_tensor **gin, cd_ctx *ctx)
 {
+    CD_UNUSED(out);
     if (!gout[0] || !gin[0])
         return CD_OK;
     pool_plan p;
@@ -391,6 +393,9 @@ static cd_status gavg_forward(const cd_node *n, cd_tensor *const *in, cd_tensor 
 static cd_status gavg_backward(const cd_node *n, cd_tensor *const *in, cd_tensor *const *out,
                                cd_tensor *const *gout, cd_tensor **gin, cd_ctx *ctx)
 {
+    CD_UNUSED(ctx);
+    CD_UNUSED(n);
+    CD_UNUSED(out);
     if (!gout[0] || !gin[0])
         return CD_OK;
     int64_t planes, sp;
@@ -434,6 +439,9 @@ static cd_status gmax_forward(const cd_node *n, cd_tensor *const *in, cd_tensor 
 static cd_status gmax_backward(const cd_node *n, cd_tensor *const *in, cd_tensor *const *out,
                                cd_tensor *const *gout, cd_tensor **gin, cd_ctx *ctx)
 {
+    CD_UNUSED(ctx);
+    CD_UNUSED(n);
+    CD_UNUSED(out);
     if (!gout[0] || !gin[0])
         return CD_OK;
     int64_t planes, sp;

@@ -153,6 +153,7 @@ static cd_status reduce_forward(const cd_node *n, cd_tensor *const *in, cd_tenso
 static cd_status reduce_backward(const cd_node *n, cd_tensor *const *in, cd_tensor *const *out,
                                  cd_tensor *const *gout, cd_tensor **gin, cd_ctx *ctx)
 {
+    CD_UNUSED(out);
     if (!gout[0] || !gin[0])
         return CD_OK;
     reduce_plan p;
