@@ -55,6 +55,8 @@ cd_status cd_write_file_atomic(const char *path, const void *data, size_t size, 
         return st;
     }
     int ok = fwrite(data, 1, size, f) == size;
+    /* Durable before the rename, so a power cut cannot leave an empty target. */
+    ok = fflush(f) == 0 && fsync(fileno(f)) == 0 && ok;
     ok = (fclose(f) == 0) && ok;
     if (!ok || rename(tmp, path) != 0) {
         cd_status st = cd_fail(err, CD_ERR_IO, "cannot write %s: %s", path, strerror(errno));

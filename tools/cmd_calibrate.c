@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <cjson/cJSON.h>
 
@@ -543,14 +544,21 @@ static cd_status calibrate(const cal_args *a, const cd_model *m, const calib_dat
         f.bundle.provenance_json = provenance(a, d, model_sha, cal.n, test.n, k, is_probs,
                                               f.tune_rows);
     }
-    /* The report first: a failure there must not leave a calibration file. */
+    /* The report first: a failure there must not leave a calibration file.
+     * If the calibration file then fails, reports this run created are
+     * removed; a report that replaced an earlier one stays (it is complete,
+     * and the earlier one is already gone). */
+    bool had_html = a->html && access(a->html, F_OK) == 0;
+    bool had_json = a->json && access(a->json, F_OK) == 0;
     if (!st && (a->html || a->json))
         st = write_report(a, m, d, model_sha, &cal, &test, k, &f, err);
     if (!st)
         st = cd_calibration_bundle_save(&f.bundle, a->out, a->force, err);
-    if (st) { /* no partial outputs */
-        if (a->html) remove(a->html);
-        if (a->json) remove(a->json);
+    if (st) {
+        if (a->html && !had_html)
+            remove(a->html);
+        if (a->json && !had_json)
+            remove(a->json);
     }
     cd_calibration_bundle_clear(&f.bundle);
     part_free(&cal);
