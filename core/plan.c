@@ -29,6 +29,9 @@ typedef struct cd_exec {
  * of other BLAS builds may not. One thread setting governs every sgemm. */
 void openblas_set_num_threads(int num_threads);
 
+/* Address for tensors with no elements (read-only: nothing is ever stored). */
+static const max_align_t empty_storage;
+
 void cd_plan_free(cd_plan *p)
 {
     if (!p)
@@ -680,6 +683,14 @@ static cd_status plan_memory(cd_plan *p, cd_error *err)
         measure_lifetimes(p, &mp);
         assign_buffers(p, &mp);
         p->runtime_bytes = place_buffers(&mp, order);
+        if (p->runtime_bytes > CD_PLAN_MAX_ACTIVATION_BYTES)
+            st = cd_fail(err, CD_ERR_LIMIT,
+                         "the activations of this model need %.1f GiB for these input shapes "
+                         "(limit %.0f GiB): refusing before allocating",
+                         (double)p->runtime_bytes / 1073741824.0,
+                         (double)CD_PLAN_MAX_ACTIVATION_BYTES / 1073741824.0);
+    }
+    if (st == CD_OK) {
         p->arena = p->runtime_bytes ? aligned_alloc(ARENA_ALIGN, p->runtime_bytes) : NULL;
         if (p->runtime_bytes && !p->arena)
             st = cd_fail(err, CD_ERR_OUT_OF_MEMORY, "out of memory for %zu bytes of activations",
@@ -692,7 +703,10 @@ static cd_status plan_memory(cd_plan *p, cd_error *err)
             continue;
         /* All-empty runtime values leave no arena (and no offset to add). */
         bool placed = mp.buf[v] >= 0 && p->arena;
-        p->rt[v].data = placed ? (char *)p->arena + mp.bufs[mp.buf[v]].offset : NULL;
+        /* Empty values get a valid address that is never written, so kernels
+         * may form x + 0 without touching a NULL pointer. */
+        p->rt[v].data =
+            placed ? (char *)p->arena + mp.bufs[mp.buf[v]].offset : (void *)&empty_storage;
         p->rt[v].capacity = cd_tensor_nbytes(&p->vals[v]);
     }
     /* Graph outputs keep their (never reused) arena slot visible in p->vals. */

@@ -19,6 +19,10 @@ typedef enum cd_value_kind {
     CD_VALUE_RUNTIME = 3  /* produced by a runtime step */
 } cd_value_kind;
 
+/* Plans whose activations would exceed this are refused with CD_ERR_LIMIT
+ * before anything is allocated (absurd shapes from hostile models). */
+#define CD_PLAN_MAX_ACTIVATION_BYTES ((size_t)256 << 30)
+
 typedef struct cd_plan_options {
     /* Node indices that must never be folded, skipped or fused (stochastic
      * sites). */

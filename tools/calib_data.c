@@ -218,7 +218,8 @@ static cd_status load_folder(const cd_model *m, const char *dir, int k, calib_da
         }
         closedir(dp);
         free(sub);
-        qsort(d->paths + start, d->n - start, sizeof(char *), cmp_str);
+        if (d->n > start)
+            qsort(d->paths + start, d->n - start, sizeof(char *), cmp_str);
     }
     for (size_t s = 0; s < n_sub; s++)
         free(subs[s]);

@@ -18,7 +18,7 @@ if [ "${CANDOR_SKIP_SANITIZERS:-0}" != 1 ]; then
   echo "== ASan+UBSan build and tests" >&2
   cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCANDOR_SANITIZE=ON >/dev/null
   cmake --build build-asan -j"$jobs"
-  (cd build-asan && ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 \
+  (cd build-asan && ASAN_OPTIONS=detect_leaks=1:abort_on_error=0:allocator_may_return_null=1 \
      UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
      ctest --output-on-failure -j"$jobs")
 fi
