@@ -160,6 +160,44 @@ static bool node_is_foldable(const cd_plan *p, const cd_node *n, const cd_plan_o
     return true;
 }
 
+/* How many leading inputs the operator cannot do without (the rest are
+ * optional). Checked before any shape rule runs, so kernels may rely on them. */
+static int required_inputs(const cd_node *n)
+{
+    switch (n->op) {
+    case CD_OP_CONSTANT: return 0;
+    case CD_OP_SUM:
+    case CD_OP_CONCAT: return n->n_inputs > 0 ? n->n_inputs : 1;
+    case CD_OP_CONV:
+    case CD_OP_CONV_TRANSPOSE:
+    case CD_OP_GEMM:
+    case CD_OP_MATMUL:
+    case CD_OP_ADD:
+    case CD_OP_SUB:
+    case CD_OP_MUL:
+    case CD_OP_DIV:
+    case CD_OP_PRELU:
+    case CD_OP_GATHER: return 2;
+    case CD_OP_RESHAPE: return n->opset >= 5 ? 2 : 1;
+    case CD_OP_BATCH_NORMALIZATION: return 5;
+    default: return 1;
+    }
+}
+
+static bool all_outputs_empty(const cd_node *n, cd_tensor *const *out)
+{
+    bool any = false;
+    for (int j = 0; j < n->n_outputs; j++) {
+        if (!out[j])
+            continue;
+        size_t numel = 1;
+        if (!cd_shape_numel(out[j]->ndim, out[j]->dims, 0, &numel) || numel > 0)
+            return false;
+        any = true;
+    }
+    return any;
+}
+
 static cd_status plan_node(cd_plan *p, int node_index, const cd_plan_options *opts,
                            cd_ctx *ctx)
 {
@@ -171,6 +209,12 @@ static cd_status plan_node(cd_plan *p, int node_index, const cd_plan_options *op
     if (n->n_inputs > MAX_NODE_IO || n->n_outputs > MAX_NODE_IO)
         return cd_node_fail(n, err, CD_ERR_UNSUPPORTED, "more than %d inputs or outputs",
                             MAX_NODE_IO);
+    int need = required_inputs(n);
+    if (n->n_inputs < need)
+        return cd_node_fail(n, err, CD_ERR_PARSE, "needs %d inputs, has %d", need, n->n_inputs);
+    for (int i = 0; i < need; i++)
+        if (n->inputs[i] < 0)
+            return cd_node_fail(n, err, CD_ERR_PARSE, "required input %d is missing", i);
     for (int i = 0; i < n->n_inputs; i++) {
         int v = n->inputs[i];
         in[i] = shape_view(p, v, &views[i]);
@@ -187,7 +231,10 @@ static cd_status plan_node(cd_plan *p, int node_index, const cd_plan_options *op
     cd_status st = def->infer(n, in, out, err);
     if (st != CD_OK)
         return st;
-    bool fold = node_is_foldable(p, n, opts, node_index);
+    /* Nothing to compute when every output is empty (a zero batch, say):
+     * the values are known now, and no kernel sees the degenerate shape. */
+    bool empty = all_outputs_empty(n, out);
+    bool fold = empty || node_is_foldable(p, n, opts, node_index);
     for (int j = 0; j < n->n_outputs; j++) {
         if (!out[j])
             continue;
@@ -201,6 +248,8 @@ static cd_status plan_node(cd_plan *p, int node_index, const cd_plan_options *op
         if (!fold)
             p->naive_bytes += cd_tensor_nbytes(out[j]);
     }
+    if (empty)
+        return CD_OK;
     if (fold) {
         for (int i = 0; i < n->n_inputs; i++)
             if (n->inputs[i] >= 0)
