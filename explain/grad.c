@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "core/graph.h"
 #include "core/parallel.h"
@@ -35,7 +36,8 @@ cd_status cd_explainer_create(const cd_model *model, const cd_explain_options *o
     if (!e)
         return cd_fail(err, CD_ERR_OUT_OF_MEMORY, "out of memory");
     e->model = model;
-    e->threads = opts && opts->threads > 0 ? opts->threads : 1;
+    long cores = sysconf(_SC_NPROCESSORS_ONLN);
+    e->threads = opts && opts->threads > 0 ? opts->threads : (cores > 0 ? (int)cores : 1);
     e->max_batch = opts && opts->max_batch > 0 ? opts->max_batch : 8;
     e->force_loop = opts && opts->force_loop;
     *out = e;

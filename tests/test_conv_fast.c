@@ -243,12 +243,54 @@ static void test_maxpool(void **state)
     }
 }
 
+/* cd_col2im_2d_add is the adjoint of cd_im2col_2d: <im2col(x), c> = <x, col2im(c)>
+ * for random 2-D geometries (strides, dilations, asymmetric pads). */
+static void test_col2im_adjoint(void **state)
+{
+    (void)state;
+    for (uint64_t seed = 1; seed <= 60; seed++) {
+        uint64_t st = seed;
+        int64_t k[2] = {rnd(&st, 1, 3), rnd(&st, 1, 3)}, s2[2] = {rnd(&st, 1, 3), rnd(&st, 1, 2)};
+        int64_t d[2] = {rnd(&st, 1, 2), rnd(&st, 1, 2)}, hw[2] = {rnd(&st, 6, 12), rnd(&st, 6, 12)};
+        int64_t pads[4] = {rnd(&st, 0, 2), rnd(&st, 0, 1), rnd(&st, 0, 1), rnd(&st, 0, 2)};
+        cd_node n;
+        cd_error err = {0};
+        assert_int_equal(cd_node_init(&n, "MaxPool", 13, 1, 1, &err), CD_OK);
+        assert_int_equal(cd_node_add_ints(&n, "kernel_shape", k, 2, &err), CD_OK);
+        assert_int_equal(cd_node_add_ints(&n, "strides", s2, 2, &err), CD_OK);
+        assert_int_equal(cd_node_add_ints(&n, "dilations", d, 2, &err), CD_OK);
+        assert_int_equal(cd_node_add_ints(&n, "pads", pads, 4, &err), CD_OK);
+        assert_int_equal(cd_node_bind(&n, &err), CD_OK);
+        cd_win_geom g;
+        assert_int_equal(cd_win_resolve(&n, 2, hw, k, false, &g, &err), CD_OK);
+        int64_t ch = 3, xd[3] = {ch, hw[0], hw[1]};
+        int64_t cd2[2] = {ch * k[0] * k[1], g.out[0] * g.out[1]};
+        cd_tensor *x = tu_random(3, xd, seed, -1, 1), *c = tu_random(2, cd2, seed + 99, -1, 1);
+        cd_tensor *colx = tu_random(2, cd2, 0, 0, 0), *img = tu_random(3, xd, 0, 0, 0);
+        cd_im2col_2d(x->data, ch, &g, colx->data);
+        cd_col2im_2d_add(c->data, ch, &g, img->data);
+        double lhs = 0, rhs = 0;
+        const float *a = colx->data, *b = c->data, *xv = x->data, *iv = img->data;
+        for (size_t i = 0; i < cd_tensor_numel(c); i++)
+            lhs += (double)a[i] * b[i];
+        for (size_t i = 0; i < cd_tensor_numel(x); i++)
+            rhs += (double)xv[i] * iv[i];
+        assert_true(fabs(lhs - rhs) <= 1e-4 * (1 + fabs(lhs)));
+        cd_tensor_free(x);
+        cd_tensor_free(c);
+        cd_tensor_free(colx);
+        cd_tensor_free(img);
+        cd_node_clear(&n);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_im2col),     cmocka_unit_test(test_gemm_1x1),
         cmocka_unit_test(test_depthwise),  cmocka_unit_test(test_winograd),
         cmocka_unit_test(test_refuses_inapplicable), cmocka_unit_test(test_maxpool),
+        cmocka_unit_test(test_col2im_adjoint),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

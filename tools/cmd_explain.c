@@ -52,7 +52,7 @@ static void help(FILE *f)
 "  --blur S            blur sigma for insertion and the IG blur baseline (5)\n"
 "  --alpha A           overlay opacity (0.5)\n"
 "  --batch N           rows per forward/backward pass (8)\n"
-"  --threads N         threads (default 1)\n"
+"  --threads N         threads (default: all cores)\n"
 "  --npy FILE          write the raw signed map of the (single) input to FILE\n"
 "                      (with --mc/--ensemble: the mean map)\n"
 "uncertainty (maps per MC sample / ensemble member, docs/explain.md):\n"

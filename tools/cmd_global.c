@@ -47,7 +47,7 @@ static void help(FILE *f)
 "  --seed S          seed of the TCAV subsets (default 0)\n"
 "  --top N           channels listed per class in the text ranking (default 10)\n"
 "  --no-saliency     skip class-average saliency and channel importance\n"
-"  --threads N       threads (default 1)\n"
+"  --threads N       threads (default: all cores)\n"
 "  --batch N         rows per forward/backward pass (default 32)\n"
 "  --json            print global.json on stdout instead of the text summary\n"
 "  -o, --outdir DIR  writes class_saliency.{npy,png}, channel_importance.{npy,json,txt},\n"
@@ -81,7 +81,7 @@ static int parse(int argc, char **argv, gl_args *a)
     memset(a, 0, sizeof *a);
     cd_tcav_params_default(&a->tp);
     a->top = 10;
-    a->threads = 1;
+    a->threads = 0; /* all cores */
     a->batch = 32;
     a->saliency = true;
     int c;
@@ -125,7 +125,7 @@ static int parse(int argc, char **argv, gl_args *a)
     if (a->n_concepts && !a->random)
         return cli_fail("global: --concept needs --random examples"), 2;
     if (a->tp.runs < 10 || a->tp.subset < 0 || a->tp.l2 < 0 || !(a->tp.alpha > 0 &&
-        a->tp.alpha < 1) || a->top < 1 || a->threads < 1 || a->batch < 1)
+        a->tp.alpha < 1) || a->top < 1 || a->threads < 0 || a->batch < 1)
         return cli_fail("global: need --runs >= 10, --subset >= 0, --l2 >= 0, 0 < --alpha < 1, "
                         "--top, --threads and --batch >= 1"), 2;
     if (!a->saliency && !a->n_concepts)

@@ -42,7 +42,7 @@ static void help(FILE *f)
 "  --save-arrays     also write clean.npy and adversarial.npy (model-input space)\n"
 "  --batch N         rows per pass (32)\n"
 "  --seed S          seed for PGD's random start and MC dropout masks (0)\n"
-"  --threads N       threads (default 1)\n"
+"  --threads N       threads (default: all cores)\n"
 "  --json            print the JSON summary on stdout instead of the table\n"
 "  -o, --outdir DIR  writes robustness.json, example_I.{clean,adv}.png,\n"
 "                    example_I.{clean,adv}.saliency.png (required)\n"
@@ -129,7 +129,7 @@ static int parse(int argc, char **argv, rb_args *a)
     a->ap.eps = NAN;
     a->examples = 4;
     a->batch = 32;
-    a->threads = 1;
+    a->threads = 0; /* all cores */
     optind = 1;
     int c;
     while ((c = getopt_long(argc, argv, "ho:", opts, NULL)) != -1) {

@@ -34,7 +34,7 @@ static void help(FILE *f)
 "  --min-split N     minimum rows to split a node (default 2)\n"
 "  --split F         training fraction (default 0.5)\n"
 "  --seed S          split seed (default 0)\n"
-"  --threads N       threads (default 1)\n"
+"  --threads N       threads (default: all cores)\n"
 "  --json            print the summary as JSON on stdout instead of text\n"
 "  -o, --outdir DIR  writes surrogate.json (settings, fidelity, accuracy,\n"
 "                    rules, tree: the file for 'candor predict --surrogate'),\n"
@@ -67,7 +67,7 @@ static int parse(int argc, char **argv, sg_args *a)
         {0, 0, 0, 0}};
     memset(a, 0, sizeof *a);
     a->grid = 4;
-    a->threads = 1;
+    a->threads = 0; /* all cores */
     a->split = 0.5;
     cd_tree_params_default(&a->tp);
     int c;
@@ -100,7 +100,7 @@ static int parse(int argc, char **argv, sg_args *a)
         return 2;
     }
     a->model = argv[optind];
-    if (!(a->split > 0 && a->split < 1) || a->grid < 1 || a->threads < 1 ||
+    if (!(a->split > 0 && a->split < 1) || a->grid < 1 || a->threads < 0 ||
         a->tp.max_depth < 0 || a->tp.min_samples_leaf < 1 || a->tp.min_samples_split < 2)
         return cli_fail("surrogate: need 0 < --split < 1, --grid >= 1, --threads >= 1, "
                         "--depth >= 0, --min-leaf >= 1, --min-split >= 2"), 2;

@@ -24,7 +24,7 @@ static void help_featuremaps(FILE *f)
 "  --layer NAME      tensor to show (the message for an unknown name lists candidates)\n"
 "  --top N           show the N most active channels (16; 0 = all)\n"
 "  --cell PX         each channel drawn at least PX pixels wide (64)\n"
-"  --threads N       threads (default 1)\n"
+"  --threads N       threads (default: all cores)\n"
 "  -o, --outdir DIR  writes per input NAME.featuremaps.png (grid: channel index above\n"
 "                    each map, one shared viridis scale, bar labelled max/min),\n"
 "                    NAME.featuremaps.npy (the raw (1, C, ...) tensor, as\n"
@@ -50,7 +50,7 @@ static void help_maximize(FILE *f)
 "  --init-std S      start: N(0, S^2) noise in model-input space (0.1)\n"
 "  --no-clip         do not clip to the input range the preprocessing allows\n"
 "  --seed S          seed for the start noise and the jitter (0)\n"
-"  --threads N       threads (default 1)\n"
+"  --threads N       threads (default: all cores)\n"
 "  -o, --outdir DIR  writes maximize.NAME.{png,npy,json}: the image (pixels), the raw\n"
 "                    input tensor and the score trajectory\n"
 "  -h, --help        this help\n");
@@ -142,7 +142,7 @@ static int parse(int argc, char **argv, bool maximize, vis_args *a)
         {0, 0, 0, 0}};
     void (*help)(FILE *) = maximize ? help_maximize : help_featuremaps;
     a->top = 16;
-    a->threads = 1;
+    a->threads = 0; /* all cores */
     cd_maximize_params_default(&a->mp);
     optind = 1;
     int c;

@@ -751,7 +751,10 @@ static cd_status conv_backward(const cd_node *n, cd_tensor *const *in, cd_tensor
             else if (gx) {
                 sgemm(ctx, true, false, kdim, p.out_sp, p.mg, w, kdim, gy, p.out_sp, 0.0f, dcol,
                       p.out_sp);
-                col2im_add(dcol, p.cg, &p.g, p.out_sp, gx + xoff);
+                if (p.g.nsp == 2)
+                    cd_col2im_2d_add(dcol, p.cg, &p.g, gx + xoff);
+                else
+                    col2im_add(dcol, p.cg, &p.g, p.out_sp, gx + xoff);
             }
             if (gb)
                 sum_bias_grad(gy, gb + gi * p.mg, p.mg, p.out_sp);

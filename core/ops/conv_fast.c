@@ -416,6 +416,28 @@ void cd_im2col_2d(const float *img, int64_t channels, const cd_win_geom *g, floa
             }
 }
 
+void cd_col2im_2d_add(const float *col, int64_t channels, const cd_win_geom *g, float *img)
+{
+    int64_t H = g->in[0], W = g->in[1], OH = g->out[0], OW = g->out[1];
+    int64_t KH = g->k[0], KW = g->k[1], s0 = g->s[0], s1 = g->s[1];
+    for (int64_t c = 0; c < channels; c++)
+        for (int64_t kh = 0; kh < KH; kh++)
+            for (int64_t kw = 0; kw < KW; kw++) {
+                const float *row = col + ((c * KH + kh) * KW + kw) * OH * OW;
+                int64_t offw = kw * g->d[1] - g->pb[1], ow0, ow1;
+                valid_range(offw, s1, W, OW, &ow0, &ow1);
+                for (int64_t oh = 0; oh < OH; oh++) {
+                    int64_t ih = oh * s0 - g->pb[0] + kh * g->d[0];
+                    if (ih < 0 || ih >= H)
+                        continue;
+                    const float *src = row + oh * OW;
+                    float *dst = img + (c * H + ih) * W + offw;
+                    for (int64_t ow = ow0; ow < ow1; ow++)
+                        dst[ow * s1] += src[ow];
+                }
+            }
+}
+
 void cd_maxpool_2d(const float *x, float *y, int64_t planes, const cd_win_geom *g)
 {
     int64_t H = g->in[0], W = g->in[1], OH = g->out[0], OW = g->out[1];
