@@ -12,6 +12,7 @@
 #include "explain_vis.h"
 #include "inputs.h"
 #include "mpi_shard.h"
+#include "cli_util.h"
 
 static void help(FILE *f)
 {
@@ -334,33 +335,11 @@ static bool custom_curve_score(const ex_args *a)
     return a->p.objective.region_ndim > 0 || a->p.objective.kind == CD_OBJECTIVE_SUM;
 }
 
-static void json_str(FILE *f, const char *s)
-{
-    fputc('"', f);
-    for (; s && *s; s++) {
-        if (*s == '"' || *s == '\\')
-            fprintf(f, "\\%c", *s);
-        else if ((unsigned char)*s < 0x20)
-            fprintf(f, "\\u%04x", *s);
-        else
-            fputc(*s, f);
-    }
-    fputc('"', f);
-}
-
-static void json_num(FILE *f, double v)
-{
-    if (isfinite(v))
-        fprintf(f, "%.9g", v);
-    else
-        fputs("null", f);
-}
-
 static void json_settings(FILE *f, const ex_args *a, const cd_explanation *ex)
 {
     const cd_explain_params *p = &a->p;
     fprintf(f, "\"settings\":{\"objective\":");
-    json_str(f, objective_names[p->objective.kind]);
+    cli_json_str(f, objective_names[p->objective.kind]);
     if (p->objective.region_ndim)
         fprintf(f, ",\"region\":\"%s\"", a->region_text);
     switch (p->method) {
@@ -370,18 +349,18 @@ static void json_settings(FILE *f, const ex_args *a, const cd_explanation *ex)
         break;
     case CD_EXPLAIN_IG:
         fprintf(f, ",\"steps\":%d,\"rule\":\"%s\",\"baseline\":", p->steps, rule_names[p->ig_rule]);
-        json_str(f, p->baseline == CD_BASELINE_BLACK  ? "black"
+        cli_json_str(f, p->baseline == CD_BASELINE_BLACK  ? "black"
                     : p->baseline == CD_BASELINE_BLUR ? "blur"
                                                       : a->baseline_path);
         fprintf(f, ",\"blur_sigma\":%g,\"baseline_score\":", p->blur_sigma);
-        json_num(f, ex->baseline_score);
+        cli_json_num(f, ex->baseline_score);
         fprintf(f, ",\"completeness_delta\":");
-        json_num(f, ex->completeness_delta);
+        cli_json_num(f, ex->completeness_delta);
         break;
     case CD_EXPLAIN_GRADCAM:
     case CD_EXPLAIN_GRADCAM_PP:
         fprintf(f, ",\"layer\":");
-        json_str(f, ex->layer);
+        cli_json_str(f, ex->layer);
         fprintf(f, ",\"variant\":\"%s\"", p->method == CD_EXPLAIN_GRADCAM
                                               ? "Grad-CAM (Selvaraju et al. 2017)"
                                               : "Grad-CAM++ (Chattopadhay et al. 2018, eq. 19)");
@@ -405,7 +384,7 @@ static void json_curve(FILE *f, const char *name, const double *v, int n)
     for (int i = 0; i <= n; i++) {
         if (i)
             fputc(',', f);
-        json_num(f, v[i]);
+        cli_json_num(f, v[i]);
     }
     fputc(']', f);
 }
@@ -414,11 +393,11 @@ static void json_sanity(FILE *f, const ex_args *a, const cd_sanity_result *san)
 {
     fprintf(f, ",\"sanity\":{\"test\":\"model randomisation (Adebayo et al. 2018)\","
                "\"randomised_layers\":%d,\"nodes\":", san->n_layers);
-    json_str(f, san->layers);
+    cli_json_str(f, san->layers);
     fprintf(f, ",\"weights\":\"N(0, std of the original tensor^2)\",\"seed\":%llu,"
                "\"compared\":\"2-D saliency\",\"spearman\":",
             (unsigned long long)a->p.seed);
-    json_num(f, san->spearman);
+    cli_json_num(f, san->spearman);
     fputc('}', f);
 }
 
@@ -432,10 +411,10 @@ static cd_status write_json(const char *path, const char *input, const ex_args *
         return st;
     FILE *f = cd_atomic_stream(af);
     fprintf(f, "{\"input\":");
-    json_str(f, input);
+    cli_json_str(f, input);
     fprintf(f, ",\"method\":\"%s\",\"target\":%d,\"score\":", cd_explain_method_name(a->p.method),
             ex->target);
-    json_num(f, ex->score);
+    cli_json_num(f, ex->score);
     fputc(',', f);
     json_settings(f, a, ex);
     if (fa && fa->deletion) {
@@ -444,9 +423,9 @@ static cd_status write_json(const char *path, const char *input, const ex_args *
                 fa->step, fa->n_steps, a->fp.deletion_value, a->fp.blur_sigma,
                 custom_curve_score(a) ? "the explained objective"
                                       : "softmax probability of the target");
-        json_num(f, fa->deletion_auc);
+        cli_json_num(f, fa->deletion_auc);
         fprintf(f, ",\"insertion_auc\":");
-        json_num(f, fa->insertion_auc);
+        cli_json_num(f, fa->insertion_auc);
         json_curve(f, "deletion", fa->deletion, fa->n_steps);
         json_curve(f, "insertion", fa->insertion, fa->n_steps);
         fputc('}', f);
@@ -627,10 +606,10 @@ static cd_status write_mc_json(const char *path, const char *input, const ex_arg
     for (int t = 0; t < ux->n_samples; t++)
         mean += ux->scores[t] / ux->n_samples;
     fprintf(f, "{\"input\":");
-    json_str(f, input);
+    cli_json_str(f, input);
     fprintf(f, ",\"method\":\"%s\",\"target\":%d,\"score\":", cd_explain_method_name(a->p.method),
             ux->target);
-    json_num(f, mean);
+    cli_json_num(f, mean);
     fputc(',', f);
     cd_explanation ex = {.target = ux->target, .layer = ux->layer};
     json_settings(f, a, &ex);
@@ -639,21 +618,21 @@ static cd_status write_mc_json(const char *path, const char *input, const ex_arg
             (unsigned long long)a->p.seed);
     for (int k = 0; k < a->n_sites; k++) {
         fprintf(f, "%s{\"name\":", k ? "," : "");
-        json_str(f, a->sites[k].name);
+        cli_json_str(f, a->sites[k].name);
         fprintf(f, ",\"p\":%g,\"channel\":%s}", a->sites[k].p, a->sites[k].channel ? "true" : "false");
     }
     fprintf(f, "],\"std\":\"population (divisor S) per element\",\"sample_scores\":[");
     for (int t = 0; t < ux->n_samples; t++) {
         if (t)
             fputc(',', f);
-        json_num(f, ux->scores[t]);
+        cli_json_num(f, ux->scores[t]);
     }
     fprintf(f, "],\"predictive_entropy\":");
-    json_num(f, ux->predictive_entropy);
+    cli_json_num(f, ux->predictive_entropy);
     fprintf(f, ",\"expected_entropy\":");
-    json_num(f, ux->expected_entropy);
+    cli_json_num(f, ux->expected_entropy);
     fprintf(f, ",\"mutual_information\":");
-    json_num(f, ux->mutual_information);
+    cli_json_num(f, ux->mutual_information);
     fprintf(f, ",\"entropy_saliency\":\"d H[mean p]/d input\",\"mi_saliency\":\"d MI/d input\"}}\n");
     return cd_atomic_commit(af, err);
 }

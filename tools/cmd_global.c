@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "interp_data.h"
+#include "cli_util.h"
 
 #define MAX_CONCEPTS 16
 #define MAX_TARGETS 64
@@ -142,15 +143,6 @@ typedef struct gl_state {
     cd_global_result g;
 } gl_state;
 
-static const char *label_of(const cd_model *m, int k, char *buf, size_t n)
-{
-    const char *l = k < cd_model_label_count(m) ? cd_model_label(m, k) : NULL;
-    if (l)
-        return l;
-    snprintf(buf, n, "class %d", k);
-    return buf;
-}
-
 /* Appends to a fixed buffer; *len never passes cap - 1 (text is cut). */
 static void app(char *buf, size_t cap, size_t *len, const char *fmt, ...)
 #if defined(__GNUC__)
@@ -277,7 +269,7 @@ static cJSON *importance_json(const gl_args *a, const gl_state *s, char **text)
         char buf[32];
         cJSON *ck = cJSON_CreateObject();
         cJSON_AddNumberToObject(ck, "class", k);
-        cJSON_AddStringToObject(ck, "label", label_of(s->m, k, buf, sizeof buf));
+        cJSON_AddStringToObject(ck, "label", cli_label(s->m, k, buf, sizeof buf));
         cJSON_AddNumberToObject(ck, "rows", (double)g->counts[k]);
         cJSON_AddItemToObject(ck, "ranking", cJSON_CreateIntArray(order, c));
         double *v = malloc((size_t)c * sizeof *v);
@@ -287,7 +279,7 @@ static cJSON *importance_json(const gl_args *a, const gl_state *s, char **text)
         free(v);
         cJSON_AddItemToArray(classes, ck);
         app(*text, cap, &len, "%-16s (%lld rows):",
-                                label_of(s->m, k, buf, sizeof buf), (long long)g->counts[k]);
+                                cli_label(s->m, k, buf, sizeof buf), (long long)g->counts[k]);
         for (int i = 0; i < a->top && i < c && g->counts[k]; i++)
             app(*text, cap, &len, " %d:%.3g", order[i], imp[order[i]]);
         app(*text, cap, &len, "\n");
@@ -323,7 +315,7 @@ static cJSON *tcav_json(const gl_state *s, const char *concept, int k,
     cJSON *o = cJSON_CreateObject();
     cJSON_AddStringToObject(o, "concept", concept);
     cJSON_AddNumberToObject(o, "class", k);
-    cJSON_AddStringToObject(o, "label", label_of(s->m, k, buf, sizeof buf));
+    cJSON_AddStringToObject(o, "label", cli_label(s->m, k, buf, sizeof buf));
     cJSON_AddStringToObject(o, "layer", r->layer);
     cJSON_AddNumberToObject(o, "runs", r->runs);
     cJSON_AddNumberToObject(o, "subset", r->subset);

@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "cli.h"
+#include "cli_util.h"
 
 static void help(FILE *f)
 {
@@ -65,20 +66,6 @@ static void print_shape(FILE *f, int ndim, const int64_t *dims)
     for (int d = 0; d < ndim; d++)
         fprintf(f, d ? ",%lld" : "%lld", (long long)dims[d]);
     fputc(']', f);
-}
-
-static void json_string(FILE *f, const char *s)
-{
-    fputc('"', f);
-    for (; *s; s++) {
-        if (*s == '"' || *s == '\\')
-            fprintf(f, "\\%c", *s);
-        else if ((unsigned char)*s < 0x20)
-            fprintf(f, "\\u%04x", *s);
-        else
-            fputc(*s, f);
-    }
-    fputc('"', f);
 }
 
 int cmd_info(int argc, char **argv)
@@ -162,9 +149,9 @@ int cmd_info(int argc, char **argv)
     FILE *f = stdout;
     if (json) {
         fprintf(f, "{\"model\":");
-        json_string(f, path);
+        cli_json_str(f, path);
         fprintf(f, ",\"opset\":%d,\"producer\":", cd_model_opset(m));
-        json_string(f, cd_model_producer(m) ? cd_model_producer(m) : "");
+        cli_json_str(f, cd_model_producer(m) ? cd_model_producer(m) : "");
         fprintf(f, ",\"nodes\":%d,\"parameters\":%llu,\"inputs\":[", cd_model_node_count(m),
                 (unsigned long long)cd_model_parameter_count(m));
         for (int i = 0; i < n_in; i++) {
@@ -172,7 +159,7 @@ int cmd_info(int argc, char **argv)
             int64_t dd[CD_MAX_DIMS];
             cd_model_input_shape(m, i, &nd, dd, NULL);
             fprintf(f, "%s{\"name\":", i ? "," : "");
-            json_string(f, cd_model_input_name(m, i));
+            cli_json_str(f, cd_model_input_name(m, i));
             fprintf(f, ",\"dtype\":\"%s\",\"shape\":", cd_dtype_name(cd_model_input_dtype(m, i)));
             print_shape(f, nd < 0 ? 0 : nd, dd);
             fputc('}', f);
@@ -183,7 +170,7 @@ int cmd_info(int argc, char **argv)
             int64_t dd[CD_MAX_DIMS];
             cd_model_output_shape(m, i, &nd, dd, NULL);
             fprintf(f, "%s{\"name\":", i ? "," : "");
-            json_string(f, cd_model_output_name(m, i));
+            cli_json_str(f, cd_model_output_name(m, i));
             fprintf(f, ",\"shape\":");
             print_shape(f, nd < 0 ? 0 : nd, dd);
             fputc('}', f);
@@ -191,14 +178,14 @@ int cmd_info(int argc, char **argv)
         fprintf(f, "],\"ops\":{");
         for (int k = 0; k < n_ops; k++) {
             fprintf(f, "%s", k ? "," : "");
-            json_string(f, hist[k].op);
+            cli_json_str(f, hist[k].op);
             fprintf(f, ":%d", hist[k].count);
         }
         fprintf(f, "},\"dropout_nodes\":[");
         for (int i = 0, first = 1; i < cd_model_node_count(m); i++)
             if (strcmp(cd_model_node_op_type(m, i), "Dropout") == 0) {
                 fprintf(f, "%s", first ? "" : ",");
-                json_string(f, cd_model_node_name(m, i));
+                cli_json_str(f, cd_model_node_name(m, i));
                 first = 0;
             }
         fprintf(f, "]");
@@ -214,7 +201,7 @@ int cmd_info(int argc, char **argv)
                     (unsigned long long)cost.constant_bytes, cost.runtime_steps);
         } else {
             fprintf(f, ",\"cost\":null,\"cost_error\":");
-            json_string(f, cost_err.message);
+            cli_json_str(f, cost_err.message);
         }
         fprintf(f, "}\n");
     } else {

@@ -18,6 +18,7 @@
 #include "predict_mc.h"
 #include "predict_calib.h"
 #include "predict_surrogate.h"
+#include "cli_util.h"
 
 static void help(FILE *f)
 {
@@ -60,29 +61,6 @@ typedef struct predict_opts {
     predict_calib *calib; /* --calibration (predict_calib.c) */
 } predict_opts;
 
-static const char *label_of(const cd_model *m, int k, char *buf, size_t n)
-{
-    const char *l = k < cd_model_label_count(m) ? cd_model_label(m, k) : NULL;
-    if (l)
-        return l;
-    snprintf(buf, n, "class %d", k);
-    return buf;
-}
-
-static void json_str(const char *s)
-{
-    putchar('"');
-    for (; *s; s++) {
-        if (*s == '"' || *s == '\\')
-            printf("\\%c", *s);
-        else if ((unsigned char)*s < 0x20)
-            printf("\\u%04x", *s);
-        else
-            putchar(*s);
-    }
-    putchar('"');
-}
-
 /* Prints one row of K probabilities. */
 static void report_row(const cd_model *m, const char *name, const float *p, int k,
                        const predict_opts *o, bool first)
@@ -106,11 +84,11 @@ static void report_row(const cd_model *m, const char *name, const float *p, int 
     char buf[32];
     if (o->json) {
         printf("%s{\"input\":", first ? "" : ",\n");
-        json_str(name);
+        cli_json_str(stdout, name);
         printf(",\"finite\":%s,\"top\":[", finite ? "true" : "false");
         for (int t = 0; t < top; t++) {
             printf("%s{\"class\":%d,\"label\":", t ? "," : "", idx[t]);
-            json_str(label_of(m, idx[t], buf, sizeof buf));
+            cli_json_str(stdout, cli_label(m, idx[t], buf, sizeof buf));
             printf(",\"probability\":%.6g}", isfinite(p[idx[t]]) ? p[idx[t]] : 0.0);
         }
         printf("],\"probabilities\":[");
@@ -125,7 +103,7 @@ static void report_row(const cd_model *m, const char *name, const float *p, int 
         return;
     }
     for (int t = 0; t < top; t++)
-        printf("  %-24s %6.2f%%\n", label_of(m, idx[t], buf, sizeof buf), 100.0 * p[idx[t]]);
+        printf("  %-24s %6.2f%%\n", cli_label(m, idx[t], buf, sizeof buf), 100.0 * p[idx[t]]);
 }
 
 static int predict_one(const cd_model *m, cd_session *s, const char *path, const predict_opts *o,

@@ -14,6 +14,7 @@
 #include "candor/explain.h"
 #include "inputs.h"
 #include "interp_util.h"
+#include "cli_util.h"
 
 static void help(FILE *f)
 {
@@ -598,34 +599,34 @@ static void write_json(FILE *f, const void *vctx)
     const rb_state *s = vctx;
     const rb_args *a = s->a;
     fprintf(f, "{\"command\":\"robustness\",\"data\":");
-    iu_json_str(f, a->data);
+    cli_json_str(f, a->data);
     fprintf(f, ",\"rows\":%zu,\"attack\":{\"kind\":\"%s\",\"norm\":\"linf\",\"loss\":"
                "\"cross-entropy of the true label (pre-softmax score)\",\"eps\":%g,"
                "\"eps_pixel_levels\":",
             s->n, a->ap.kind == CD_ATTACK_FGSM ? "fgsm" : "pgd", (double)a->ap.eps);
-    iu_json_num(f, eps_pixels(s));
+    cli_json_num(f, eps_pixels(s));
     if (a->ap.kind == CD_ATTACK_PGD)
         fprintf(f, ",\"steps\":%d,\"alpha\":%g,\"random_start\":%s,\"seed\":%llu", a->ap.steps,
                 (double)(a->ap.alpha > 0 ? a->ap.alpha : 2.5f * a->ap.eps / (float)a->ap.steps),
                 a->ap.random_start ? "true" : "false", (unsigned long long)a->seed);
     fprintf(f, ",\"clip\":{\"lo\":");
-    iu_json_num(f, s->lo[0]);
+    cli_json_num(f, s->lo[0]);
     fprintf(f, ",\"hi\":");
-    iu_json_num(f, s->hi[0]);
+    cli_json_num(f, s->hi[0]);
     fprintf(f, "},\"max_linf_measured\":");
-    iu_json_num(f, s->linf_max);
+    cli_json_num(f, s->linf_max);
     fprintf(f, "},\"accuracy\":{\"clean\":");
-    iu_json_num(f, accuracy(s->clean.pred, s->ds.labels, s->n));
+    cli_json_num(f, accuracy(s->clean.pred, s->ds.labels, s->n));
     fprintf(f, ",\"attacked\":");
-    iu_json_num(f, accuracy(s->adv.pred, s->ds.labels, s->n));
+    cli_json_num(f, accuracy(s->adv.pred, s->ds.labels, s->n));
     if (s->mc) {
         fprintf(f, ",\"mc_clean\":");
-        iu_json_num(f, accuracy(s->clean.mc_pred, s->ds.labels, s->n));
+        cli_json_num(f, accuracy(s->clean.mc_pred, s->ds.labels, s->n));
         fprintf(f, ",\"mc_attacked\":");
-        iu_json_num(f, accuracy(s->adv.mc_pred, s->ds.labels, s->n));
+        cli_json_num(f, accuracy(s->adv.mc_pred, s->ds.labels, s->n));
     }
     fprintf(f, ",\"flip_rate\":");
-    iu_json_num(f, flip_rate(s));
+    cli_json_num(f, flip_rate(s));
     fprintf(f, "}");
     if (s->mc)
         fprintf(f, ",\"mc\":{\"samples\":%d,\"seed\":%llu}", a->mc, (unsigned long long)a->seed);
@@ -637,9 +638,9 @@ static void write_json(FILE *f, const void *vctx)
         aurocs(s, &d[i], &all, &succ);
         fprintf(f, "%s{\"score\":\"%s\",\"definition\":\"%s\",\"auroc_all\":", i ? "," : "",
                 d[i].name, d[i].what);
-        iu_json_num(f, all);
+        cli_json_num(f, all);
         fprintf(f, ",\"auroc_successful\":");
-        iu_json_num(f, succ);
+        cli_json_num(f, succ);
         fputc('}', f);
     }
     fprintf(f, "]}}\n");

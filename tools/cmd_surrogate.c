@@ -11,6 +11,7 @@
 
 #include "interp_data.h"
 #include "predict_surrogate.h"
+#include "cli_util.h"
 
 static void help(FILE *f)
 {
@@ -259,15 +260,6 @@ static cd_status fit(const sg_args *a, sg_state *s, cd_error *err)
     return CD_OK;
 }
 
-static const char *label_of(const cd_model *m, int k, char *buf, size_t n)
-{
-    const char *l = k < cd_model_label_count(m) ? cd_model_label(m, k) : NULL;
-    if (l)
-        return l;
-    snprintf(buf, n, "class %d", k);
-    return buf;
-}
-
 /* One rule per leaf, in node order: JSON array and text lines. */
 static cJSON *rules(const sg_state *s, char **text)
 {
@@ -282,7 +274,7 @@ static cJSON *rules(const sg_state *s, char **text)
         if (nd->feature >= 0)
             continue;
         char buf[32];
-        const char *lab = label_of(s->m, nd->klass, buf, sizeof buf);
+        const char *lab = cli_label(s->m, nd->klass, buf, sizeof buf);
         double purity = nd->n_samples ? t->counts[(size_t)i * (size_t)t->n_classes +
                                                   (size_t)nd->klass] / (double)nd->n_samples
                                       : 0;

@@ -13,6 +13,7 @@
 #include "candor/explain.h"
 #include "inputs.h"
 #include "interp_util.h"
+#include "cli_util.h"
 
 static void help_featuremaps(FILE *f)
 {
@@ -185,22 +186,22 @@ static void write_fm_json(FILE *f, const void *vctx)
     const cd_feature_maps *fm = j->fm;
     const int64_t *d = cd_tensor_dims(fm->tensor);
     fprintf(f, "{\"method\":\"featuremaps\",\"input\":");
-    iu_json_str(f, j->input);
+    cli_json_str(f, j->input);
     fprintf(f, ",\"layer\":");
-    iu_json_str(f, j->layer);
+    cli_json_str(f, j->layer);
     fprintf(f, ",\"shape\":[");
     for (int i = 0; i < cd_tensor_ndim(fm->tensor); i++)
         fprintf(f, "%s%lld", i ? "," : "", (long long)d[i]);
     fprintf(f, "],\"ranking\":\"mean activation over positions, descending\",\"top\":[");
     for (int i = 0; i < fm->n_top; i++) {
         fprintf(f, "%s{\"channel\":%d,\"mean\":", i ? "," : "", fm->channels[i]);
-        iu_json_num(f, fm->means[i]);
+        cli_json_num(f, fm->means[i]);
         fputc('}', f);
     }
     fprintf(f, "],\"color_scale\":{\"colormap\":\"viridis\",\"min\":");
-    iu_json_num(f, fm->lo);
+    cli_json_num(f, fm->lo);
     fprintf(f, ",\"max\":");
-    iu_json_num(f, fm->hi);
+    cli_json_num(f, fm->hi);
     fprintf(f, "}}\n");
 }
 
@@ -280,7 +281,7 @@ static void json_series(FILE *f, const char *name, const double *v, int n)
     for (int i = 0; i < n; i++) {
         if (i)
             fputc(',', f);
-        iu_json_num(f, v[i]);
+        cli_json_num(f, v[i]);
     }
     fputc(']', f);
 }
@@ -292,13 +293,13 @@ static void write_mx_json(FILE *f, const void *vctx)
     fprintf(f, "{\"method\":\"maximize\",\"objective\":{");
     if (p->layer) {
         fprintf(f, "\"kind\":\"channel mean activation\",\"layer\":");
-        iu_json_str(f, p->layer);
+        cli_json_str(f, p->layer);
         fprintf(f, ",\"channel\":%d}", p->channel);
     } else {
         fprintf(f, "\"kind\":\"pre-softmax class score (logit)\",\"target\":%d", p->target);
         if (cd_model_label(j->m, p->target)) {
             fprintf(f, ",\"label\":");
-            iu_json_str(f, cd_model_label(j->m, p->target));
+            cli_json_str(f, cd_model_label(j->m, p->target));
         }
         fputc('}', f);
     }
@@ -309,11 +310,11 @@ static void write_mx_json(FILE *f, const void *vctx)
             p->blur_every, (double)p->init_std, p->clip ? "true" : "false",
             (unsigned long long)p->seed);
     fprintf(f, ",\"start_score\":");
-    iu_json_num(f, j->r->start_score);
+    cli_json_num(f, j->r->start_score);
     fprintf(f, ",\"final_score\":");
-    iu_json_num(f, j->r->final_score);
+    cli_json_num(f, j->r->final_score);
     fprintf(f, ",\"ratio\":");
-    iu_json_num(f, j->r->ratio); /* null when the start score is <= 0 */
+    cli_json_num(f, j->r->ratio); /* null when the start score is <= 0 */
     json_series(f, "score", j->r->score, j->r->n_points);
     if (j->r->prob)
         json_series(f, "probability", j->r->prob, j->r->n_points);

@@ -7,9 +7,6 @@
 
 #include "cli.h"
 
-/* JSON string (escaped) and number (null when not finite). */
-void iu_json_str(FILE *f, const char *s);
-void iu_json_num(FILE *f, double v);
 /* Writes a file atomically: write(f, ctx) fills the stream. */
 cd_status iu_write_file(const char *path, void (*write)(FILE *f, const void *ctx),
                         const void *ctx, cd_error *err);

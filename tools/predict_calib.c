@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "predict_calib.h"
+#include "cli_util.h"
 
 struct predict_calib {
     cd_calibration_bundle b;
@@ -65,29 +66,6 @@ static uint64_t name_seed(const char *s)
     return h;
 }
 
-static const char *label_of(const cd_model *m, int c, char *buf, size_t n)
-{
-    const char *l = c < cd_model_label_count(m) ? cd_model_label(m, c) : NULL;
-    if (l)
-        return l;
-    snprintf(buf, n, "class %d", c);
-    return buf;
-}
-
-static void json_str(const char *s)
-{
-    putchar('"');
-    for (; *s; s++) {
-        if (*s == '"' || *s == '\\')
-            printf("\\%c", *s);
-        else if ((unsigned char)*s < 0x20)
-            printf("\\u%04x", *s);
-        else
-            putchar(*s);
-    }
-    putchar('"');
-}
-
 typedef struct row_result {
     int top[64], n_top;
     int set_size;
@@ -118,13 +96,13 @@ static void print_json(const predict_calib *pc, const cd_model *m, const char *n
 {
     char buf[32];
     printf("%s{\"input\":", first ? "" : ",\n");
-    json_str(name);
+    cli_json_str(stdout, name);
     printf(",\"calibration\":");
-    json_str(pc->path);
+    cli_json_str(stdout, pc->path);
     printf(",\"method\":\"%s\",\"top\":[", cd_calib_method_name(cd_calibrator_method(pc->b.calibrator)));
     for (int t = 0; t < r->n_top; t++) {
         printf("%s{\"class\":%d,\"label\":", t ? "," : "", r->top[t]);
-        json_str(label_of(m, r->top[t], buf, sizeof buf));
+        cli_json_str(stdout, cli_label(m, r->top[t], buf, sizeof buf));
         printf(",\"probability\":%.6g}", p[r->top[t]]);
     }
     printf("],\"probabilities\":[");
@@ -136,7 +114,7 @@ static void print_json(const predict_calib *pc, const cd_model *m, const char *n
         for (int c = 0, n = 0; c < k; c++)
             if (set[c]) {
                 printf("%s{\"class\":%d,\"label\":", n++ ? "," : "", c);
-                json_str(label_of(m, c, buf, sizeof buf));
+                cli_json_str(stdout, cli_label(m, c, buf, sizeof buf));
                 printf("}");
             }
         printf("]");
@@ -154,12 +132,12 @@ static void print_human(const predict_calib *pc, const cd_model *m, const char *
     printf("%s  (calibrated: %s)\n", name,
            cd_calib_method_name(cd_calibrator_method(pc->b.calibrator)));
     for (int t = 0; t < r->n_top; t++)
-        printf("  %-24s %6.2f%%\n", label_of(m, r->top[t], buf, sizeof buf), 100.0 * p[r->top[t]]);
+        printf("  %-24s %6.2f%%\n", cli_label(m, r->top[t], buf, sizeof buf), 100.0 * p[r->top[t]]);
     if (pc->b.has_conformal) {
         printf("  prediction set (%.0f%% coverage): {", 100.0 * (1.0 - pc->b.conformal.opts.alpha));
         for (int c = 0, n = 0; c < k; c++)
             if (set[c])
-                printf("%s%s", n++ ? ", " : "", label_of(m, c, buf, sizeof buf));
+                printf("%s%s", n++ ? ", " : "", cli_label(m, c, buf, sizeof buf));
         printf("}\n");
     }
     if (r->accept == 0 && !pc->b.abstention.feasible)
@@ -170,7 +148,7 @@ static void print_human(const predict_calib *pc, const cd_model *m, const char *
                pc->b.abstention.kind == CD_UNC_CONFIDENCE ? "confidence" : "uncertainty",
                pc->b.abstention.threshold);
     else if (r->accept == 1)
-        printf("  decision: predict %s\n", label_of(m, r->top[0], buf, sizeof buf));
+        printf("  decision: predict %s\n", cli_label(m, r->top[0], buf, sizeof buf));
 }
 
 /* The abstention rule's uncertainty of one calibrated row (MI needs samples:

@@ -9,6 +9,7 @@
 
 #include "inputs.h"
 #include "predict_dense.h"
+#include "cli_util.h"
 
 typedef struct map_stats {
     double mean, max;
@@ -111,20 +112,6 @@ static cd_status overlay_base(const char *path, const cd_tensor *x, int64_t row,
     return st;
 }
 
-static void json_str(const char *s)
-{
-    putchar('"');
-    for (; *s; s++) {
-        if (*s == '"' || *s == '\\')
-            printf("\\%c", *s);
-        else if ((unsigned char)*s < 0x20)
-            printf("\\u%04x", *s);
-        else
-            putchar(*s);
-    }
-    putchar('"');
-}
-
 static void print_human(const dense_ctx *c, const char *name, const cd_dense_maps *m,
                         int64_t s, int64_t classes, const char *prefix)
 {
@@ -152,7 +139,7 @@ static void print_json(const dense_ctx *c, const char *name, const cd_dense_maps
                                 m->winning_std};
     printf("%s{\"input\":", *c->first_json ? "" : ",\n");
     *c->first_json = false;
-    json_str(name);
+    cli_json_str(stdout, name);
     printf(",\"kind\":\"segmentation\",\"samples\":%lld,\"members\":%d,\"mc_samples\":%d,"
            "\"seed\":%llu,\"classes\":%lld,\"height\":%lld,\"width\":%lld",
            (long long)s, c->o->n_models, c->o->T, (unsigned long long)c->o->seed,
@@ -167,10 +154,10 @@ static void print_json(const dense_ctx *c, const char *name, const cd_dense_maps
             char path[4200];
             snprintf(path, sizeof path, "%s.%s.npy", prefix, names[i]);
             printf(",\"npy\":");
-            json_str(path);
+            cli_json_str(stdout, path);
             snprintf(path, sizeof path, "%s.%s.png", prefix, names[i]);
             printf(",\"png\":");
-            json_str(path);
+            cli_json_str(stdout, path);
         }
         printf("}");
     }

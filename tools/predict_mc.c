@@ -11,6 +11,7 @@
 #include "mpi_shard.h"
 #include "predict_dense.h"
 #include "predict_mc.h"
+#include "cli_util.h"
 
 int predict_mc_parse_site(char *arg, cd_dropout_site *site)
 {
@@ -53,29 +54,6 @@ typedef struct run_state {
     int64_t raw_dims[CD_MAX_DIMS];
     bool first_json;
 } run_state;
-
-static const char *label_of(const cd_model *m, int k, char *buf, size_t n)
-{
-    const char *l = k < cd_model_label_count(m) ? cd_model_label(m, k) : NULL;
-    if (l)
-        return l;
-    snprintf(buf, n, "class %d", k);
-    return buf;
-}
-
-static void json_str(FILE *f, const char *s)
-{
-    fputc('"', f);
-    for (; *s; s++) {
-        if (*s == '"' || *s == '\\')
-            fprintf(f, "\\%c", *s);
-        else if ((unsigned char)*s < 0x20)
-            fprintf(f, "\\u%04x", *s);
-        else
-            fputc(*s, f);
-    }
-    fputc('"', f);
-}
 
 static void csv_str(FILE *f, const char *s)
 {
@@ -135,14 +113,14 @@ static void human_class(const run_state *st, const char *name, const cd_class_su
                 best = c;
         used[best] = true;
         printf("  %-24s %6.2f%%  [%g%% interval %6.2f%% - %6.2f%%]\n",
-               label_of(m, best, buf, sizeof buf), 100.0 * s->mean[best], 100.0 * s->level,
+               cli_label(m, best, buf, sizeof buf), 100.0 * s->mean[best], 100.0 * s->level,
                100.0 * s->lower[best], 100.0 * s->upper[best]);
     }
     free(used);
     printf("  entropy %.4f nats = expected %.4f (aleatoric) + MI %.4f (epistemic); "
            "variation ratio %.3f\n",
            s->predictive_entropy, s->expected_entropy, s->mutual_information, s->variation_ratio);
-    confidence_line(s, label_of(m, s->top_class, buf, sizeof buf));
+    confidence_line(s, cli_label(m, s->top_class, buf, sizeof buf));
 }
 
 static void json_class(run_state *st, const char *name, const cd_class_summary *s)
@@ -151,12 +129,12 @@ static void json_class(run_state *st, const char *name, const cd_class_summary *
     const cd_model *m = st->models[0];
     printf("%s{\"input\":", st->first_json ? "" : ",\n");
     st->first_json = false;
-    json_str(stdout, name);
+    cli_json_str(stdout, name);
     printf(",\"kind\":\"classification\",\"samples\":%d,\"members\":%d,\"mc_samples\":%d,"
            "\"seed\":%llu,\"level\":%g,\"top_class\":%d,\"label\":",
            s->n_samples, st->o->n_models, st->o->T, (unsigned long long)st->o->seed, s->level,
            s->top_class);
-    json_str(stdout, label_of(m, s->top_class, buf, sizeof buf));
+    cli_json_str(stdout, cli_label(m, s->top_class, buf, sizeof buf));
     printf(",\"mean\":");
     json_array(s->mean, s->n_classes);
     printf(",\"std\":");
@@ -177,7 +155,7 @@ static void csv_class(run_state *st, const char *name, const cd_class_summary *s
     int c = s->top_class;
     csv_str(st->csv, name);
     fprintf(st->csv, ",%d,", c);
-    csv_str(st->csv, label_of(st->models[0], c, buf, sizeof buf));
+    csv_str(st->csv, cli_label(st->models[0], c, buf, sizeof buf));
     fprintf(st->csv, ",%.9g,%.9g,%.9g,%.9g,%.9g,%.9g,%.9g,%.9g\n", s->mean[c], s->lower[c],
             s->upper[c], s->predictive_entropy, s->expected_entropy, s->mutual_information,
             s->variation_ratio, s->agreement);
@@ -239,7 +217,7 @@ static int summarize_regression(run_state *st, const char *name, const float *mu
     if (st->o->json) {
         printf("%s{\"input\":", st->first_json ? "" : ",\n");
         st->first_json = false;
-        json_str(stdout, name);
+        cli_json_str(stdout, name);
         printf(",\"kind\":\"regression\",\"samples\":%d,\"level\":%g,\"mean\":", r.n_samples,
                r.level);
         json_array(r.mean, r.n_outputs);

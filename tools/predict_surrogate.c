@@ -8,6 +8,7 @@
 #include "core/atomic_file.h"
 #include "inputs.h"
 #include "predict_surrogate.h"
+#include "cli_util.h"
 
 #define MAX_DEPTH_PATH 256
 
@@ -249,15 +250,6 @@ void surrogate_free(surrogate_def *s)
 
 /* ------------------------------------------------------------ predict */
 
-static const char *label_of(const cd_model *m, int k, char *buf, size_t n)
-{
-    const char *l = k < cd_model_label_count(m) ? cd_model_label(m, k) : NULL;
-    if (l)
-        return l;
-    snprintf(buf, n, "class %d", k);
-    return buf;
-}
-
 /* The model's top class and its softmax probability for row x. */
 static cd_status model_top(cd_explainer *e, const cd_tensor *x, int *top, double *prob,
                            cd_error *err)
@@ -291,11 +283,11 @@ static cd_status explain_input(const cd_model *m, cd_explainer *e, const surroga
             cJSON *o = cJSON_CreateObject();
             cJSON_AddStringToObject(o, "input", path);
             cJSON_AddNumberToObject(o, "model_class", top);
-            cJSON_AddStringToObject(o, "model_label", label_of(m, top, b1, sizeof b1));
+            cJSON_AddStringToObject(o, "model_label", cli_label(m, top, b1, sizeof b1));
             cJSON_AddNumberToObject(o, "model_probability", prob);
             cJSON_AddNumberToObject(o, "leaf", leaf);
             cJSON_AddNumberToObject(o, "surrogate_class", k);
-            cJSON_AddStringToObject(o, "surrogate_label", label_of(m, k, b2, sizeof b2));
+            cJSON_AddStringToObject(o, "surrogate_label", cli_label(m, k, b2, sizeof b2));
             cJSON_AddBoolToObject(o, "agrees", k == top);
             cJSON_AddItemToObject(o, "rule", surrogate_rule_json(s, leaf));
             cJSON_AddStringToObject(o, "rule_text", rule ? rule : "");
@@ -305,9 +297,9 @@ static cd_status explain_input(const cd_model *m, cd_explainer *e, const surroga
             free(txt);
             cJSON_Delete(o);
         } else {
-            const char *sl = label_of(m, k, b2, sizeof b2);
+            const char *sl = cli_label(m, k, b2, sizeof b2);
             printf("%s\n  model:     %s (%.2f%%)\n  surrogate: %s (leaf %d, %s)\n  rule:      "
-                   "IF %s THEN %s\n", path, label_of(m, top, b1, sizeof b1), 100 * prob, sl,
+                   "IF %s THEN %s\n", path, cli_label(m, top, b1, sizeof b1), 100 * prob, sl,
                    leaf, k == top ? "agrees" : "DISAGREES", rule ? rule : "?", sl);
         }
         free(rule);
