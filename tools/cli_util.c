@@ -1,7 +1,9 @@
 /* Output helpers shared by the CLI commands (see cli_util.h). */
 #include "cli_util.h"
 
+#include <errno.h>
 #include <math.h>
+#include <stdlib.h>
 
 void cli_json_str(FILE *f, const char *s)
 {
@@ -32,4 +34,25 @@ const char *cli_label(const cd_model *m, int k, char *buf, size_t n)
         return l;
     snprintf(buf, n, "class %d", k);
     return buf;
+}
+
+bool cli_parse_int(const char *s, long lo, long hi, int *out)
+{
+    char *end;
+    errno = 0;
+    long v = strtol(s, &end, 10);
+    if (errno || *end || end == s || v < lo || v > hi)
+        return false;
+    *out = (int)v;
+    return true;
+}
+
+bool cli_parse_float(const char *s, float lo, float *out)
+{
+    char *end;
+    float v = strtof(s, &end);
+    if (*end || end == s || !isfinite(v) || v < lo)
+        return false;
+    *out = v;
+    return true;
 }

@@ -1,5 +1,5 @@
-/* Small output helpers shared by the CLI commands: JSON strings and numbers,
- * and class names for printing. */
+/* Small helpers shared by the CLI commands: JSON strings and numbers, class
+ * names for printing, option values. */
 #ifndef CANDOR_CLI_UTIL_H
 #define CANDOR_CLI_UTIL_H
 
@@ -14,6 +14,10 @@ void cli_json_str(FILE *f, const char *s);
 /* Writes v with 9 significant digits, or null when it is not finite (JSON has
  * no NaN or infinity). */
 void cli_json_num(FILE *f, double v);
+/* Option values: the whole of s must be a base-10 integer in [lo, hi], or a
+ * finite float >= lo; *out is written only on success. */
+bool cli_parse_int(const char *s, long lo, long hi, int *out);
+bool cli_parse_float(const char *s, float lo, float *out);
 /* The model's label for class k, else "class <k>" formatted into buf. */
 const char *cli_label(const cd_model *m, int k, char *buf, size_t n);
 

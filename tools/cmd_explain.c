@@ -1,5 +1,6 @@
 /* candor explain MODEL INPUT... --method M [options] (-o OUTDIR | --npy FILE) */
 #include <errno.h>
+#include <float.h>
 #include <getopt.h>
 #include <math.h>
 #include <stdio.h>
@@ -148,27 +149,6 @@ static int parse_enum(const char *s, const char *const *names, int n)
     return -1;
 }
 
-static bool parse_int(const char *s, long lo, long hi, int *out)
-{
-    char *end;
-    errno = 0;
-    long v = strtol(s, &end, 10);
-    if (errno || *end || end == s || v < lo || v > hi)
-        return false;
-    *out = (int)v;
-    return true;
-}
-
-static bool parse_float(const char *s, float *out)
-{
-    char *end;
-    float v = strtof(s, &end);
-    if (*end || end == s || !isfinite(v))
-        return false;
-    *out = v;
-    return true;
-}
-
 static const char *const objective_names[] = {"logit", "prob", "logprob", "entropy", "sum"};
 static const char *const form_names[] = {"mean", "squared", "vargrad"};
 static const char *const rule_names[] = {"riemann-middle", "gauss-legendre"};
@@ -187,7 +167,7 @@ static bool apply_option(int c, const char *v, ex_args *a)
     cd_explain_params *p = &a->p;
     int k;
     switch (c) {
-    case OPT_TARGET: return parse_int(v, 0, 1 << 30, &p->objective.target);
+    case OPT_TARGET: return cli_parse_int(v, 0, 1 << 30, &p->objective.target);
     case OPT_OBJECTIVE:
         k = parse_enum(v, objective_names, 5);
         p->objective.kind = (cd_objective_kind)k;
@@ -198,11 +178,11 @@ static bool apply_option(int c, const char *v, ex_args *a)
         return parse_region(v, &p->objective) == 0;
     case OPT_LAYER: p->layer = v; return true;
     case OPT_SAMPLES:
-        if (parse_int(v, 1, 100000, &p->samples))
+        if (cli_parse_int(v, 1, 100000, &p->samples))
             return true;
         a->samples_path = v; /* not a number: the per-sample maps file */
         return strlen(v) > 4 && strcmp(v + strlen(v) - 4, ".npy") == 0;
-    case OPT_MC: return parse_int(v, 1, 100000, &a->mc);
+    case OPT_MC: return cli_parse_int(v, 1, 100000, &a->mc);
     case OPT_DROPOUT: return parse_site(v, a);
     case OPT_ENSEMBLE: a->ensemble = true; return true;
     case OPT_MEMBER:
@@ -211,13 +191,13 @@ static bool apply_option(int c, const char *v, ex_args *a)
         a->members[a->n_members++] = v;
         return true;
     case OPT_SANITY: a->sanity = true; return true;
-    case OPT_SANITY_LAYERS: return parse_int(v, 1, 100000, &a->sanity_layers);
-    case OPT_NOISE: return parse_float(v, &p->noise_level) && p->noise_level >= 0;
+    case OPT_SANITY_LAYERS: return cli_parse_int(v, 1, 100000, &a->sanity_layers);
+    case OPT_NOISE: return cli_parse_float(v, -FLT_MAX, &p->noise_level) && p->noise_level >= 0;
     case OPT_FORM:
         k = parse_enum(v, form_names, 3);
         p->smoothgrad_form = (cd_smoothgrad_form)k;
         return k >= 0;
-    case OPT_STEPS: return parse_int(v, 1, 4096, &p->steps);
+    case OPT_STEPS: return cli_parse_int(v, 1, 4096, &p->steps);
     case OPT_RULE:
         k = parse_enum(v, rule_names, 2);
         p->ig_rule = (cd_ig_rule)k;
@@ -230,23 +210,23 @@ static bool apply_option(int c, const char *v, ex_args *a)
         else
             p->baseline = CD_BASELINE_CUSTOM, a->baseline_path = v;
         return true;
-    case OPT_WINDOW: return parse_int(v, 1, 1 << 20, &p->window);
-    case OPT_STRIDE: return parse_int(v, 1, 1 << 20, &p->stride);
-    case OPT_VALUE: return parse_float(v, &p->occlusion_value);
-    case OPT_MASKS: return parse_int(v, 1, 10000000, &p->rise_masks);
-    case OPT_GRID: return parse_int(v, 1, 1024, &p->rise_grid);
-    case OPT_P: return parse_float(v, &p->rise_p) && p->rise_p > 0 && p->rise_p <= 1;
+    case OPT_WINDOW: return cli_parse_int(v, 1, 1 << 20, &p->window);
+    case OPT_STRIDE: return cli_parse_int(v, 1, 1 << 20, &p->stride);
+    case OPT_VALUE: return cli_parse_float(v, -FLT_MAX, &p->occlusion_value);
+    case OPT_MASKS: return cli_parse_int(v, 1, 10000000, &p->rise_masks);
+    case OPT_GRID: return cli_parse_int(v, 1, 1024, &p->rise_grid);
+    case OPT_P: return cli_parse_float(v, -FLT_MAX, &p->rise_p) && p->rise_p > 0 && p->rise_p <= 1;
     case OPT_SEED: p->seed = strtoull(v, NULL, 10); return true;
     case OPT_EVALUATE: a->evaluate = true; return true;
-    case OPT_STEP: return parse_int(v, 1, 1 << 30, &a->fp.step);
+    case OPT_STEP: return cli_parse_int(v, 1, 1 << 30, &a->fp.step);
     case OPT_BLUR:
-        if (!parse_float(v, &a->fp.blur_sigma) || a->fp.blur_sigma < 0)
+        if (!cli_parse_float(v, -FLT_MAX, &a->fp.blur_sigma) || a->fp.blur_sigma < 0)
             return false;
         p->blur_sigma = a->fp.blur_sigma;
         return true;
-    case OPT_ALPHA: return parse_float(v, &a->alpha) && a->alpha >= 0 && a->alpha <= 1;
-    case OPT_BATCH: return parse_int(v, 1, 4096, &a->batch);
-    case OPT_THREADS: return parse_int(v, 1, 1024, &a->threads);
+    case OPT_ALPHA: return cli_parse_float(v, -FLT_MAX, &a->alpha) && a->alpha >= 0 && a->alpha <= 1;
+    case OPT_BATCH: return cli_parse_int(v, 1, 4096, &a->batch);
+    case OPT_THREADS: return cli_parse_int(v, 1, 1024, &a->threads);
     case OPT_NPY: a->npy = v; return true;
     case 'o': a->outdir = v; return true;
     default: return false;

@@ -4,7 +4,6 @@
  * range the preprocessing allows), reports accuracy clean vs attacked, and
  * how well candor's own uncertainty scores separate attacked inputs from
  * clean ones (AUROC), with example adversarial images and their saliency. */
-#include <errno.h>
 #include <getopt.h>
 #include <math.h>
 #include <stdlib.h>
@@ -62,27 +61,6 @@ typedef struct rb_args {
 enum { R_DATA = 400, R_LABELS, R_ATTACK, R_EPS, R_STEPS, R_ALPHA, R_RANDOM, R_MC, R_LIMIT,
        R_EXAMPLES, R_SAVE, R_BATCH, R_SEED, R_THREADS, R_JSON };
 
-static bool to_int(const char *s, long lo, long hi, int *out)
-{
-    char *end;
-    errno = 0;
-    long v = strtol(s, &end, 10);
-    if (errno || *end || end == s || v < lo || v > hi)
-        return false;
-    *out = (int)v;
-    return true;
-}
-
-static bool to_float(const char *s, float *out)
-{
-    char *end;
-    float v = strtof(s, &end);
-    if (*end || end == s || !isfinite(v) || v < 0)
-        return false;
-    *out = v;
-    return true;
-}
-
 static bool apply(int c, const char *v, rb_args *a)
 {
     switch (c) {
@@ -96,17 +74,17 @@ static bool apply(int c, const char *v, rb_args *a)
         else
             return false;
         return true;
-    case R_EPS: a->ap.eps = -1; return to_float(v, &a->ap.eps);
-    case R_STEPS: return to_int(v, 1, 100000, &a->ap.steps);
-    case R_ALPHA: return to_float(v, &a->ap.alpha);
+    case R_EPS: a->ap.eps = -1; return cli_parse_float(v, 0, &a->ap.eps);
+    case R_STEPS: return cli_parse_int(v, 1, 100000, &a->ap.steps);
+    case R_ALPHA: return cli_parse_float(v, 0, &a->ap.alpha);
     case R_RANDOM: a->ap.random_start = true; return true;
-    case R_MC: return to_int(v, 1, 100000, &a->mc);
-    case R_LIMIT: return to_int(v, 1, 1 << 30, &a->limit);
-    case R_EXAMPLES: return to_int(v, 0, 1000, &a->examples);
+    case R_MC: return cli_parse_int(v, 1, 100000, &a->mc);
+    case R_LIMIT: return cli_parse_int(v, 1, 1 << 30, &a->limit);
+    case R_EXAMPLES: return cli_parse_int(v, 0, 1000, &a->examples);
     case R_SAVE: a->save_arrays = true; return true;
-    case R_BATCH: return to_int(v, 1, 4096, &a->batch);
+    case R_BATCH: return cli_parse_int(v, 1, 4096, &a->batch);
     case R_SEED: a->seed = strtoull(v, NULL, 10); return true;
-    case R_THREADS: return to_int(v, 1, 1024, &a->threads);
+    case R_THREADS: return cli_parse_int(v, 1, 1024, &a->threads);
     case R_JSON: a->json = true; return true;
     case 'o': a->outdir = v; return true;
     default: return false;

@@ -4,7 +4,6 @@
  *   candor explain MODEL --method maximize (--target C | --channel LAYER:C) -o DIR */
 #include "explain_vis.h"
 
-#include <errno.h>
 #include <getopt.h>
 #include <math.h>
 #include <stdlib.h>
@@ -70,27 +69,6 @@ typedef struct vis_args {
 enum { V_LAYER = 300, V_TOP, V_CELL, V_THREADS, V_TARGET, V_CHANNEL, V_STEPS, V_LR, V_L2,
        V_JITTER, V_BLUR, V_BLUR_EVERY, V_INIT, V_NOCLIP, V_SEED, V_METHOD };
 
-static bool to_int(const char *s, long lo, long hi, int *out)
-{
-    char *end;
-    errno = 0;
-    long v = strtol(s, &end, 10);
-    if (errno || *end || end == s || v < lo || v > hi)
-        return false;
-    *out = (int)v;
-    return true;
-}
-
-static bool to_float(const char *s, float lo, float *out)
-{
-    char *end;
-    float v = strtof(s, &end);
-    if (*end || end == s || !isfinite(v) || v < lo)
-        return false;
-    *out = v;
-    return true;
-}
-
 static bool parse_channel(const char *v, vis_args *a)
 {
     const char *colon = strrchr(v, ':');
@@ -99,7 +77,7 @@ static bool parse_channel(const char *v, vis_args *a)
     memcpy(a->channel_layer, v, (size_t)(colon - v));
     a->channel_layer[colon - v] = '\0';
     a->mp.layer = a->channel_layer;
-    return to_int(colon + 1, 0, 1 << 30, &a->mp.channel);
+    return cli_parse_int(colon + 1, 0, 1 << 30, &a->mp.channel);
 }
 
 static bool apply(int c, const char *v, vis_args *a)
@@ -107,18 +85,18 @@ static bool apply(int c, const char *v, vis_args *a)
     cd_maximize_params *p = &a->mp;
     switch (c) {
     case V_LAYER: a->layer = v; return true;
-    case V_TOP: return to_int(v, 0, 1 << 20, &a->top);
-    case V_CELL: return to_int(v, 1, 1024, &a->cell);
-    case V_THREADS: return to_int(v, 1, 1024, &a->threads);
-    case V_TARGET: a->have_target = true; return to_int(v, 0, 1 << 30, &p->target);
+    case V_TOP: return cli_parse_int(v, 0, 1 << 20, &a->top);
+    case V_CELL: return cli_parse_int(v, 1, 1024, &a->cell);
+    case V_THREADS: return cli_parse_int(v, 1, 1024, &a->threads);
+    case V_TARGET: a->have_target = true; return cli_parse_int(v, 0, 1 << 30, &p->target);
     case V_CHANNEL: return parse_channel(v, a);
-    case V_STEPS: return to_int(v, 1, 1000000, &p->steps);
-    case V_LR: return to_float(v, 0, &p->lr) && p->lr > 0;
-    case V_L2: return to_float(v, 0, &p->l2_decay) && p->l2_decay < 1;
-    case V_JITTER: return to_int(v, 0, 1 << 16, &p->jitter);
-    case V_BLUR: return to_float(v, 0, &p->blur_sigma);
-    case V_BLUR_EVERY: return to_int(v, 1, 1 << 20, &p->blur_every);
-    case V_INIT: return to_float(v, 0, &p->init_std);
+    case V_STEPS: return cli_parse_int(v, 1, 1000000, &p->steps);
+    case V_LR: return cli_parse_float(v, 0, &p->lr) && p->lr > 0;
+    case V_L2: return cli_parse_float(v, 0, &p->l2_decay) && p->l2_decay < 1;
+    case V_JITTER: return cli_parse_int(v, 0, 1 << 16, &p->jitter);
+    case V_BLUR: return cli_parse_float(v, 0, &p->blur_sigma);
+    case V_BLUR_EVERY: return cli_parse_int(v, 1, 1 << 20, &p->blur_every);
+    case V_INIT: return cli_parse_float(v, 0, &p->init_std);
     case V_NOCLIP: p->clip = false; return true;
     case V_SEED: p->seed = strtoull(v, NULL, 10); return true;
     case 'o': a->outdir = v; return true;
