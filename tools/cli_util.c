@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <math.h>
 #include <stdlib.h>
+#include <string.h>
 
 void cli_json_str(FILE *f, const char *s)
 {
@@ -55,4 +56,20 @@ bool cli_parse_float(const char *s, float lo, float *out)
         return false;
     *out = v;
     return true;
+}
+
+char *cli_join_args(int argc, char **argv)
+{
+    size_t len = strlen("candor") + 1;
+    for (int i = 0; i < argc; i++)
+        len += strlen(argv[i]) + 1;
+    char *s = malloc(len);
+    if (!s)
+        return NULL;
+    strcpy(s, "candor");
+    for (int i = 0; i < argc; i++) {
+        strcat(s, " ");
+        strcat(s, argv[i]);
+    }
+    return s;
 }

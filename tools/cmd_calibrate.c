@@ -14,6 +14,7 @@
 #include "calib_data.h"
 #include "cli.h"
 #include "mpi_shard.h"
+#include "cli_util.h"
 
 #define MAX_MEMBERS 32
 
@@ -157,22 +158,6 @@ static int parse_option(cal_args *a, int argc, char **argv, int i)
     return 2;
 }
 
-static char *join_args(int argc, char **argv)
-{
-    size_t len = 16;
-    for (int i = 0; i < argc; i++)
-        len += strlen(argv[i]) + 1;
-    char *s = malloc(len);
-    if (!s)
-        return NULL;
-    strcpy(s, "candor");
-    for (int i = 0; i < argc; i++) {
-        strcat(s, " ");
-        strcat(s, argv[i]);
-    }
-    return s;
-}
-
 /* Returns 0 when the arguments are usable, -1 after --help, else 2. */
 static int parse_args(int argc, char **argv, cal_args *a)
 {
@@ -208,7 +193,7 @@ static int parse_args(int argc, char **argv, cal_args *a)
         fclose(f);
         return cli_fail("calibrate: %s already exists (use --force to overwrite)", a->out), 1;
     }
-    a->command_line = join_args(argc, argv);
+    a->command_line = cli_join_args(argc, argv);
     return 0;
 }
 

@@ -6,6 +6,7 @@
 
 #include "cli.h"
 #include "mpi_shard.h"
+#include "cli_util.h"
 
 static void report_usage(FILE *f)
 {
@@ -107,22 +108,6 @@ static int parse_args(int argc, char **argv, report_args *a)
     return 0;
 }
 
-static char *join_args(int argc, char **argv)
-{
-    size_t len = strlen("candor") + 1;
-    for (int i = 0; i < argc; i++)
-        len += strlen(argv[i]) + 1;
-    char *s = malloc(len);
-    if (!s)
-        return NULL;
-    strcpy(s, "candor");
-    for (int i = 0; i < argc; i++) {
-        strcat(s, " ");
-        strcat(s, argv[i]);
-    }
-    return s;
-}
-
 /* Confidence and correctness of calibrated rows, for the abstention section. */
 static int confidences(const double *p, const int *labels, size_t n, int k, double **conf,
                        unsigned char **ok)
@@ -215,7 +200,7 @@ int cmd_report(int argc, char **argv)
         return mpi_shard_finish(cli_fail_err("report", &err));
     fprintf(stderr, "candor report: %zu samples, %d classes; computing metrics%s\n", p.n, p.k,
             a.rep.bootstrap != 0 ? " and bootstrap intervals" : "");
-    char *cmdline = join_args(argc, argv);
+    char *cmdline = cli_join_args(argc, argv);
     a.rep.command_line = cmdline;
     cd_report *r = NULL;
     cd_calibration_bundle bundle = {0};
