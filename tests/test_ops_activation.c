@@ -8,20 +8,6 @@
 
 #include "testutil.h"
 
-static void node_make(cd_node *n, const char *op, int opset, int nin, int nout)
-{
-    cd_error err;
-    assert_int_equal(cd_node_init(n, op, opset, nin, nout, &err), CD_OK);
-}
-
-static void node_bind(cd_node *n)
-{
-    cd_error err;
-    cd_status st = cd_node_bind(n, &err);
-    if (st != CD_OK)
-        fail_msg("bind failed: %s", err.message);
-}
-
 /* Values in [-2, 2] at least `gap` away from every kink in `kinks`. */
 static cd_tensor *random_away_from(int ndim, const int64_t *dims, uint64_t seed,
                                    const float *kinks, int n_kinks, float gap)
@@ -54,12 +40,12 @@ static void check_pointwise(const char *op, int opset, float alpha, float beta, 
 {
     cd_node n;
     cd_error err;
-    node_make(&n, op, opset, 1, 1);
+    tu_node_make(&n, op, opset, 1, 1);
     if (alpha >= 0)
         assert_int_equal(cd_node_add_float(&n, "alpha", alpha, &err), CD_OK);
     if (beta >= 0)
         assert_int_equal(cd_node_add_float(&n, "beta", beta, &err), CD_OK);
-    node_bind(&n);
+    tu_node_bind(&n);
     double a = alpha >= 0 ? alpha : def_a, b = beta >= 0 ? beta : def_b;
     int64_t d[] = {2, 3, 5};
     cd_tensor *in[1] = {random_away_from(3, d, 21, kinks, n_kinks, 0.05f)};
@@ -104,8 +90,8 @@ static void test_sigmoid_extremes(void **state)
     (void)state;
     cd_node n;
     cd_error err;
-    node_make(&n, "Sigmoid", 13, 1, 1);
-    node_bind(&n);
+    tu_node_make(&n, "Sigmoid", 13, 1, 1);
+    tu_node_bind(&n);
     float v[] = {-100.0f, -20.0f, 0.0f, 20.0f, 100.0f};
     int64_t d[] = {5};
     cd_tensor *in[1] = {tu_tensor_f32(1, d, v)};
@@ -126,8 +112,8 @@ static void test_prelu(void **state)
     const float zero[] = {0.0f};
     /* Opset 16: slope (3,1,1) broadcasts unidirectionally to (2,3,2,2). */
     cd_node n;
-    node_make(&n, "PRelu", 16, 2, 1);
-    node_bind(&n);
+    tu_node_make(&n, "PRelu", 16, 2, 1);
+    tu_node_bind(&n);
     int64_t dx[] = {2, 3, 2, 2}, ds[] = {3, 1, 1};
     cd_tensor *in[2] = {random_away_from(4, dx, 31, zero, 1, 0.05f), tu_random(3, ds, 32, 0.1f, 0.5f)};
     cd_tensor *out[1];
@@ -144,8 +130,8 @@ static void test_prelu(void **state)
     cd_node_clear(&n);
 
     /* Opset 6: a 1-D slope of length C applies per channel (axis 1). */
-    node_make(&n, "PRelu", 6, 2, 1);
-    node_bind(&n);
+    tu_node_make(&n, "PRelu", 6, 2, 1);
+    tu_node_bind(&n);
     int64_t dc[] = {3};
     in[1] = tu_random(1, dc, 33, 0.1f, 0.5f);
     assert_int_equal(tu_run_node(&n, in, out, false, &err), CD_OK);
@@ -160,8 +146,8 @@ static void test_prelu(void **state)
     cd_node_clear(&n);
 
     /* Opset 16: the same (3) slope against a trailing 2 does not broadcast. */
-    node_make(&n, "PRelu", 16, 2, 1);
-    node_bind(&n);
+    tu_node_make(&n, "PRelu", 16, 2, 1);
+    tu_node_bind(&n);
     assert_int_equal(tu_run_node(&n, in, out, false, &err), CD_ERR_SHAPE);
     cd_node_clear(&n);
     cd_tensor_free(in[0]);
@@ -186,10 +172,10 @@ static void test_clip(void **state)
     cd_tensor *out[1];
 
     /* Opset 6: bounds are attributes. */
-    node_make(&n, "Clip", 6, 1, 1);
+    tu_node_make(&n, "Clip", 6, 1, 1);
     assert_int_equal(cd_node_add_float(&n, "min", -0.5f, &err), CD_OK);
     assert_int_equal(cd_node_add_float(&n, "max", 0.8f, &err), CD_OK);
-    node_bind(&n);
+    tu_node_bind(&n);
     cd_tensor *in1[1] = {x};
     assert_int_equal(tu_run_node(&n, in1, out, false, &err), CD_OK);
     check_clip_values(x, out[0], -0.5, 0.8);
@@ -199,8 +185,8 @@ static void test_clip(void **state)
     cd_node_clear(&n);
 
     /* Opset 13: bounds are inputs; gradients flow to x, min and max. */
-    node_make(&n, "Clip", 13, 3, 1);
-    node_bind(&n);
+    tu_node_make(&n, "Clip", 13, 3, 1);
+    tu_node_bind(&n);
     float lo = -0.5f, hi = 0.8f;
     cd_tensor *in3[3] = {x, tu_tensor_f32(0, NULL, &lo), tu_tensor_f32(0, NULL, &hi)};
     assert_int_equal(tu_run_node(&n, in3, out, false, &err), CD_OK);
@@ -222,8 +208,8 @@ static void test_clip(void **state)
     cd_node_clear(&n);
 
     /* Opset 13, int8 with only min given (two inputs). */
-    node_make(&n, "Clip", 13, 2, 1);
-    node_bind(&n);
+    tu_node_make(&n, "Clip", 13, 2, 1);
+    tu_node_bind(&n);
     int8_t xv[] = {-128, -5, 0, 7, 127}, lov = -4;
     cd_tensor *xi = NULL, *li = NULL;
     int64_t d5[] = {5};
@@ -263,10 +249,10 @@ static void check_softmax(const char *op, int opset, bool set_axis, int64_t axis
 {
     cd_node n;
     cd_error err;
-    node_make(&n, op, opset, 1, 1);
+    tu_node_make(&n, op, opset, 1, 1);
     if (set_axis)
         assert_int_equal(cd_node_add_int(&n, "axis", axis, &err), CD_OK);
-    node_bind(&n);
+    tu_node_bind(&n);
     int64_t d[] = {2, 3, 4};
     cd_tensor *in[1] = {tu_random(3, d, 51, -scale, scale)};
     cd_tensor *out[1];
@@ -328,8 +314,8 @@ static void test_softmax_large(void **state)
     (void)state;
     cd_node n;
     cd_error err;
-    node_make(&n, "Softmax", 13, 1, 1);
-    node_bind(&n);
+    tu_node_make(&n, "Softmax", 13, 1, 1);
+    tu_node_bind(&n);
     float v[] = {10000.0f, 10001.0f, 10002.0f, 10003.0f};
     int64_t d[] = {1, 4};
     cd_tensor *in[1] = {tu_tensor_f32(2, d, v)};
@@ -340,8 +326,8 @@ static void test_softmax_large(void **state)
         assert_float_equal(((float *)out[0]->data)[i], exp(i) / s, 1e-6);
     cd_tensor_free(out[0]);
     cd_node_clear(&n);
-    node_make(&n, "LogSoftmax", 13, 1, 1);
-    node_bind(&n);
+    tu_node_make(&n, "LogSoftmax", 13, 1, 1);
+    tu_node_bind(&n);
     assert_int_equal(tu_run_node(&n, in, out, false, &err), CD_OK);
     for (int i = 0; i < 4; i++)
         assert_float_equal(((float *)out[0]->data)[i], i - log(s), 1e-5);
@@ -355,9 +341,9 @@ static void test_softmax_bad_axis(void **state)
     (void)state;
     cd_node n;
     cd_error err;
-    node_make(&n, "Softmax", 13, 1, 1);
+    tu_node_make(&n, "Softmax", 13, 1, 1);
     assert_int_equal(cd_node_add_int(&n, "axis", 3, &err), CD_OK);
-    node_bind(&n);
+    tu_node_bind(&n);
     int64_t d[] = {2, 3, 4};
     cd_tensor *in[1] = {tu_random(3, d, 1, 0, 1)};
     cd_tensor *out[1];
@@ -373,10 +359,10 @@ static void run_dropout(int opset, int n_in, cd_tensor **in, cd_dtype want_mask)
 {
     cd_node n;
     cd_error err;
-    node_make(&n, "Dropout", opset, n_in, 2);
+    tu_node_make(&n, "Dropout", opset, n_in, 2);
     if (opset < 12)
         assert_int_equal(cd_node_add_float(&n, "ratio", 0.3f, &err), CD_OK);
-    node_bind(&n);
+    tu_node_bind(&n);
     cd_tensor *out[2];
     assert_int_equal(tu_run_node(&n, in, out, true, &err), CD_OK);
     assert_true(tu_max_abs_diff(in[0], out[0]) == 0);
@@ -415,8 +401,8 @@ static void test_dropout_deterministic(void **state)
     in3[1] = r = tu_tensor_f32(0, NULL, &ratio);
     cd_node n;
     cd_error err;
-    node_make(&n, "Dropout", 13, 2, 1);
-    node_bind(&n);
+    tu_node_make(&n, "Dropout", 13, 2, 1);
+    tu_node_bind(&n);
     cd_tensor *out[1];
     assert_int_equal(tu_run_node(&n, in3, out, true, &err), CD_ERR_INVALID_ARGUMENT);
     assert_non_null(strstr(err.message, "Dropout"));

@@ -7,20 +7,6 @@
 
 #include "testutil.h"
 
-static void node_make(cd_node *n, const char *op, int opset, int nin, int nout)
-{
-    cd_error err;
-    assert_int_equal(cd_node_init(n, op, opset, nin, nout, &err), CD_OK);
-}
-
-static void node_bind(cd_node *n)
-{
-    cd_error err;
-    cd_status st = cd_node_bind(n, &err);
-    if (st != CD_OK)
-        fail_msg("bind failed: %s", err.message);
-}
-
 /* Flat offset in x (shape right-aligned to out) of output element `flat`. */
 static size_t bcast_offset(int out_nd, const int64_t *out_dims, size_t flat, int x_nd,
                            const int64_t *x_dims)
@@ -52,8 +38,8 @@ static void check_binary_f32(const char *op, int na, const int64_t *da, int nb,
                              const int64_t *db, int nexp, const int64_t *dexp)
 {
     cd_node n;
-    node_make(&n, op, 14, 2, 1);
-    node_bind(&n);
+    tu_node_make(&n, op, 14, 2, 1);
+    tu_node_bind(&n);
     cd_tensor *in[2] = {tu_random(na, da, 11, 0.5f, 2.0f), tu_random(nb, db, 12, 0.5f, 2.0f)};
     cd_tensor *out[1];
     cd_error err;
@@ -105,8 +91,8 @@ static void test_binary_shape_errors(void **state)
 {
     (void)state;
     cd_node n;
-    node_make(&n, "Add", 14, 2, 1);
-    node_bind(&n);
+    tu_node_make(&n, "Add", 14, 2, 1);
+    tu_node_bind(&n);
     int64_t da[] = {2, 3}, db[] = {4};
     cd_tensor *in[2] = {tu_random(2, da, 1, 0, 1), tu_random(1, db, 2, 0, 1)};
     cd_tensor *out[1];
@@ -130,8 +116,8 @@ static void test_int64_arith(void **state)
     int64_t da[] = {2, 3}, db[] = {3};
     for (int k = 0; k < 4; k++) {
         cd_node n;
-        node_make(&n, ops[k], 13, 2, 1);
-        node_bind(&n);
+        tu_node_make(&n, ops[k], 13, 2, 1);
+        tu_node_bind(&n);
         cd_tensor *in[2] = {tu_tensor_i64(2, da, av), tu_tensor_i64(1, db, bv)};
         cd_tensor *out[1];
         cd_error err;
@@ -159,8 +145,8 @@ static void test_int_division_by_zero(void **state)
 {
     (void)state;
     cd_node n;
-    node_make(&n, "Div", 13, 2, 1);
-    node_bind(&n);
+    tu_node_make(&n, "Div", 13, 2, 1);
+    tu_node_bind(&n);
     int64_t av[] = {4, 5}, bv[] = {2, 0}, d[] = {2};
     cd_tensor *in[2] = {tu_tensor_i64(1, d, av), tu_tensor_i64(1, d, bv)};
     cd_tensor *out[1];
@@ -178,10 +164,10 @@ static void test_legacy_axis_broadcast(void **state)
     (void)state;
     cd_node n;
     cd_error err;
-    node_make(&n, "Add", 6, 2, 1);
+    tu_node_make(&n, "Add", 6, 2, 1);
     assert_int_equal(cd_node_add_int(&n, "broadcast", 1, &err), CD_OK);
     assert_int_equal(cd_node_add_int(&n, "axis", 1, &err), CD_OK);
-    node_bind(&n);
+    tu_node_bind(&n);
     int64_t da[] = {2, 3, 4, 5}, db[] = {3, 4};
     cd_tensor *in[2] = {tu_random(4, da, 3, -1, 1), tu_random(2, db, 4, -1, 1)};
     cd_tensor *out[1];
@@ -199,8 +185,8 @@ static void test_legacy_axis_broadcast(void **state)
     cd_tensor_free(out[0]);
     cd_node_clear(&n);
     /* broadcast=0 (the opset 6 default) requires equal shapes. */
-    node_make(&n, "Mul", 6, 2, 1);
-    node_bind(&n);
+    tu_node_make(&n, "Mul", 6, 2, 1);
+    tu_node_bind(&n);
     assert_int_equal(tu_run_node(&n, in, out, false, &err), CD_ERR_SHAPE);
     cd_node_clear(&n);
     cd_tensor_free(in[0]);
@@ -211,8 +197,8 @@ static void test_sum_variadic(void **state)
 {
     (void)state;
     cd_node n;
-    node_make(&n, "Sum", 13, 3, 1);
-    node_bind(&n);
+    tu_node_make(&n, "Sum", 13, 3, 1);
+    tu_node_bind(&n);
     int64_t d0[] = {2, 3}, d1[] = {3}, d2[] = {2, 1};
     cd_tensor *in[3] = {tu_random(2, d0, 5, -1, 1), tu_random(1, d1, 6, -1, 1),
                         tu_random(2, d2, 7, -1, 1)};
@@ -230,8 +216,8 @@ static void test_sum_variadic(void **state)
         cd_tensor_free(in[i]);
     cd_node_clear(&n);
 
-    node_make(&n, "Sum", 8, 1, 1); /* a single input is a copy */
-    node_bind(&n);
+    tu_node_make(&n, "Sum", 8, 1, 1); /* a single input is a copy */
+    tu_node_bind(&n);
     in[0] = tu_random(2, d0, 8, -1, 1);
     assert_int_equal(tu_run_node(&n, in, out, false, &err), CD_OK);
     assert_true(tu_max_abs_diff(in[0], out[0]) == 0);
@@ -243,8 +229,8 @@ static void test_sum_variadic(void **state)
 static void check_unary(const char *op, float lo, float hi, double (*ref)(double))
 {
     cd_node n;
-    node_make(&n, op, 13, 1, 1);
-    node_bind(&n);
+    tu_node_make(&n, op, 13, 1, 1);
+    tu_node_bind(&n);
     int64_t d[] = {3, 7};
     cd_tensor *in[1] = {tu_random(2, d, 9, lo, hi)};
     cd_tensor *out[1];

@@ -7,20 +7,6 @@
 
 #include "testutil.h"
 
-static void node_make(cd_node *n, const char *op, int opset, int nin, int nout)
-{
-    cd_error err;
-    assert_int_equal(cd_node_init(n, op, opset, nin, nout, &err), CD_OK);
-}
-
-static void node_bind(cd_node *n)
-{
-    cd_error err;
-    cd_status st = cd_node_bind(n, &err);
-    if (st != CD_OK)
-        fail_msg("bind failed: %s", err.message);
-}
-
 /* Gemm ---------------------------------------------------------------------- */
 
 typedef struct gemm_case {
@@ -37,7 +23,7 @@ static void check_gemm(const gemm_case *gc, int opset)
     cd_node n;
     cd_error err;
     int nin = gc->c_nd >= 0 ? 3 : 2;
-    node_make(&n, "Gemm", opset, nin, 1);
+    tu_node_make(&n, "Gemm", opset, nin, 1);
     if (gc->ta)
         assert_int_equal(cd_node_add_int(&n, "transA", 1, &err), CD_OK);
     if (gc->tb)
@@ -46,7 +32,7 @@ static void check_gemm(const gemm_case *gc, int opset)
         assert_int_equal(cd_node_add_float(&n, "alpha", gc->alpha, &err), CD_OK);
     if (gc->set_beta)
         assert_int_equal(cd_node_add_float(&n, "beta", gc->beta, &err), CD_OK);
-    node_bind(&n);
+    tu_node_bind(&n);
     int64_t da[2] = {gc->ta ? K : M, gc->ta ? M : K}, db[2] = {gc->tb ? N : K, gc->tb ? K : N};
     cd_tensor *in[3] = {tu_random(2, da, 71, -1, 1), tu_random(2, db, 72, -1, 1), NULL};
     if (gc->c_nd >= 0)
@@ -110,8 +96,8 @@ static void test_gemm_shape_error(void **state)
     (void)state;
     cd_node n;
     cd_error err;
-    node_make(&n, "Gemm", 13, 3, 1);
-    node_bind(&n);
+    tu_node_make(&n, "Gemm", 13, 3, 1);
+    tu_node_bind(&n);
     int64_t da[] = {3, 5}, db[] = {5, 4}, dc[] = {2, 4};
     cd_tensor *in[3] = {tu_random(2, da, 1, 0, 1), tu_random(2, db, 2, 0, 1),
                         tu_random(2, dc, 3, 0, 1)};
@@ -173,8 +159,8 @@ static void check_matmul(int na, const int64_t *da, int nb, const int64_t *db, i
 {
     cd_node n;
     cd_error err;
-    node_make(&n, "MatMul", 13, 2, 1);
-    node_bind(&n);
+    tu_node_make(&n, "MatMul", 13, 2, 1);
+    tu_node_bind(&n);
     cd_tensor *in[2] = {tu_random(na, da, 81, -1, 1), tu_random(nb, db, 82, -1, 1)};
     cd_tensor *out[1];
     if (tu_run_node(&n, in, out, false, &err) != CD_OK)
@@ -219,8 +205,8 @@ static void test_matmul_shape_error(void **state)
     (void)state;
     cd_node n;
     cd_error err;
-    node_make(&n, "MatMul", 13, 2, 1);
-    node_bind(&n);
+    tu_node_make(&n, "MatMul", 13, 2, 1);
+    tu_node_bind(&n);
     int64_t da[] = {2, 3, 4}, db[] = {3, 4, 5};
     cd_tensor *in[2] = {tu_random(3, da, 1, 0, 1), tu_random(3, db, 2, 0, 1)};
     cd_tensor *out[1];

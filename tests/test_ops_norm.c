@@ -7,20 +7,6 @@
 
 #include "testutil.h"
 
-static void node_make(cd_node *n, const char *op, int opset, int nin, int nout)
-{
-    cd_error err;
-    assert_int_equal(cd_node_init(n, op, opset, nin, nout, &err), CD_OK);
-}
-
-static void node_bind(cd_node *n)
-{
-    cd_error err;
-    cd_status st = cd_node_bind(n, &err);
-    if (st != CD_OK)
-        fail_msg("bind failed: %s", err.message);
-}
-
 /* BatchNormalization --------------------------------------------------------- */
 
 /* X (2, 3, 2, 2); parameters of `params` elements (C, or C*H*W when
@@ -61,31 +47,31 @@ static void test_batchnorm_forms(void **state)
     (void)state;
     cd_node n;
     cd_error err;
-    node_make(&n, "BatchNormalization", 15, 5, 1); /* default epsilon 1e-5 */
-    node_bind(&n);
+    tu_node_make(&n, "BatchNormalization", 15, 5, 1); /* default epsilon 1e-5 */
+    tu_node_bind(&n);
     check_bn(&n, false, 1e-5);
     cd_node_clear(&n);
 
-    node_make(&n, "BatchNormalization", 9, 5, 1);
+    tu_node_make(&n, "BatchNormalization", 9, 5, 1);
     assert_int_equal(cd_node_add_float(&n, "epsilon", 0.01f, &err), CD_OK);
     assert_int_equal(cd_node_add_float(&n, "momentum", 0.9f, &err), CD_OK);
-    node_bind(&n);
+    tu_node_bind(&n);
     check_bn(&n, false, (double)0.01f);
     cd_node_clear(&n);
 
     /* Opset 6 as PyTorch exported it: is_test=1, momentum: accepted. */
-    node_make(&n, "BatchNormalization", 6, 5, 1);
+    tu_node_make(&n, "BatchNormalization", 6, 5, 1);
     assert_int_equal(cd_node_add_int(&n, "is_test", 1, &err), CD_OK);
     assert_int_equal(cd_node_add_float(&n, "momentum", 0.9f, &err), CD_OK);
     assert_int_equal(cd_node_add_int(&n, "spatial", 1, &err), CD_OK);
-    node_bind(&n);
+    tu_node_bind(&n);
     check_bn(&n, false, 1e-5);
     cd_node_clear(&n);
 
     /* Opset 7 spatial=0: one parameter per (channel, position). */
-    node_make(&n, "BatchNormalization", 7, 5, 1);
+    tu_node_make(&n, "BatchNormalization", 7, 5, 1);
     assert_int_equal(cd_node_add_int(&n, "spatial", 0, &err), CD_OK);
-    node_bind(&n);
+    tu_node_bind(&n);
     check_bn(&n, true, 1e-5);
     cd_node_clear(&n);
 }
@@ -95,18 +81,18 @@ static void test_batchnorm_refuses_training(void **state)
     (void)state;
     cd_node n;
     cd_error err;
-    node_make(&n, "BatchNormalization", 15, 5, 1);
+    tu_node_make(&n, "BatchNormalization", 15, 5, 1);
     assert_int_equal(cd_node_add_int(&n, "training_mode", 1, &err), CD_OK);
     assert_int_equal(cd_node_bind(&n, &err), CD_ERR_UNSUPPORTED);
     assert_non_null(strstr(err.message, "training_mode"));
     cd_node_clear(&n);
     /* Requesting the running statistics outputs is training too. */
-    node_make(&n, "BatchNormalization", 9, 5, 3);
+    tu_node_make(&n, "BatchNormalization", 9, 5, 3);
     assert_int_equal(cd_node_bind(&n, &err), CD_ERR_UNSUPPORTED);
     cd_node_clear(&n);
     /* Wrong parameter length is a shape error naming the input. */
-    node_make(&n, "BatchNormalization", 15, 5, 1);
-    node_bind(&n);
+    tu_node_make(&n, "BatchNormalization", 15, 5, 1);
+    tu_node_bind(&n);
     int64_t dx[] = {2, 3, 4}, dp[] = {3}, bad[] = {4};
     cd_tensor *in[5] = {tu_random(3, dx, 1, 0, 1), tu_random(1, dp, 2, 0, 1),
                         tu_random(1, bad, 3, 0, 1), tu_random(1, dp, 4, 0, 1),
@@ -173,33 +159,33 @@ static void test_reduce_mean_attr_axes(void **state)
     cd_tensor *in[1] = {tu_random(3, d, 101, -1, 1)};
     cd_node n;
 
-    node_make(&n, "ReduceMean", 13, 1, 1); /* defaults: all axes, keepdims */
-    node_bind(&n);
+    tu_node_make(&n, "ReduceMean", 13, 1, 1); /* defaults: all axes, keepdims */
+    tu_node_bind(&n);
     int64_t k1[] = {1, 1, 1};
     check_reduce(&n, in, 7, 3, k1);
     cd_node_clear(&n);
 
-    node_make(&n, "ReduceMean", 13, 1, 1);
+    tu_node_make(&n, "ReduceMean", 13, 1, 1);
     int64_t ax[] = {1};
     assert_int_equal(cd_node_add_ints(&n, "axes", ax, 1, &err), CD_OK);
     assert_int_equal(cd_node_add_int(&n, "keepdims", 0, &err), CD_OK);
-    node_bind(&n);
+    tu_node_bind(&n);
     int64_t k2[] = {2, 4};
     check_reduce(&n, in, 2, 2, k2);
     cd_node_clear(&n);
 
-    node_make(&n, "ReduceMean", 11, 1, 1);
+    tu_node_make(&n, "ReduceMean", 11, 1, 1);
     int64_t ax3[] = {-1, 0};
     assert_int_equal(cd_node_add_ints(&n, "axes", ax3, 2, &err), CD_OK);
-    node_bind(&n);
+    tu_node_bind(&n);
     int64_t k3[] = {1, 3, 1};
     check_reduce(&n, in, 5, 3, k3);
     cd_node_clear(&n);
 
-    node_make(&n, "ReduceMean", 13, 1, 1);
+    tu_node_make(&n, "ReduceMean", 13, 1, 1);
     int64_t bad[] = {3};
     assert_int_equal(cd_node_add_ints(&n, "axes", bad, 1, &err), CD_OK);
-    node_bind(&n);
+    tu_node_bind(&n);
     cd_tensor *out[1];
     assert_int_equal(tu_run_node(&n, in, out, false, &err), CD_ERR_SHAPE);
     cd_node_clear(&n);
@@ -215,29 +201,29 @@ static void test_reduce_mean_input_axes(void **state)
     cd_tensor *in[2] = {tu_random(3, d, 102, -1, 1), tu_tensor_i64(1, one, axv)};
     cd_node n;
 
-    node_make(&n, "ReduceMean", 18, 2, 1);
-    node_bind(&n);
+    tu_node_make(&n, "ReduceMean", 18, 2, 1);
+    tu_node_bind(&n);
     int64_t k1[] = {1, 3, 1};
     check_reduce(&n, in, 5, 3, k1);
     cd_node_clear(&n);
 
     /* Omitted axes: all axes; with noop_with_empty_axes: identity. */
     cd_tensor *no_axes[2] = {in[0], NULL};
-    node_make(&n, "ReduceMean", 18, 2, 1);
+    tu_node_make(&n, "ReduceMean", 18, 2, 1);
     assert_int_equal(cd_node_add_int(&n, "keepdims", 0, &err), CD_OK);
-    node_bind(&n);
+    tu_node_bind(&n);
     check_reduce(&n, no_axes, 7, 0, NULL);
     cd_node_clear(&n);
 
-    node_make(&n, "ReduceMean", 18, 2, 1);
+    tu_node_make(&n, "ReduceMean", 18, 2, 1);
     assert_int_equal(cd_node_add_int(&n, "noop_with_empty_axes", 1, &err), CD_OK);
-    node_bind(&n);
+    tu_node_bind(&n);
     check_reduce(&n, no_axes, 0, 3, d);
     cd_node_clear(&n);
 
     /* Axes only known at run time cannot be planned. */
-    node_make(&n, "ReduceMean", 18, 2, 1);
-    node_bind(&n);
+    tu_node_make(&n, "ReduceMean", 18, 2, 1);
+    tu_node_bind(&n);
     cd_tensor *out[1];
     assert_int_equal(tu_run_node(&n, in, out, false, &err), CD_ERR_UNSUPPORTED);
     cd_node_clear(&n);

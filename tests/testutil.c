@@ -45,6 +45,20 @@ cd_tensor *tu_tensor_i64(int ndim, const int64_t *dims, const int64_t *vals)
     return t;
 }
 
+void tu_node_make(cd_node *n, const char *op, int opset, int nin, int nout)
+{
+    cd_error err;
+    assert_int_equal(cd_node_init(n, op, opset, nin, nout, &err), CD_OK);
+}
+
+void tu_node_bind(cd_node *n)
+{
+    cd_error err;
+    cd_status st = cd_node_bind(n, &err);
+    if (st != CD_OK)
+        fail_msg("bind failed: %s", err.message);
+}
+
 cd_status tu_run_node(cd_node *n, cd_tensor **in, cd_tensor **out, bool const_inputs,
                       cd_error *err)
 {

@@ -19,6 +19,11 @@ cd_tensor *tu_random(int ndim, const int64_t *dims, uint64_t seed, float lo, flo
 cd_tensor *tu_tensor_f32(int ndim, const int64_t *dims, const float *vals);
 cd_tensor *tu_tensor_i64(int ndim, const int64_t *dims, const int64_t *vals);
 
+/* cd_node_init / cd_node_bind that fail the test (with the bind message)
+ * instead of returning a status. */
+void tu_node_make(cd_node *n, const char *op, int opset, int nin, int nout);
+void tu_node_bind(cd_node *n);
+
 /* Runs the node's shape rule and forward kernel. out[] receives new tensors
  * (caller frees). in[i] may be NULL for omitted inputs. Returns the status
  * and leaves the message in err. Inputs are treated as constants for the
