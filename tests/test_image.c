@@ -11,47 +11,21 @@
 #include "testutil.h"
 #include "candor/image.h"
 
-static char g_dir[256];
-
 static int setup(void **state)
 {
     CD_UNUSED(state);
-    snprintf(g_dir, sizeof g_dir, "/tmp/candor_img_XXXXXX");
-    return mkdtemp(g_dir) ? 0 : -1;
+    return tu_scratch_create("candor_img");
 }
 
 static int teardown(void **state)
 {
     CD_UNUSED(state);
-    char cmd[300];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", g_dir);
-    return system(cmd) == 0 ? 0 : -1;
-}
-
-static const char *tmp_path(const char *name)
-{
-    static char buf[4][512];
-    static int k;
-    k = (k + 1) % 4;
-    snprintf(buf[k], sizeof buf[k], "%s/%s", g_dir, name);
-    return buf[k];
+    return tu_scratch_remove();
 }
 
 static bool have_pil(void)
 {
     return system("/usr/bin/python3 -c 'import PIL, numpy' >/dev/null 2>&1") == 0;
-}
-
-static int run_python(const char *code)
-{
-    const char *script = tmp_path("script.py");
-    FILE *fp = fopen(script, "w");
-    assert_non_null(fp);
-    fputs(code, fp);
-    fclose(fp);
-    char cmd[1200];
-    snprintf(cmd, sizeof cmd, "cd '%s' && /usr/bin/python3 '%s'", g_dir, script);
-    return system(cmd);
 }
 
 /* The test pattern shared with the Python side: value of channel c at (x, y). */
@@ -75,7 +49,7 @@ static cd_image *load_ok(const char *name)
 {
     cd_image *img = NULL;
     cd_error err;
-    if (cd_image_load(tmp_path(name), &img, &err) != CD_OK)
+    if (cd_image_load(tu_scratch_path(name), &img, &err) != CD_OK)
         fail_msg("%s: %s", name, err.message);
     return img;
 }
@@ -107,7 +81,7 @@ static void test_own_png_roundtrip(void **state)
     for (int k = 0; k < 3; k++) {
         cd_image *img = pattern_image(37, 21, chans[k]), *back = NULL;
         cd_error err;
-        assert_int_equal(cd_image_save_png(tmp_path("own.png"), img, true, &err), CD_OK);
+        assert_int_equal(cd_image_save_png(tu_scratch_path("own.png"), img, true, &err), CD_OK);
         back = load_ok("own.png");
         assert_true(max_err(back, 37, 21, chans[k], expect_pattern) == 0.0);
         cd_image_free(img);
@@ -130,7 +104,8 @@ static void test_own_jpeg_roundtrip(void **state)
                 for (int c = 0; c < ch; c++)
                     img->pixels[((size_t)y * 48 + x) * ch + c] = (float)smooth(x, y, c);
         cd_error err;
-        assert_int_equal(cd_image_save_jpeg(tmp_path("own.jpg"), img, 95, true, &err), CD_OK);
+        assert_int_equal(cd_image_save_jpeg(tu_scratch_path("own.jpg"), img, 95, true, &err),
+                         CD_OK);
         back = load_ok("own.jpg");
         /* Lossy: a smooth image at quality 95 stays within a few levels. */
         assert_true(max_err(back, 48, 32, ch, smooth) <= 6.0);
@@ -139,9 +114,9 @@ static void test_own_jpeg_roundtrip(void **state)
     }
     cd_image *rgba = pattern_image(4, 4, 4);
     cd_error err;
-    assert_int_equal(cd_image_save_jpeg(tmp_path("x.jpg"), rgba, 90, true, &err),
+    assert_int_equal(cd_image_save_jpeg(tu_scratch_path("x.jpg"), rgba, 90, true, &err),
                      CD_ERR_INVALID_ARGUMENT);
-    assert_int_equal(cd_image_save_jpeg(tmp_path("x.jpg"), rgba, 101, true, &err),
+    assert_int_equal(cd_image_save_jpeg(tu_scratch_path("x.jpg"), rgba, 101, true, &err),
                      CD_ERR_INVALID_ARGUMENT);
     cd_image_free(rgba);
 }
@@ -151,7 +126,7 @@ static void test_no_overwrite_and_memory(void **state)
     CD_UNUSED(state);
     cd_image *img = pattern_image(10, 9, 3), *a = NULL, *b = NULL;
     cd_error err;
-    const char *path = tmp_path("keep.png");
+    const char *path = tu_scratch_path("keep.png");
     assert_int_equal(cd_image_save_png(path, img, false, &err), CD_OK);
     assert_int_equal(cd_image_save_png(path, img, false, &err), CD_ERR_IO);
     FILE *fp = fopen(path, "rb");
@@ -164,7 +139,7 @@ static void test_no_overwrite_and_memory(void **state)
     cd_image_free(a);
     cd_image_free(b);
     /* Format comes from the bytes: a PNG named .jpg still loads. */
-    const char *renamed = tmp_path("really_png.jpg");
+    const char *renamed = tu_scratch_path("really_png.jpg");
     assert_int_equal(cd_image_save_png(renamed, img, true, &err), CD_OK);
     cd_image_free(load_ok("really_png.jpg"));
     cd_image_free(img);
@@ -232,7 +207,7 @@ static void test_independent_encoders(void **state)
     CD_UNUSED(state);
     if (!have_pil())
         skip();
-    assert_int_equal(run_python(PY_WRITE), 0);
+    assert_int_equal(tu_run_python(PY_WRITE), 0);
     struct {
         const char *name;
         int ch;
@@ -270,11 +245,11 @@ static void test_pil_reads_ours(void **state)
         skip();
     cd_image *rgb = pattern_image(31, 12, 3), *gray = pattern_image(31, 12, 1);
     cd_image *rgba = pattern_image(31, 12, 4);
-    assert_int_equal(cd_image_save_png(tmp_path("o_rgb.png"), rgb, true, NULL), CD_OK);
-    assert_int_equal(cd_image_save_png(tmp_path("o_gray.png"), gray, true, NULL), CD_OK);
-    assert_int_equal(cd_image_save_png(tmp_path("o_rgba.png"), rgba, true, NULL), CD_OK);
-    assert_int_equal(cd_image_save_jpeg(tmp_path("o.jpg"), rgb, 100, true, NULL), CD_OK);
-    assert_int_equal(run_python(
+    assert_int_equal(cd_image_save_png(tu_scratch_path("o_rgb.png"), rgb, true, NULL), CD_OK);
+    assert_int_equal(cd_image_save_png(tu_scratch_path("o_gray.png"), gray, true, NULL), CD_OK);
+    assert_int_equal(cd_image_save_png(tu_scratch_path("o_rgba.png"), rgba, true, NULL), CD_OK);
+    assert_int_equal(cd_image_save_jpeg(tu_scratch_path("o.jpg"), rgb, 100, true, NULL), CD_OK);
+    assert_int_equal(tu_run_python(
         "import numpy as np, sys\n"
         "from PIL import Image\n"
         "yy, xx = np.mgrid[0:12, 0:31]\n"
@@ -327,10 +302,11 @@ static void test_corrupt_and_truncated(void **state)
     CD_UNUSED(state);
     cd_image *img = pattern_image(40, 30, 3), *out = NULL;
     cd_error err;
-    assert_int_equal(cd_image_save_png(tmp_path("c.png"), img, true, NULL), CD_OK);
-    assert_int_equal(cd_image_save_jpeg(tmp_path("c.jpg"), img, 90, true, NULL), CD_OK);
+    assert_int_equal(cd_image_save_png(tu_scratch_path("c.png"), img, true, NULL), CD_OK);
+    assert_int_equal(cd_image_save_jpeg(tu_scratch_path("c.jpg"), img, 90, true, NULL), CD_OK);
     size_t np_, nj;
-    uint8_t *png = slurp(tmp_path("c.png"), &np_), *jpg = slurp(tmp_path("c.jpg"), &nj);
+    uint8_t *png = slurp(tu_scratch_path("c.png"), &np_);
+    uint8_t *jpg = slurp(tu_scratch_path("c.jpg"), &nj);
     expect_fail_prefixes(png, np_);
     expect_fail_prefixes(jpg, nj);
     /* Flipped bytes inside the PNG data: CRC or zlib failure. */
@@ -352,14 +328,14 @@ static void test_corrupt_and_truncated(void **state)
     /* Not an image at all. */
     const char *text = "hello, this is not an image";
     assert_int_equal(cd_image_load_memory(text, strlen(text), &out, &err), CD_ERR_UNSUPPORTED);
-    assert_int_equal(cd_image_load(tmp_path("none.png"), &out, &err), CD_ERR_IO);
+    assert_int_equal(cd_image_load(tu_scratch_path("none.png"), &out, &err), CD_ERR_IO);
     assert_null(out);
     /* The pixel cap is checked from the header, before decoding. */
     cd_image_options cap = {100};
-    assert_int_equal(cd_image_load_ex(tmp_path("c.png"), &cap, &out, &err), CD_ERR_LIMIT);
-    assert_int_equal(cd_image_load_ex(tmp_path("c.jpg"), &cap, &out, &err), CD_ERR_LIMIT);
+    assert_int_equal(cd_image_load_ex(tu_scratch_path("c.png"), &cap, &out, &err), CD_ERR_LIMIT);
+    assert_int_equal(cd_image_load_ex(tu_scratch_path("c.jpg"), &cap, &out, &err), CD_ERR_LIMIT);
     cap.max_pixels = 1200;
-    assert_int_equal(cd_image_load_ex(tmp_path("c.png"), &cap, &out, &err), CD_OK);
+    assert_int_equal(cd_image_load_ex(tu_scratch_path("c.png"), &cap, &out, &err), CD_OK);
     cd_image_free(out);
     free(png);
     free(jpg);
@@ -563,7 +539,7 @@ static void test_preprocess_vs_torch(void **state)
         img->pixels[i] = tu_uniform(&seed, 0, 255);
     int64_t dims[3] = {19, 29, 3};
     cd_tensor *raw = tu_tensor_f32(3, dims, img->pixels);
-    assert_int_equal(cd_npy_save(tmp_path("img.npy"), raw, NULL), CD_OK);
+    assert_int_equal(cd_npy_save(tu_scratch_path("img.npy"), raw, NULL), CD_OK);
     cd_preprocess p;
     cd_preprocess_default(&p);
     p.resize_h = 41;
@@ -575,8 +551,8 @@ static void test_preprocess_vs_torch(void **state)
     memcpy(p.std, std, sizeof std);
     cd_tensor *t = NULL;
     assert_int_equal(cd_image_to_tensor(img, &p, &t, NULL), CD_OK);
-    assert_int_equal(cd_npy_save(tmp_path("ours.npy"), t, NULL), CD_OK);
-    assert_int_equal(run_python(
+    assert_int_equal(cd_npy_save(tu_scratch_path("ours.npy"), t, NULL), CD_OK);
+    assert_int_equal(tu_run_python(
         "import numpy as np, torch, sys\n"
         "import torch.nn.functional as F\n"
         "x = torch.from_numpy(np.load('img.npy')).permute(2, 0, 1)[None].double()\n"

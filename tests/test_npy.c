@@ -11,48 +11,21 @@
 #include "testutil.h"
 #include "candor/image.h"
 
-static char g_dir[256];
-
 static int setup(void **state)
 {
     CD_UNUSED(state);
-    snprintf(g_dir, sizeof g_dir, "/tmp/candor_npy_XXXXXX");
-    return mkdtemp(g_dir) ? 0 : -1;
+    return tu_scratch_create("candor_npy");
 }
 
 static int teardown(void **state)
 {
     CD_UNUSED(state);
-    char cmd[300];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", g_dir);
-    return system(cmd) == 0 ? 0 : -1;
-}
-
-static const char *tmp_path(const char *name)
-{
-    static char buf[4][512];
-    static int k;
-    k = (k + 1) % 4;
-    snprintf(buf[k], sizeof buf[k], "%s/%s", g_dir, name);
-    return buf[k];
+    return tu_scratch_remove();
 }
 
 static bool have_numpy(void)
 {
     return system("/usr/bin/python3 -c 'import numpy' >/dev/null 2>&1") == 0;
-}
-
-/* Runs a Python snippet with the test folder as the working directory. */
-static int run_python(const char *code)
-{
-    const char *script = tmp_path("script.py");
-    FILE *fp = fopen(script, "w");
-    assert_non_null(fp);
-    fputs(code, fp);
-    fclose(fp);
-    char cmd[1200];
-    snprintf(cmd, sizeof cmd, "cd '%s' && /usr/bin/python3 '%s'", g_dir, script);
-    return system(cmd);
 }
 
 /* ------------------------------------------------------------ round trips */
@@ -66,7 +39,7 @@ static void roundtrip(cd_dtype dtype, int ndim, const int64_t *dims)
     size_t nb = cd_tensor_nbytes(t);
     for (size_t i = 0; i < nb; i++)
         b[i] = dtype == CD_BOOL ? (uint8_t)(i % 2) : (uint8_t)(i * 37 + 11);
-    const char *path = tmp_path("rt.npy");
+    const char *path = tu_scratch_path("rt.npy");
     assert_int_equal(cd_npy_save(path, t, &err), CD_OK);
     assert_int_equal(cd_npy_load(path, &back, &err), CD_OK);
     assert_int_equal(cd_tensor_dtype(back), dtype);
@@ -100,7 +73,7 @@ static void test_header_alignment(void **state)
     CD_UNUSED(state);
     int64_t dims[2] = {3, 5};
     cd_tensor *t = tu_random(2, dims, 1, -1, 1);
-    const char *path = tmp_path("align.npy");
+    const char *path = tu_scratch_path("align.npy");
     assert_int_equal(cd_npy_save(path, t, NULL), CD_OK);
     FILE *fp = fopen(path, "rb");
     uint8_t pre[10];
@@ -119,7 +92,7 @@ static void test_atomic_no_overwrite(void **state)
     CD_UNUSED(state);
     int64_t dims[1] = {4};
     cd_tensor *t = tu_random(1, dims, 2, 0, 1), *back = NULL;
-    const char *path = tmp_path("keep.npy");
+    const char *path = tu_scratch_path("keep.npy");
     cd_error err;
     assert_int_equal(cd_npy_save_ex(path, t, false, &err), CD_OK);
     cd_tensor *t2 = tu_random(1, dims, 3, 0, 1);
@@ -133,9 +106,9 @@ static void test_atomic_no_overwrite(void **state)
     assert_memory_equal(cd_tensor_data(back), cd_tensor_data(t2), 16);
     cd_tensor_free(back);
     /* A folder that does not exist: fails cleanly. */
-    assert_int_equal(cd_npy_save(tmp_path("no/such/dir/x.npy"), t, &err), CD_ERR_IO);
+    assert_int_equal(cd_npy_save(tu_scratch_path("no/such/dir/x.npy"), t, &err), CD_ERR_IO);
     /* No temporary files are left behind. */
-    DIR *d = opendir(g_dir);
+    DIR *d = opendir(tu_scratch_dir());
     struct dirent *e;
     while ((e = readdir(d)))
         assert_null(strstr(e->d_name, ".tmp."));
@@ -151,7 +124,7 @@ static void check_arange(const char *name, cd_dtype want, bool to_f32, int ndim,
 {
     cd_tensor *t = NULL;
     cd_error err;
-    cd_status s = cd_npy_load_ex(tmp_path(name), NULL, to_f32, &t, &err);
+    cd_status s = cd_npy_load_ex(tu_scratch_path(name), NULL, to_f32, &t, &err);
     if (s != CD_OK)
         fail_msg("%s: %s", name, err.message);
     assert_int_equal(cd_tensor_dtype(t), want);
@@ -181,7 +154,7 @@ static void test_numpy_written(void **state)
     CD_UNUSED(state);
     if (!have_numpy())
         skip();
-    assert_int_equal(run_python(
+    assert_int_equal(tu_run_python(
         "import numpy as np\n"
         "from numpy.lib import format as F\n"
         "a = (np.arange(24) * 0.5 - 3).reshape(2, 3, 4)\n"
@@ -215,9 +188,9 @@ static void test_numpy_written(void **state)
     check_arange("v3.npy", CD_FLOAT32, false, 3, d3, 0.5, -3);
     cd_tensor *t = NULL;
     cd_error err;
-    assert_int_equal(cd_npy_load(tmp_path("fortran.npy"), &t, &err), CD_ERR_UNSUPPORTED);
+    assert_int_equal(cd_npy_load(tu_scratch_path("fortran.npy"), &t, &err), CD_ERR_UNSUPPORTED);
     assert_non_null(strstr(err.message, "Fortran"));
-    assert_int_equal(cd_npy_load(tmp_path("c8.npy"), &t, &err), CD_ERR_UNSUPPORTED);
+    assert_int_equal(cd_npy_load(tu_scratch_path("c8.npy"), &t, &err), CD_ERR_UNSUPPORTED);
     assert_null(t);
 }
 
@@ -237,9 +210,9 @@ static void test_numpy_reads_ours(void **state)
     int64_t *q = cd_tensor_data(l);
     for (int i = 0; i < 4; i++)
         q[i] = (int64_t)i * 1000000000000LL - 3;
-    assert_int_equal(cd_npy_save(tmp_path("ours.npy"), t, NULL), CD_OK);
-    assert_int_equal(cd_npy_save(tmp_path("ours_i8.npy"), l, NULL), CD_OK);
-    assert_int_equal(run_python(
+    assert_int_equal(cd_npy_save(tu_scratch_path("ours.npy"), t, NULL), CD_OK);
+    assert_int_equal(cd_npy_save(tu_scratch_path("ours_i8.npy"), l, NULL), CD_OK);
+    assert_int_equal(tu_run_python(
         "import numpy as np, sys\n"
         "a = np.load('ours.npy')\n"
         "ok = a.dtype == np.float32 and a.shape == (2, 3, 5) and a.flags.c_contiguous\n"
@@ -347,7 +320,7 @@ static void test_bad_preamble(void **state)
     assert_int_equal(cd_npy_load_memory(junk, 5, &t, &err), CD_ERR_PARSE);
     assert_int_equal(cd_npy_load_memory(NULL, 0, &t, &err), CD_ERR_PARSE);
     assert_null(t);
-    assert_int_equal(cd_npy_load(tmp_path("missing.npy"), &t, &err), CD_ERR_IO);
+    assert_int_equal(cd_npy_load(tu_scratch_path("missing.npy"), &t, &err), CD_ERR_IO);
 }
 
 /* Every prefix of a valid file must fail cleanly, from disk too. */
@@ -356,7 +329,7 @@ static void test_truncated_files(void **state)
     CD_UNUSED(state);
     int64_t dims[2] = {4, 5};
     cd_tensor *t = tu_random(2, dims, 9, -1, 1), *back = NULL;
-    const char *path = tmp_path("full.npy");
+    const char *path = tu_scratch_path("full.npy");
     assert_int_equal(cd_npy_save(path, t, NULL), CD_OK);
     FILE *fp = fopen(path, "rb");
     uint8_t buf[512];
@@ -365,7 +338,7 @@ static void test_truncated_files(void **state)
     assert_int_equal(n, 128 + 80);
     for (size_t len = 0; len < n; len += 7) {
         cd_error err;
-        const char *cut = tmp_path("cut.npy");
+        const char *cut = tu_scratch_path("cut.npy");
         fp = fopen(cut, "wb");
         fwrite(buf, 1, len, fp);
         fclose(fp);

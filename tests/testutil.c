@@ -1,3 +1,5 @@
+/* mkdtemp is POSIX. */
+#define _POSIX_C_SOURCE 200809L
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -198,4 +200,46 @@ double tu_max_abs_diff(const cd_tensor *a, const cd_tensor *b)
             m = isnan(d) ? INFINITY : d;
     }
     return m;
+}
+
+/* The scratch folder's path; the tests run one group per process. */
+static char g_scratch[256];
+
+int tu_scratch_create(const char *prefix)
+{
+    snprintf(g_scratch, sizeof g_scratch, "/tmp/%s_XXXXXX", prefix);
+    return mkdtemp(g_scratch) ? 0 : -1;
+}
+
+int tu_scratch_remove(void)
+{
+    char cmd[300];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", g_scratch);
+    return system(cmd) == 0 ? 0 : -1;
+}
+
+const char *tu_scratch_dir(void)
+{
+    return g_scratch;
+}
+
+const char *tu_scratch_path(const char *name)
+{
+    static char buf[4][512];
+    static int k;
+    k = (k + 1) % 4;
+    snprintf(buf[k], sizeof buf[k], "%s/%s", g_scratch, name);
+    return buf[k];
+}
+
+int tu_run_python(const char *code)
+{
+    const char *script = tu_scratch_path("script.py");
+    FILE *fp = fopen(script, "w");
+    assert_non_null(fp);
+    fputs(code, fp);
+    fclose(fp);
+    char cmd[1200];
+    snprintf(cmd, sizeof cmd, "cd '%s' && /usr/bin/python3 '%s'", g_scratch, script);
+    return system(cmd);
 }

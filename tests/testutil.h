@@ -40,6 +40,19 @@ cd_status tu_run_node(cd_node *n, cd_tensor **in, cd_tensor **out, bool const_in
 double tu_gradcheck(cd_node *n, cd_tensor **in, const bool *check, float eps, double atol,
                     double rtol);
 
+/* A scratch folder for tests that exchange files with Python: created as
+ * /tmp/<prefix>_XXXXXX by tu_scratch_create (0 on success, -1 on failure, the
+ * CMocka group-setup convention) and removed with everything in it by
+ * tu_scratch_remove. */
+int tu_scratch_create(const char *prefix);
+int tu_scratch_remove(void);
+const char *tu_scratch_dir(void);
+/* "<scratch>/<name>"; the result stays valid for the next three calls. */
+const char *tu_scratch_path(const char *name);
+/* Runs a Python snippet with /usr/bin/python3 in the scratch folder; returns
+ * system()'s status. */
+int tu_run_python(const char *code);
+
 /* Max |a-b| between two float32 tensors of equal size (asserts same numel). */
 double tu_max_abs_diff(const cd_tensor *a, const cd_tensor *b);
 
