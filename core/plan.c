@@ -231,6 +231,10 @@ static cd_status plan_node(cd_plan *p, int node_index, const cd_plan_options *op
     cd_status st = def->infer(n, in, out, err);
     if (st != CD_OK)
         return st;
+    for (int j = 0; j < n->n_outputs; j++)
+        if (out[j] && out[j]->dtype == CD_DTYPE_UNDEFINED)
+            return cd_node_fail(n, err, CD_ERR_PARSE, "has %d outputs, but %s produces no output %d",
+                                n->n_outputs, n->op_type, j);
     /* Nothing to compute when every output is empty (a zero batch, say):
      * the values are known now, and no kernel sees the degenerate shape. */
     bool empty = all_outputs_empty(n, out);

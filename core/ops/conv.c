@@ -675,6 +675,8 @@ static cd_status run_depthwise(const cd_conv_kernel *k, const float *x, const fl
 {
     const conv_plan *p = &k->p;
     int64_t planes = p->batch * p->group;
+    if (planes <= 0)
+        return CD_OK; /* nothing to compute (plans skip such nodes anyway) */
     int64_t tasks = planes < DW_MAX_TASKS ? planes : DW_MAX_TASKS;
     dw_job j = {k, x, residual, y, NULL, (planes + tasks - 1) / tasks, planes,
                 cd_dw_scratch_floats(&p->g)};
