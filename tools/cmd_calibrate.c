@@ -325,20 +325,6 @@ static cd_status fit_conformal(const cal_args *a, const part *cal, int k, fitted
     return st;
 }
 
-static void confidences(const double *probs, const int *labels, size_t n, int k, double *conf,
-                        unsigned char *correct)
-{
-    for (size_t i = 0; i < n; i++) {
-        const double *row = probs + i * (size_t)k;
-        int best = 0;
-        for (int c = 1; c < k; c++)
-            if (row[c] > row[best])
-                best = c;
-        conf[i] = row[best];
-        correct[i] = best == labels[i];
-    }
-}
-
 static cd_status fit_abstention(const cal_args *a, const part *cal, int k, fitted *f,
                                 cd_error *err)
 {
@@ -346,7 +332,7 @@ static cd_status fit_abstention(const cal_args *a, const part *cal, int k, fitte
     unsigned char *ok = malloc(cal->n);
     cd_status st = (u && ok) ? CD_OK : cli_set_error(err, CD_ERR_OUT_OF_MEMORY, "out of memory");
     if (!st) {
-        confidences(cal->after, cal->labels, cal->n, k, u, ok);
+        cli_confidences(cal->after, cal->labels, cal->n, k, u, ok);
         st = cd_abstention_fit(u, ok, cal->n, CD_UNC_CONFIDENCE, a->abstain_target,
                                1.0 - a->abstain_conf, &f->bundle.abstention, err);
         f->bundle.has_abstention = !st;
@@ -449,7 +435,7 @@ static cd_status write_report(const cal_args *a, const cd_model *m, const calib_
         double *u = malloc(test->n * sizeof(double));
         unsigned char *ok = malloc(test->n);
         if (u && ok) {
-            confidences(test->after, test->labels, test->n, k, u, ok);
+            cli_confidences(test->after, test->labels, test->n, k, u, ok);
             st = cd_report_add_abstention(r, &f->bundle.abstention, u, ok, test->n, err);
         } else {
             st = cli_set_error(err, CD_ERR_OUT_OF_MEMORY, "out of memory");

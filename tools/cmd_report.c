@@ -116,15 +116,7 @@ static int confidences(const double *p, const int *labels, size_t n, int k, doub
     *ok = malloc(n);
     if (!*conf || !*ok)
         return -1;
-    for (size_t i = 0; i < n; i++) {
-        const double *row = p + i * (size_t)k;
-        int best = 0;
-        for (int c = 1; c < k; c++)
-            if (row[c] > row[best])
-                best = c;
-        (*conf)[i] = row[best];
-        (*ok)[i] = best == labels[i];
-    }
+    cli_confidences(p, labels, n, k, *conf, *ok);
     return 0;
 }
 
