@@ -47,7 +47,8 @@ open(w + "/trunc.onnx", "wb").write(open(base, "rb").read()[:200])
 PYEOF
 
 SANITIZED=
-if ldd "$CLI" 2>/dev/null | grep -qE 'lib(a|t)san' || nm "$CLI" 2>/dev/null | grep -qE '__(a|t)san_init'; then
+if grep -Eqs '^CANDOR_(SANITIZE|TSAN):BOOL=ON' "$BIN/CMakeCache.txt" ||
+   { libs=$(ldd "$CLI" 2>/dev/null; nm "$CLI" 2>/dev/null); grep -qE 'lib(a|t)san|__(a|t)san_init' <<<"$libs"; }; then
     SANITIZED=1
 fi
 declare -A trigger=(

@@ -11,7 +11,8 @@ BIN=${CANDOR_BINARY_DIR:-$SRC/build}
 CLI=${CANDOR_CLI:-$BIN/candor}
 [ -x "$CLI" ] || { echo "skip: no candor binary at $CLI"; exit 77; }
 command -v valgrind >/dev/null || { echo "skip: valgrind not installed"; exit 77; }
-if ldd "$CLI" 2>/dev/null | grep -qE 'lib(a|t)san' || nm "$CLI" 2>/dev/null | grep -qE '__(a|t)san_init'; then
+if grep -Eqs '^CANDOR_(SANITIZE|TSAN):BOOL=ON' "$BIN/CMakeCache.txt" ||
+   { libs=$(ldd "$CLI" 2>/dev/null; nm "$CLI" 2>/dev/null); grep -qE 'lib(a|t)san|__(a|t)san_init' <<<"$libs"; }; then
     echo "skip: $CLI is built with a sanitizer"; exit 77
 fi
 # Release builds use -march=native; valgrind cannot execute AVX-512, so such
