@@ -7,10 +7,12 @@
  *   - occlusion and RISE, whose masked copies run BATCH rows per forward
  *     pass (fast plan): per-mask cost in forward-pass equivalents.
  * Runs are interleaved (forward, gradient, IG, ...) so that load from other
- * processes hits every method alike; the first round is a warm-up.
+ * processes hits every method alike; the first round is a warm-up. Process
+ * CPU time is recorded too: on a loaded machine its ratios are the steadier
+ * ones (wall time counts time spent waiting for a core).
  *
- *   explain_cost MODEL X.npy THREADS RUNS BATCH
- * prints one JSON object. */
+ *   explain_cost MODEL X.npy THREADS RUNS BATCH [grad-only]
+ * prints one JSON object; "grad-only" skips occlusion and RISE. */
 #define _POSIX_C_SOURCE 200809L
 #include <stdio.h>
 #include <stdlib.h>
@@ -19,6 +21,13 @@
 #include "bench_util.h"
 #include "candor/candor.h"
 #include "candor/explain.h"
+
+static double cpu_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+    return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
+}
 
 static int die(const char *what, const cd_error *err)
 {
@@ -30,11 +39,12 @@ enum { FWD, GRAD, IG, OCC, RISE, N_KIND };
 
 int main(int argc, char **argv)
 {
-    if (argc != 6) {
-        fprintf(stderr, "usage: explain_cost MODEL X.npy THREADS RUNS BATCH\n");
+    if (argc != 6 && argc != 7) {
+        fprintf(stderr, "usage: explain_cost MODEL X.npy THREADS RUNS BATCH [grad-only]\n");
         return 2;
     }
     int threads = atoi(argv[3]), runs = atoi(argv[4]), batch = atoi(argv[5]);
+    int grad_only = argc == 7;
     cd_error err = {0};
     cd_model *m = NULL;
     cd_tensor *x = NULL, *y = NULL, *g = NULL;
@@ -57,32 +67,36 @@ int main(int argc, char **argv)
     occ.stride = 56;
     cd_explain_params_default(&rise, CD_EXPLAIN_RISE);
     rise.rise_masks = 32;
-    double *t[N_KIND];
-    for (int k = 0; k < N_KIND; k++)
+    double *t[N_KIND], *c[N_KIND];
+    for (int k = 0; k < N_KIND; k++) {
         t[k] = calloc((size_t)runs, sizeof(double));
+        c[k] = calloc((size_t)runs, sizeof(double));
+    }
     const cd_tensor *in[1] = {x};
     int occ_windows = 0;
     for (int r = -1; r < runs; r++) {
-        double t0 = now_ms();
+        double c0 = cpu_ms(), t0 = now_ms();
         if (cd_session_run(s, 1, NULL, in, 1, NULL, &y, &err) != CD_OK)
             return die("run", &err);
-        double t1 = now_ms();
+        double t1 = now_ms(), c1 = cpu_ms();
         if (cd_explain_gradient(e, x, NULL, 1, NULL, &g, NULL, NULL, &err) != CD_OK)
             return die("gradient", &err);
-        double t2 = now_ms();
+        double t2 = now_ms(), c2 = cpu_ms();
         cd_explanation ex;
         if (cd_explain(e, x, &ig, &ex, &err) != CD_OK)
             return die("ig", &err);
-        double t3 = now_ms();
+        double t3 = now_ms(), c3 = cpu_ms();
         cd_explanation_free(&ex);
-        if (cd_explain(e, x, &occ, &ex, &err) != CD_OK)
+        if (!grad_only && cd_explain(e, x, &occ, &ex, &err) != CD_OK)
             return die("occlusion", &err);
         double t4 = now_ms();
-        cd_explanation_free(&ex);
-        if (cd_explain(e, x, &rise, &ex, &err) != CD_OK)
+        if (!grad_only)
+            cd_explanation_free(&ex);
+        if (!grad_only && cd_explain(e, x, &rise, &ex, &err) != CD_OK)
             return die("rise", &err);
         double t5 = now_ms();
-        cd_explanation_free(&ex);
+        if (!grad_only)
+            cd_explanation_free(&ex);
         cd_tensor_free(y);
         cd_tensor_free(g);
         y = g = NULL;
@@ -93,19 +107,26 @@ int main(int argc, char **argv)
             t[IG][r] = t3 - t2;
             t[OCC][r] = t4 - t3;
             t[RISE][r] = t5 - t4;
+            c[FWD][r] = c1 - c0;
+            c[GRAD][r] = c2 - c1;
+            c[IG][r] = c3 - c2;
         }
     }
     double f = median(t[FWD], runs), gr = median(t[GRAD], runs), i32 = median(t[IG], runs);
     double oc = median(t[OCC], runs), ri = median(t[RISE], runs);
+    double cf = median(c[FWD], runs), cg = median(c[GRAD], runs), ci = median(c[IG], runs);
     /* Occlusion and RISE also score the clean input once (+1 pass). */
     printf("{\"threads\":%d,\"runs\":%d,\"batch\":%d,\"forward_ms\":%.2f,\"gradient_ms\":%.2f,"
            "\"gradient_ratio\":%.2f,\"ig32_ms\":%.2f,\"ig32_forward_equivalents\":%.2f,"
            "\"occlusion_windows\":%d,\"occlusion_ms\":%.2f,\"occlusion_forward_equivalents_per_window\":%.3f,"
-           "\"rise_masks\":%d,\"rise_ms\":%.2f,\"rise_forward_equivalents_per_mask\":%.3f}\n",
+           "\"rise_masks\":%d,\"rise_ms\":%.2f,\"rise_forward_equivalents_per_mask\":%.3f,"
+           "\"forward_cpu_ms\":%.2f,\"gradient_cpu_ratio\":%.2f,\"ig32_cpu_forward_equivalents\":%.2f}\n",
            threads, runs, batch, f, gr, gr / f, i32, i32 / f, occ_windows, oc,
-           (oc / f - 1) / occ_windows, rise.rise_masks, ri, (ri / f - 1) / rise.rise_masks);
-    for (int k = 0; k < N_KIND; k++)
+           (oc / f - 1) / occ_windows, rise.rise_masks, ri, (ri / f - 1) / rise.rise_masks, cf, cg / cf, ci / cf);
+    for (int k = 0; k < N_KIND; k++) {
         free(t[k]);
+        free(c[k]);
+    }
     cd_explainer_free(e);
     cd_session_free(s);
     cd_tensor_free(x);

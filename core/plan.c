@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "backward_fast.h"
 #include "ops/conv_fast.h"
 #include "parallel.h"
 #include "plan.h"
@@ -47,6 +48,13 @@ void cd_plan_free(cd_plan *p)
         for (int i = 0; i < p->model->n_nodes; i++)
             cd_conv_kernel_free(p->node_conv[i]);
     free(p->node_conv);
+    for (int i = 0; p->node_dconv && i < p->model->n_nodes; i++)
+        cd_conv_kernel_free(p->node_dconv[i]);
+    for (int i = 0; p->node_dpool && i < p->model->n_nodes; i++)
+        free(p->node_dpool[i]);
+    free(p->node_dconv);
+    free(p->node_dpool);
+    free(p->bwd_tmp);
     free(p->exec);
     free(p->rt);
     free(p->arena);
@@ -781,14 +789,21 @@ static cd_status plan_memory(cd_plan *p, cd_error *err)
     return st;
 }
 
-/* keep_activations plans: specialise Conv nodes only, per node. */
+/* keep_activations plans: specialise Conv nodes only, per node; 2-D
+ * MaxPools get their geometry (fast kernels forward and backward). */
 static cd_status specialise_convs(cd_plan *p, const cd_plan_options *opts, cd_error *err)
 {
     p->node_conv = calloc((size_t)p->model->n_nodes + 1, sizeof *p->node_conv);
-    if (!p->node_conv)
+    p->node_dpool = calloc((size_t)p->model->n_nodes + 1, sizeof *p->node_dpool);
+    if (!p->node_conv || !p->node_dpool)
         return cd_fail(err, CD_ERR_OUT_OF_MEMORY, "out of memory");
     for (int s = 0; s < p->n_steps; s++) {
         int node = p->steps[s];
+        if (opts && opts->keep_node && opts->keep_node[node])
+            continue;
+        cd_status pst = fast_pool(p, &p->model->nodes[node], &p->node_dpool[node], err);
+        if (pst != CD_OK)
+            return pst;
         if (!conv_specialisable(p, &p->model->nodes[node]) ||
             (opts && opts->keep_node && opts->keep_node[node]))
             continue;
@@ -874,13 +889,18 @@ static void maxpool_range(void *arg, int64_t lo, int64_t hi)
 
 /* Planes are independent: ranges of them on the pool (about one task per
  * 32 Ki input floats, at most 8; the cut depends on the shape only). */
-static cd_status run_maxpool(const cd_exec *x, cd_ctx *ctx)
+static cd_status maxpool_2d(const cd_tensor *x, cd_tensor *y, const cd_win_geom *g, cd_ctx *ctx)
 {
-    int64_t planes = x->tin[0]->dims[0] * x->tin[0]->dims[1];
-    int64_t elems = planes * x->pool->in[0] * x->pool->in[1], t = elems / 32768 + 1;
-    maxpool_job j = {cd_cf32(x->tin[0]), cd_f32(x->tout[0]), x->pool};
+    int64_t planes = x->dims[0] * x->dims[1];
+    int64_t elems = planes * g->in[0] * g->in[1], t = elems / 32768 + 1;
+    maxpool_job j = {cd_cf32(x), cd_f32(y), g};
     cd_pool_for(ctx->pool, planes, t < 8 ? (int)t : 8, maxpool_range, &j);
     return CD_OK;
+}
+
+static cd_status run_maxpool(const cd_exec *x, cd_ctx *ctx)
+{
+    return maxpool_2d(x->tin[0], x->tout[0], x->pool, ctx);
 }
 
 static cd_status run_exec(cd_plan *p, cd_ctx *ctx)
@@ -916,8 +936,10 @@ static cd_status run_steps(cd_plan *p, cd_ctx *ctx)
         for (int j = 0; j < n->n_outputs; j++)
             out[j] = n->outputs[j] >= 0 ? &p->vals[n->outputs[j]] : NULL;
         const cd_conv_kernel *k = p->node_conv ? p->node_conv[p->steps[s]] : NULL;
-        cd_status st = k ? cd_conv_kernel_run(k, cd_cf32(in[0]), NULL, cd_f32(out[0]), ctx)
-                         : cd_op_get(n->op)->forward(n, in, out, ctx);
+        const cd_win_geom *pg = p->node_dpool ? p->node_dpool[p->steps[s]] : NULL;
+        cd_status st = k    ? cd_conv_kernel_run(k, cd_cf32(in[0]), NULL, cd_f32(out[0]), ctx)
+                       : pg ? maxpool_2d(in[0], out[0], pg, ctx)
+                            : cd_op_get(n->op)->forward(n, in, out, ctx);
         if (st != CD_OK)
             return st;
     }
@@ -944,6 +966,90 @@ cd_status cd_plan_run(cd_plan *p, const cd_tensor *const *inputs, cd_ctx *ctx)
     if (pst != CD_OK)
         return pst;
     return p->keep_activations ? run_steps(p, ctx) : run_exec(p, ctx);
+}
+
+/* Fast backward paths (core/backward_fast.h), prepared once per plan: Conv
+ * nodes with constant weights get their input gradient as a forward kernel
+ * (stride 1; others keep the generic GEMM + col2im), 2-D MaxPools their
+ * geometry. */
+static cd_status bwd_prepare(cd_plan *p, cd_error *err)
+{
+    const cd_model *m = p->model;
+    p->node_dconv = calloc((size_t)m->n_nodes + 1, sizeof *p->node_dconv);
+    if (!p->node_dconv)
+        return cd_fail(err, CD_ERR_OUT_OF_MEMORY, "out of memory");
+    cd_tensor *in[MAX_NODE_IO];
+    for (int s = 0; s < p->n_steps; s++) {
+        int node = p->steps[s];
+        const cd_node *n = &m->nodes[node];
+        cd_status st = CD_OK;
+        if (p->node_conv && p->node_conv[node]) {
+            for (int i = 0; i < n->n_inputs; i++)
+                in[i] = n->inputs[i] >= 0 ? &p->vals[n->inputs[i]] : NULL;
+            cd_error quiet = {0}; /* "not stride 1" only means: generic path */
+            st = cd_conv_kernel_create_input_grad(n, in, &p->node_dconv[node], &quiet);
+            if (st == CD_ERR_UNSUPPORTED)
+                st = CD_OK;
+            else if (st != CD_OK)
+                return cd_fail(err, st, "%s", quiet.message);
+        }
+        if (st != CD_OK)
+            return st;
+    }
+    p->bwd_ready = true;
+    return CD_OK;
+}
+
+static float *bwd_tmp(cd_plan *p, size_t floats, cd_error *err)
+{
+    if (floats > p->bwd_tmp_floats) {
+        float *t = malloc(floats * sizeof *t);
+        if (!t) {
+            cd_fail(err, CD_ERR_OUT_OF_MEMORY, "out of memory for a gradient buffer");
+            return NULL;
+        }
+        free(p->bwd_tmp);
+        p->bwd_tmp = t;
+        p->bwd_tmp_floats = floats;
+    }
+    return p->bwd_tmp;
+}
+
+/* Runs node's fast backward when one applies (*done); fresh[i]: gin[i] was
+ * just created (all zeros), so it may be overwritten instead of added to. */
+static cd_status fast_backward(cd_plan *p, int node, cd_tensor *const *in, cd_tensor *const *out,
+                               cd_tensor *const *gout, cd_tensor **gin, const bool *fresh,
+                               cd_ctx *ctx, bool *done)
+{
+    const cd_node *n = &p->model->nodes[node];
+    *done = false;
+    if (!gout[0] || !gin[0])
+        return CD_OK;
+    const cd_conv_kernel *k = p->node_dconv[node];
+    if (k && (n->n_inputs < 2 || !gin[1]) && (n->n_inputs < 3 || !gin[2])) {
+        *done = true;
+        size_t cnt = cd_tensor_numel(gin[0]);
+        float *dst = fresh[0] ? cd_f32(gin[0]) : bwd_tmp(p, cnt, ctx->err);
+        if (!dst)
+            return ctx->err->code;
+        cd_status st = cd_conv_kernel_run(k, cd_cf32(gout[0]), NULL, dst, ctx);
+        if (st == CD_OK && !fresh[0])
+            cd_add_into_fast(cd_f32(gin[0]), dst, cnt, ctx);
+        return st;
+    }
+    if (p->node_dpool && p->node_dpool[node]) {
+        *done = true;
+        const cd_win_geom *g = p->node_dpool[node];
+        cd_maxpool2d_backward_fast(cd_cf32(in[0]), cd_cf32(out[0]), cd_cf32(gout[0]), cd_f32(gin[0]),
+                                   in[0]->dims[0] * in[0]->dims[1], g, ctx);
+        return CD_OK;
+    }
+    if (n->op == CD_OP_RELU && in[0]->dtype == CD_FLOAT32) {
+        *done = true;
+        cd_relu_backward_fast(cd_cf32(in[0]), cd_cf32(gout[0]), cd_f32(gin[0]),
+                              cd_tensor_numel(in[0]), ctx);
+    }
+    return CD_OK;
 }
 
 static cd_status grad_slot(cd_plan *p, cd_tensor **grads, int v, cd_error *err)
@@ -996,7 +1102,7 @@ cd_status cd_plan_backward(cd_plan *p, int n_seeds, const int *seed_values,
         return cd_fail(err, CD_ERR_OUT_OF_MEMORY, "out of memory");
     }
     mark_gradient_paths(p, n_wrt, wrt, keep, reaches);
-    cd_status st = CD_OK;
+    cd_status st = p->bwd_ready ? CD_OK : bwd_prepare(p, err);
     for (int s = 0; st == CD_OK && s < n_seeds; s++) {
         int v = seed_values[s];
         st = grad_slot(p, g, v, err);
@@ -1012,6 +1118,7 @@ cd_status cd_plan_backward(cd_plan *p, int n_seeds, const int *seed_values,
         }
     }
     cd_tensor *in[MAX_NODE_IO], *out[MAX_NODE_IO], *gout[MAX_NODE_IO], *gin[MAX_NODE_IO];
+    bool fresh[MAX_NODE_IO];
     for (int s = p->n_steps - 1; st == CD_OK && s >= 0; s--) {
         const cd_node *n = &m->nodes[p->steps[s]];
         bool any = false;
@@ -1027,15 +1134,19 @@ cd_status cd_plan_backward(cd_plan *p, int n_seeds, const int *seed_values,
             int v = n->inputs[i];
             in[i] = v >= 0 ? &p->vals[v] : NULL;
             gin[i] = NULL;
+            fresh[i] = v >= 0 && !g[v];
             bool wanted = v >= 0 && reaches[v] && p->kind[v] != CD_VALUE_CONST &&
                           p->vals[v].dtype == CD_FLOAT32;
             if (wanted && (st = grad_slot(p, g, v, err)) == CD_OK)
                 gin[i] = g[v];
         }
         const cd_op_def *def = cd_op_get(n->op);
-        if (st == CD_OK && !def->backward)
+        bool done = false;
+        if (st == CD_OK && !p->no_fast_backward)
+            st = fast_backward(p, p->steps[s], in, out, gout, gin, fresh, ctx, &done);
+        if (st == CD_OK && !done && !def->backward)
             st = cd_node_fail(n, err, CD_ERR_UNSUPPORTED, "operator has no backward pass");
-        if (st == CD_OK)
+        if (st == CD_OK && !done)
             st = def->backward(n, in, out, gout, gin, ctx);
         /* Each value has one producer: its gradient is complete and, unless
          * asked for, no longer needed. */

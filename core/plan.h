@@ -60,6 +60,15 @@ typedef struct cd_plan {
     struct cd_conv_kernel **node_conv; /* per node: specialised Conv or NULL */
     cd_tensor *rt;                 /* fast mode: per-value run-time views into the arena */
     void *arena;
+    /* keep_activations mode, built by the first cd_plan_backward: per node,
+     * a Conv's input gradient as a forward kernel (stride 1) and a 2-D
+     * MaxPool's geometry (NULL = generic backward); a grow-only buffer. */
+    bool no_fast_backward; /* set by tests: operators' generic backward only */
+    bool bwd_ready;
+    struct cd_conv_kernel **node_dconv;
+    struct cd_win_geom **node_dpool;
+    float *bwd_tmp;
+    size_t bwd_tmp_floats;
 } cd_plan;
 
 /* Builds a plan for the given input tensors (n_inputs == model->n_inputs, in

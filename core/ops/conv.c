@@ -612,11 +612,63 @@ static void epilogue_range(void *arg, int64_t lo, int64_t hi)
                       j->res ? j->res + lo * sp : NULL, hi - lo, sp);
 }
 
+/* Small maps in a batch: the column matrices of nb items side by side, so
+ * that one sgemm has N = nb * out_sp columns (a 7x7 map alone gives N = 49,
+ * where sgemm runs at about 2/3 of its speed; ~1000 columns are near its
+ * best), then the product is scattered to [item][map][pos]. nb depends on
+ * the shape only. Group 1 only. */
+#define GEMM_BATCH_COLS 1024
+
+static bool gemm_batches(const conv_plan *p)
+{
+    return p->group == 1 && p->batch > 1 && p->out_sp * 2 <= GEMM_BATCH_COLS;
+}
+
+static cd_status run_gemm_batched(const cd_conv_kernel *k, const float *xall, const float *res,
+                                  float *yall, cd_ctx *ctx)
+{
+    const conv_plan *p = &k->p;
+    bool direct = k->algo == CD_CONV_GEMM_1X1;
+    int64_t kdim = p->cg * p->ksize, sp = p->out_sp, nb = GEMM_BATCH_COLS / sp;
+    nb = nb < p->batch ? nb : p->batch;
+    size_t one = (size_t)kdim * (size_t)sp; /* one item's column matrix */
+    size_t need = one * (size_t)nb + (size_t)(p->mg * sp * nb) + (direct ? 0 : one);
+    float *col = scratch_floats(ctx, need, 1);
+    if (!col)
+        return ctx->err->code;
+    float *prod = col + one * (size_t)nb, *item = prod + (size_t)(p->mg * sp * nb);
+    for (int64_t b0 = 0; b0 < p->batch; b0 += nb) {
+        int64_t cnt = p->batch - b0 < nb ? p->batch - b0 : nb, n = cnt * sp;
+        for (int64_t i = 0; i < cnt; i++) {
+            const float *x = xall + (b0 + i) * p->cg * p->in_sp, *src = x;
+            if (!direct) {
+                gemm_side_job j = {p, k, x, NULL, item, NULL, NULL};
+                cd_pool_for(ctx->pool, p->cg, tasks_for((int64_t)one), im2col_range, &j);
+                src = item;
+            }
+            for (int64_t r = 0; r < kdim; r++)
+                memcpy(col + r * n + i * sp, src + r * sp, (size_t)sp * sizeof(float));
+        }
+        sgemm(ctx, false, false, p->mg, n, kdim, k->w, kdim, col, n, 0.0f, prod, n);
+        for (int64_t i = 0; i < cnt; i++) {
+            int64_t yoff = (b0 + i) * p->mg * sp;
+            for (int64_t m = 0; m < p->mg; m++)
+                memcpy(yall + yoff + m * sp, prod + m * n + i * sp, (size_t)sp * sizeof(float));
+            gemm_side_job j = {p, k, NULL, res ? res + yoff : NULL, NULL, yall + yoff, k->bias};
+            if (k->ep.act != CD_ACT_NONE || j.bias || j.res)
+                cd_pool_for(ctx->pool, p->mg, tasks_for(p->mg * sp), epilogue_range, &j);
+        }
+    }
+    return CD_OK;
+}
+
 /* im2col (or the image itself for 1x1) then sgemm, per batch item and group. */
 static cd_status run_gemm(const cd_conv_kernel *k, const float *xall, const float *res,
                           float *yall, cd_ctx *ctx)
 {
     const conv_plan *p = &k->p;
+    if (gemm_batches(p))
+        return run_gemm_batched(k, xall, res, yall, ctx);
     bool direct = k->algo == CD_CONV_GEMM_1X1;
     float *col = direct ? NULL : scratch_floats(ctx, p->col_elems, 1);
     if (!direct && !col)
@@ -715,6 +767,68 @@ static cd_status conv_forward(const cd_node *n, cd_tensor *const *in, cd_tensor 
         st = cd_conv_kernel_run(&k, cd_cf32(in[0]), NULL, cd_f32(out[0]), ctx);
     kernel_release(&k);
     return st;
+}
+
+/* Input gradient of a stride-1 Conv as a forward convolution, so that every
+ * fast forward path (1x1 GEMM, depthwise, im2col, Winograd when picked)
+ * serves the backward pass too and nothing goes through col2im:
+ * dX = conv(dY, W~) with W~[g][c][m][t] = W[g][m][c][K-1-t] (in/out swapped
+ * per group, every spatial axis flipped: reversing a row-major multi-index
+ * reverses the flat index) and pads (k-1)d - pb before, (k-1)d - pe after.
+ * Strided convs, and pads beyond the dilated window, are refused with
+ * CD_ERR_UNSUPPORTED: they keep conv_backward's GEMM + col2im. */
+cd_status cd_conv_kernel_create_input_grad(const cd_node *n, cd_tensor *const *in,
+                                           cd_conv_kernel **out, cd_error *err)
+{
+    *out = NULL;
+    conv_plan f;
+    cd_status st = conv_plan_make(n, in, &f, err);
+    if (st != CD_OK)
+        return st;
+    conv_plan t = f;
+    for (int i = 0; i < CD_WIN_MAX_SP; i++) {
+        int64_t span = (f.g.k[i] - 1) * f.g.d[i];
+        if (f.g.s[i] != 1 || f.g.pb[i] > span || f.g.pe[i] > span)
+            return cd_node_fail(n, err, CD_ERR_UNSUPPORTED,
+                                "input gradient as a convolution needs stride 1");
+        t.g.in[i] = f.g.out[i];
+        t.g.out[i] = f.g.in[i];
+        t.g.pb[i] = span - f.g.pb[i];
+        t.g.pe[i] = span - f.g.pe[i];
+    }
+    t.cg = f.mg;
+    t.mg = f.cg;
+    if ((st = plan_sizes(n, &t, t.cg, err)) != CD_OK)
+        return st;
+    cd_conv_kernel *k = calloc(1, sizeof *k);
+    size_t wn = (size_t)(f.group * f.mg * f.cg * f.ksize);
+    if (!k || !(k->own_w = malloc(wn * sizeof(float)))) {
+        cd_conv_kernel_free(k);
+        return cd_fail(err, CD_ERR_OUT_OF_MEMORY, "out of memory for a backward kernel");
+    }
+    k->p = t;
+    const float *w = cd_cf32(in[1]);
+    int64_t kk = f.ksize;
+    for (int64_t gi = 0; gi < f.group; gi++)
+        for (int64_t c = 0; c < f.cg; c++)
+            for (int64_t m = 0; m < f.mg; m++) {
+                float *dst = k->own_w + ((gi * f.cg + c) * f.mg + m) * kk;
+                const float *src = w + ((gi * f.mg + m) * f.cg + c) * kk;
+                for (int64_t i = 0; i < kk; i++)
+                    dst[i] = src[kk - 1 - i];
+            }
+    k->w = k->own_w;
+    k->algo = pick_algo(&k->p, true);
+    if (k->algo == CD_CONV_WINOGRAD) {
+        k->u = malloc((size_t)(16 * k->p.mg * k->p.cg) * sizeof(float));
+        if (!k->u) {
+            cd_conv_kernel_free(k);
+            return cd_fail(err, CD_ERR_OUT_OF_MEMORY, "out of memory for Winograd weights");
+        }
+        cd_winograd_weights(k->w, k->p.mg, k->p.cg, k->u);
+    }
+    *out = k;
+    return CD_OK;
 }
 
 /* dW += dY col^T, dcol = W^T dY then col2im into dX, dB += sum dY. */

@@ -48,6 +48,11 @@ cd_status cd_conv_kernel_create(const cd_node *n, cd_tensor *const *in, const fl
                                 const float *bn_shift, const cd_epilogue *ep, cd_conv_algo algo,
                                 cd_conv_kernel **out, cd_error *err);
 void cd_conv_kernel_free(cd_conv_kernel *k);
+/* The input gradient of Conv node n (weights in[1], input shape in[0]) as a
+ * forward kernel: run on dY (n's output shape) it writes dX. Stride 1 only
+ * (CD_ERR_UNSUPPORTED otherwise); see conv.c. */
+cd_status cd_conv_kernel_create_input_grad(const cd_node *n, cd_tensor *const *in,
+                                           cd_conv_kernel **out, cd_error *err);
 cd_conv_algo cd_conv_kernel_algo(const cd_conv_kernel *k);
 /* Runs on x (the shape given at creation) into y; residual (y's shape) may be
  * NULL. Scratch comes from ctx. */
