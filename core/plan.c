@@ -1164,8 +1164,13 @@ cd_status cd_plan_backward(cd_plan *p, int n_seeds, const int *seed_values,
         int v = wrt[w];
         if (!g[v])
             st = grad_slot(p, g, v, err); /* objective does not depend on it: zeros */
-        if (st == CD_OK)
+        bool again = false; /* the same value asked for twice: the later ones copy */
+        for (int u = w + 1; u < n_wrt; u++)
+            again = again || wrt[u] == v;
+        if (st == CD_OK && again)
             st = cd_tensor_clone(g[v], &grads_out[w], err);
+        else if (st == CD_OK)
+            grads_out[w] = g[v], g[v] = NULL; /* handed over, not copied */
     }
     for (int v = 0; v < p->n_values; v++)
         cd_tensor_free(g[v]);

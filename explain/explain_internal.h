@@ -52,6 +52,23 @@ cd_status ex_region_mask(const cd_objective *obj, const cd_tensor *y, size_t s, 
 cd_status ex_forward_value(cd_explainer *e, const cd_tensor *x, const cd_objective *obj,
                            cd_tensor **y, cd_error *err);
 
+/* Linear prefix (Integrated Gradients, explain/methods.c): when the tape plan
+ * for x's shape starts with a Conv on the model input, with constant
+ * weights, and nothing else reads the input, returns that node (else -1):
+ * along a straight path its output is an affine function of the path
+ * parameter, and the sum of the per-step input gradients is one transposed
+ * convolution of the summed gradients at its output. */
+int ex_linear_prefix(cd_explainer *e, const cd_tensor *x, const cd_objective *obj,
+                     cd_error *err);
+/* Writes row `row` (n values) of the prefix node's output. */
+typedef void (*ex_prefix_fill_fn)(void *ctx, int64_t row, float *z, size_t n);
+/* Gradient of obj at the prefix node's output (its shape with x's rows),
+ * running the rest of the plan on the rows fill writes; x only gives the
+ * shape (its data is not read). */
+cd_status ex_gradient_prefix(cd_explainer *e, const cd_tensor *x, const cd_objective *obj,
+                             int node, ex_prefix_fill_fn fill, void *ctx, cd_tensor **gz,
+                             cd_error *err);
+
 /* Plan for x's shape (tape: built with keep_activations) from the explainer's cache (built when missing). */
 cd_status ex_get_plan(cd_explainer *e, const cd_tensor *x, bool tape, cd_plan **out,
                       cd_error *err);

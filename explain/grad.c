@@ -374,25 +374,24 @@ typedef struct pass_io {
     ex_seed_fn seed_fn; /* custom objective (scores/targets unused) */
     void *seed_ctx;
     int64_t start;      /* first row of this pass in the caller's tensor */
+    /* Linear prefix (ex_gradient_prefix): the plan's first step, Conv node
+     * prefix_node, is skipped; prefix_fill writes its output rows instead. */
+    bool prefix;
+    int prefix_node;
+    ex_prefix_fill_fn prefix_fill;
+    void *prefix_ctx;
 } pass_io;
 
-/* One forward (and backward when grads) pass over x as one batch. */
-static cd_status one_pass(cd_explainer *e, const cd_tensor *x, const pass_io *io,
-                          bool *batch_problem, cd_error *err)
+/* One forward (and backward when grads) pass over x as one batch, on plan
+ * p (the steps already shifted past a linear prefix when io->prefix). */
+static cd_status pass_body(cd_explainer *e, cd_plan *p, const cd_tensor *x, const pass_io *io,
+                           bool *batch_problem, cd_error *err)
 {
     const cd_model *m = e->model;
     int vo = objective_value(m, io->obj, err);
     if (vo < 0)
         return CD_ERR_INVALID_ARGUMENT;
-    /* Gradients and intermediate values (a pre-softmax score included) need
-     * the plan that keeps every activation. */
-    bool tape = io->grads || io->values || !m->values[vo].is_graph_output;
-    cd_plan *p = NULL;
-    cd_status st = ex_get_plan(e, x, tape, &p, err);
-    if (st != CD_OK) {
-        *batch_problem = true;
-        return st;
-    }
+    cd_status st = CD_OK;
     int ids[16];
     if (io->n_wrt > 16)
         return cd_fail(err, CD_ERR_INVALID_ARGUMENT, "at most 16 tensors per gradient call");
@@ -435,6 +434,41 @@ static cd_status one_pass(cd_explainer *e, const cd_tensor *x, const pass_io *io
         st = cd_plan_backward(p, 1, &vo, seeds, io->n_wrt, ids, io->grads, &e->ctx);
     }
     cd_tensor_free(seed);
+    return st;
+}
+
+static cd_status one_pass(cd_explainer *e, const cd_tensor *x, const pass_io *io,
+                          bool *batch_problem, cd_error *err)
+{
+    const cd_model *m = e->model;
+    int vo = objective_value(m, io->obj, err);
+    if (vo < 0)
+        return CD_ERR_INVALID_ARGUMENT;
+    /* Gradients and intermediate values (a pre-softmax score included) need
+     * the plan that keeps every activation. */
+    bool tape = io->grads || io->values || !m->values[vo].is_graph_output || io->prefix;
+    cd_plan *p = NULL;
+    cd_status st = ex_get_plan(e, x, tape, &p, err);
+    if (st != CD_OK) {
+        *batch_problem = true;
+        return st;
+    }
+    if (!io->prefix)
+        return pass_body(e, p, x, io, batch_problem, err);
+    /* The prefix step's output rows come from prefix_fill; the steps stay
+     * shifted past it through the backward pass too, so the reverse pass
+     * stops at that output. */
+    if (p->n_steps < 2 || p->steps[0] != io->prefix_node)
+        return cd_fail(err, CD_ERR_INTERNAL, "linear prefix: the plan does not start with it");
+    cd_tensor *z = &p->vals[m->nodes[io->prefix_node].outputs[0]];
+    size_t rn = ex_row_numel(z);
+    for (int64_t r = 0; r < x->dims[0]; r++)
+        io->prefix_fill(io->prefix_ctx, io->start + r, cd_f32(z) + (size_t)r * rn, rn);
+    p->steps++;
+    p->n_steps--;
+    st = pass_body(e, p, x, io, batch_problem, err);
+    p->steps--;
+    p->n_steps++;
     return st;
 }
 
@@ -619,5 +653,42 @@ cd_status ex_forward_value(cd_explainer *e, const cd_tensor *x, const cd_objecti
     sum.kind = CD_OBJECTIVE_SUM;
     sum.region_ndim = 0;
     pass_io io = {.obj = &sum, .n_wrt = 1, .wrt = name, .values = y};
+    return with_targets(e, x, &io, NULL, NULL, err);
+}
+
+int ex_linear_prefix(cd_explainer *e, const cd_tensor *x, const cd_objective *obj, cd_error *err)
+{
+    const cd_model *m = e->model;
+    cd_plan *p = NULL;
+    if (e->has_stoch || e->force_loop || e->batch_refused || check_x(e, x, err) != CD_OK ||
+        ex_get_plan(e, x, true, &p, err) != CD_OK || p->n_steps < 2)
+        return -1; /* a refused plan is reported again by the ordinary path */
+    int first = p->steps[0], in = m->inputs[0];
+    const cd_node *n = &m->nodes[first];
+    if (n->op != CD_OP_CONV || n->n_outputs != 1 || n->inputs[0] != in ||
+        m->values[n->outputs[0]].is_graph_output || objective_value(m, obj, err) == n->outputs[0])
+        return -1;
+    for (int i = 1; i < n->n_inputs; i++)
+        if (n->inputs[i] >= 0 && p->kind[n->inputs[i]] != CD_VALUE_CONST)
+            return -1;
+    for (int s = 1; s < p->n_steps; s++) {
+        const cd_node *o = &m->nodes[p->steps[s]];
+        for (int i = 0; i < o->n_inputs; i++)
+            if (o->inputs[i] == in)
+                return -1;
+    }
+    return first;
+}
+
+cd_status ex_gradient_prefix(cd_explainer *e, const cd_tensor *x, const cd_objective *obj,
+                             int node, ex_prefix_fill_fn fill, void *ctx, cd_tensor **gz,
+                             cd_error *err)
+{
+    cd_status st = check_x(e, x, err);
+    if (st != CD_OK)
+        return st;
+    const char *name[1] = {e->model->values[e->model->nodes[node].outputs[0]].name};
+    pass_io io = {.obj = obj, .n_wrt = 1, .wrt = name, .grads = gz, .prefix = true,
+                  .prefix_node = node, .prefix_fill = fill, .prefix_ctx = ctx};
     return with_targets(e, x, &io, NULL, NULL, err);
 }

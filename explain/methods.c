@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/parallel.h"
 #include "explain_internal.h"
 
 static const char *const method_names[] = {"gradient", "gradxinput", "smoothgrad", "ig",
@@ -224,6 +225,108 @@ static cd_status make_baseline(const cd_tensor *x, const cd_explain_params *p, c
     return cd_tensor_create(CD_FLOAT32, x->ndim, x->dims, out, err);
 }
 
+/* ---- IG through a linear prefix (ex_linear_prefix): the prefix Conv's
+ * output along the path is zb + a (zx - zb) (zb, zx: its outputs on the
+ * baseline and the input), so each step's rows start after it, and
+ * sum_k w_k dF/dx(x_k) = J^T sum_k w_k dF/dz(z_k) is one transposed Conv of
+ * the summed gradients: the Conv's forward and backward run once, not once
+ * per step. Exact in exact arithmetic; float32 rounding differs from the
+ * plain path only in the summation order. */
+
+typedef struct igp_ctx {
+    const float *zb, *zx;
+    const double *nodes;
+} igp_ctx;
+
+static void igp_fill(void *c, int64_t k, float *z, size_t n)
+{
+    const igp_ctx *s = c;
+    double a = s->nodes[k];
+    for (size_t i = 0; i < n; i++)
+        z[i] = (float)(s->zb[i] + a * ((double)s->zx[i] - s->zb[i]));
+}
+
+/* Runs Conv node n (weights from plan p) on the batch-1 tensor x into a new
+ * *y, or its input gradient for the output gradient gy into the new *y. */
+static cd_status prefix_conv(cd_explainer *e, const cd_plan *p, const cd_node *n,
+                             const cd_tensor *x, const cd_tensor *gy, cd_tensor **y,
+                             cd_error *err)
+{
+    const cd_tensor *z = &p->vals[n->outputs[0]];
+    int64_t dims[CD_MAX_DIMS];
+    memcpy(dims, gy ? x->dims : z->dims, sizeof dims);
+    dims[0] = 1;
+    cd_status st = cd_tensor_create(CD_FLOAT32, gy ? x->ndim : z->ndim, dims, y, err);
+    if (st != CD_OK)
+        return st;
+    cd_tensor *in[3] = {(cd_tensor *)x, NULL, NULL}, *out[1] = {*y};
+    for (int i = 1; i < n->n_inputs && i < 3; i++)
+        in[i] = n->inputs[i] >= 0 ? &p->vals[n->inputs[i]] : NULL;
+    e->ctx.err = err;
+    e->ctx.threads = e->threads;
+    if ((st = cd_ctx_ensure_pool(&e->ctx)) != CD_OK)
+        return st;
+    const cd_op_def *def = cd_op_get(n->op);
+    if (!gy)
+        return def->forward(n, in, out, &e->ctx);
+    cd_tensor *gout[1] = {(cd_tensor *)gy}, *gin[3] = {*y, NULL, NULL};
+    return def->backward(n, in, out, gout, gin, &e->ctx);
+}
+
+/* acc (x's numel) += sum_k weights[k] dF/dx at the path points, through the
+ * linear prefix node. */
+static cd_status ig_prefix_rows(cd_explainer *e, const cd_tensor *x, const cd_tensor *base,
+                                const cd_objective *obj, int node, int steps, const double *nodes,
+                                const double *weights, double *acc, int *passes, cd_error *err)
+{
+    const cd_node *n = &e->model->nodes[node];
+    int64_t b = steps < e->max_batch ? steps : e->max_batch;
+    cd_tensor *shape = NULL, *zx = NULL, *zb = NULL, *gsum = NULL, *gx = NULL;
+    cd_plan *p = NULL;
+    cd_status st = ex_batch_like(x, b, &shape, err);
+    if (st == CD_OK)
+        st = ex_get_plan(e, shape, true, &p, err);
+    if (st == CD_OK)
+        st = prefix_conv(e, p, n, x, NULL, &zx, err);
+    if (st == CD_OK)
+        st = prefix_conv(e, p, n, base, NULL, &zb, err);
+    if (st == CD_OK)
+        st = cd_tensor_clone(zx, &gsum, err);
+    size_t zn = st == CD_OK ? cd_tensor_numel(zx) : 0;
+    double *accz = calloc(zn + 1, sizeof *accz);
+    if (st == CD_OK && !accz)
+        st = cd_fail(err, CD_ERR_OUT_OF_MEMORY, "out of memory");
+    igp_ctx c = {zb ? cd_cf32(zb) : NULL, zx ? cd_cf32(zx) : NULL, nodes};
+    for (int64_t start = 0; st == CD_OK && start < steps; start += e->max_batch) {
+        int64_t rows = steps - start < e->max_batch ? steps - start : e->max_batch;
+        cd_tensor *chunk = NULL, *gz = NULL;
+        st = ex_batch_like(x, rows, &chunk, err);
+        /* Rows are numbered from the chunk: shift the nodes to match. */
+        igp_ctx cc = c;
+        cc.nodes = nodes + start;
+        if (st == CD_OK)
+            st = ex_gradient_prefix(e, chunk, obj, node, igp_fill, &cc, &gz, err);
+        for (int64_t r = 0; st == CD_OK && r < rows; r++)
+            for (size_t i = 0; i < zn; i++)
+                accz[i] += weights[start + r] * cd_cf32(gz)[(size_t)r * zn + i];
+        cd_tensor_free(chunk);
+        cd_tensor_free(gz);
+        if (st == CD_OK)
+            (*passes)++;
+    }
+    for (size_t i = 0; st == CD_OK && i < zn; i++)
+        cd_f32(gsum)[i] = (float)accz[i];
+    if (st == CD_OK)
+        st = prefix_conv(e, p, n, x, gsum, &gx, err);
+    for (size_t i = 0; st == CD_OK && i < cd_tensor_numel(x); i++)
+        acc[i] = cd_cf32(gx)[i];
+    free(accz);
+    cd_tensor *all[] = {shape, zx, zb, gsum, gx};
+    for (size_t i = 0; i < sizeof all / sizeof *all; i++)
+        cd_tensor_free(all[i]);
+    return st;
+}
+
 static cd_status integrated_gradients(cd_explainer *e, const cd_tensor *x,
                                       const cd_explain_params *p, const cd_objective *obj,
                                       cd_explanation *out, cd_error *err)
@@ -240,7 +343,18 @@ static cd_status integrated_gradients(cd_explainer *e, const cd_tensor *x,
     if (st == CD_OK) {
         ig_rule(p, nodes, weights);
         ig_ctx c = {cd_cf32(x), cd_cf32(base), nodes, weights, acc};
-        st = grad_rows(e, x, obj, p->steps, ig_fill, ig_take, &c, &out->passes, err);
+        int64_t b = p->steps < e->max_batch ? p->steps : e->max_batch;
+        cd_tensor *shape = NULL;
+        int node = -1;
+        st = ex_batch_like(x, b, &shape, err);
+        if (st == CD_OK)
+            node = ex_linear_prefix(e, shape, obj, err);
+        cd_tensor_free(shape);
+        if (st == CD_OK && node >= 0)
+            st = ig_prefix_rows(e, x, base, obj, node, p->steps, nodes, weights, acc,
+                                &out->passes, err);
+        else if (st == CD_OK)
+            st = grad_rows(e, x, obj, p->steps, ig_fill, ig_take, &c, &out->passes, err);
     }
     if (st == CD_OK)
         st = ex_scores(e, base, obj, &out->baseline_score, err);

@@ -406,6 +406,45 @@ static void test_ig_completeness(void **state)
     cd_model_free(m);
 }
 
+/* IG through the linear prefix (the first Conv runs once forward and once
+ * transposed, explain/methods.c) equals IG with every step's own input
+ * gradient (force_loop takes the plain path), for a ReLU and a tanh model,
+ * both baselines, and a step count that leaves a short last batch. */
+static void test_ig_linear_prefix_matches_plain(void **state)
+{
+    (void)state;
+    const char *acts[2] = {"Relu", "Tanh"};
+    for (int a = 0; a < 2; a++) {
+        cd_model *m = build_model(acts[a], false, 31 + (uint64_t)a);
+        cd_explainer *fast = make_explainer(m, 6, false), *plain = make_explainer(m, 6, true);
+        cd_tensor *x = input(1, 7 + (uint64_t)a);
+        for (int variant = 0; variant < 2; variant++) {
+            cd_explain_params p;
+            cd_explain_params_default(&p, CD_EXPLAIN_IG);
+            p.steps = 20; /* batches of 6, 6, 6, 2 */
+            p.baseline = variant ? CD_BASELINE_BLUR : CD_BASELINE_BLACK;
+            p.blur_sigma = 1.0f;
+            cd_explanation f = {0}, r = {0};
+            cd_error err = {0};
+            OK(cd_explain(fast, x, &p, &f, &err));
+            OK(cd_explain(plain, x, &p, &r, &err));
+            double mx = 0;
+            for (int i = 0; i < 128; i++)
+                mx = fmax(mx, fabs(cd_f32(r.map)[i]));
+            assert_true(mx > 1e-4);
+            assert_true(tu_max_abs_diff(f.map, r.map) <= 1e-5 * mx);
+            assert_true(fabs(f.completeness_delta - r.completeness_delta) <= 1e-5 * fmax(1, mx));
+            assert_int_equal(f.passes, 4);
+            cd_explanation_free(&f);
+            cd_explanation_free(&r);
+        }
+        cd_tensor_free(x);
+        cd_explainer_free(fast);
+        cd_explainer_free(plain);
+        cd_model_free(m);
+    }
+}
+
 /* Affine model: occlusion with a 1x1 window and value 0 removes exactly
  * sum_c x_c g_c from the score, so it equals gradient x input summed over
  * channels. */
@@ -843,6 +882,7 @@ int main(void)
         cmocka_unit_test(test_batched_equals_rows),
         cmocka_unit_test(test_gauss_legendre_rule),
         cmocka_unit_test(test_ig_completeness),
+        cmocka_unit_test(test_ig_linear_prefix_matches_plain),
         cmocka_unit_test(test_occlusion_closed_form),
         cmocka_unit_test(test_smoothgrad_and_rise),
         cmocka_unit_test(test_gradcam_small),

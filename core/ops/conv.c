@@ -621,7 +621,22 @@ static void epilogue_range(void *arg, int64_t lo, int64_t hi)
 
 static bool gemm_batches(const conv_plan *p)
 {
-    return p->group == 1 && p->batch > 1 && p->out_sp * 2 <= GEMM_BATCH_COLS;
+    return p->group == 1 && p->batch > 1 && p->out_sp * 2 <= GEMM_BATCH_COLS &&
+           p->g.k[2] == 1 && p->g.in[2] == 1; /* 1-D and 2-D: cd_im2col_2d_ld */
+}
+
+typedef struct im2col_ld_job {
+    const conv_plan *p;
+    const float *x;
+    float *col;
+    int64_t ld; /* row stride of the shared column matrix */
+} im2col_ld_job;
+
+static void im2col_ld_range(void *arg, int64_t lo, int64_t hi)
+{
+    const im2col_ld_job *j = arg;
+    const conv_plan *p = j->p;
+    cd_im2col_2d_ld(j->x + lo * p->in_sp, hi - lo, &p->g, j->col + lo * p->ksize * j->ld, j->ld);
 }
 
 static cd_status run_gemm_batched(const cd_conv_kernel *k, const float *xall, const float *res,
@@ -632,22 +647,20 @@ static cd_status run_gemm_batched(const cd_conv_kernel *k, const float *xall, co
     int64_t kdim = p->cg * p->ksize, sp = p->out_sp, nb = GEMM_BATCH_COLS / sp;
     nb = nb < p->batch ? nb : p->batch;
     size_t one = (size_t)kdim * (size_t)sp; /* one item's column matrix */
-    size_t need = one * (size_t)nb + (size_t)(p->mg * sp * nb) + (direct ? 0 : one);
-    float *col = scratch_floats(ctx, need, 1);
+    float *col = scratch_floats(ctx, one * (size_t)nb + (size_t)(p->mg * sp * nb), 1);
     if (!col)
         return ctx->err->code;
-    float *prod = col + one * (size_t)nb, *item = prod + (size_t)(p->mg * sp * nb);
+    float *prod = col + one * (size_t)nb;
     for (int64_t b0 = 0; b0 < p->batch; b0 += nb) {
         int64_t cnt = p->batch - b0 < nb ? p->batch - b0 : nb, n = cnt * sp;
         for (int64_t i = 0; i < cnt; i++) {
-            const float *x = xall + (b0 + i) * p->cg * p->in_sp, *src = x;
-            if (!direct) {
-                gemm_side_job j = {p, k, x, NULL, item, NULL, NULL};
-                cd_pool_for(ctx->pool, p->cg, tasks_for((int64_t)one), im2col_range, &j);
-                src = item;
-            }
-            for (int64_t r = 0; r < kdim; r++)
-                memcpy(col + r * n + i * sp, src + r * sp, (size_t)sp * sizeof(float));
+            const float *x = xall + (b0 + i) * p->cg * p->in_sp;
+            im2col_ld_job j = {p, x, col + i * sp, n};
+            if (direct)
+                for (int64_t r = 0; r < kdim; r++) /* 1x1: the image is its columns */
+                    memcpy(col + r * n + i * sp, x + r * sp, (size_t)sp * sizeof(float));
+            else
+                cd_pool_for(ctx->pool, p->cg, tasks_for((int64_t)one), im2col_ld_range, &j);
         }
         sgemm(ctx, false, false, p->mg, n, kdim, k->w, kdim, col, n, 0.0f, prod, n);
         for (int64_t i = 0; i < cnt; i++) {

@@ -387,12 +387,18 @@ void cd_winograd_run(cd_ctx *ctx, const float *u, const float *x, const float *b
 
 void cd_im2col_2d(const float *img, int64_t channels, const cd_win_geom *g, float *col)
 {
+    cd_im2col_2d_ld(img, channels, g, col, g->out[0] * g->out[1]);
+}
+
+void cd_im2col_2d_ld(const float *img, int64_t channels, const cd_win_geom *g, float *col,
+                     int64_t ld)
+{
     int64_t H = g->in[0], W = g->in[1], OH = g->out[0], OW = g->out[1];
     int64_t KH = g->k[0], KW = g->k[1], s0 = g->s[0], s1 = g->s[1];
     for (int64_t c = 0; c < channels; c++)
         for (int64_t kh = 0; kh < KH; kh++)
             for (int64_t kw = 0; kw < KW; kw++) {
-                float *row = col + ((c * KH + kh) * KW + kw) * OH * OW;
+                float *row = col + ((c * KH + kh) * KW + kw) * ld;
                 int64_t offw = kw * g->d[1] - g->pb[1], ow0, ow1;
                 valid_range(offw, s1, W, OW, &ow0, &ow1);
                 for (int64_t oh = 0; oh < OH; oh++) {

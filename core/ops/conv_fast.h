@@ -84,6 +84,10 @@ void cd_winograd_run(cd_ctx *ctx, const float *u, const float *x, const float *b
 
 /* im2col for 2-D geometry (spatial dim 2 unit): col[(c*KH+kh)*KW+kw][oh*OW+ow]. */
 void cd_im2col_2d(const float *img, int64_t channels, const cd_win_geom *g, float *col);
+/* The same with rows ld floats apart (ld >= OH*OW): batched convolutions put
+ * several images' columns side by side. */
+void cd_im2col_2d_ld(const float *img, int64_t channels, const cd_win_geom *g, float *col,
+                     int64_t ld);
 /* The adjoint of cd_im2col_2d: img[c, window(pos) + k] += col[(c*K + k), pos]
  * (2-D geometries only). Used by the Conv backward pass. */
 void cd_col2im_2d_add(const float *col, int64_t channels, const cd_win_geom *g, float *img);
