@@ -55,6 +55,8 @@ void cd_plan_free(cd_plan *p)
     free(p->node_dconv);
     free(p->node_dpool);
     free(p->bwd_tmp);
+    for (size_t i = 0; i < CD_COUNT_OF(p->grad_cache); i++)
+        cd_tensor_free(p->grad_cache[i]);
     free(p->exec);
     free(p->rt);
     free(p->arena);
@@ -1052,12 +1054,52 @@ static cd_status fast_backward(cd_plan *p, int node, cd_tensor *const *in, cd_te
     return CD_OK;
 }
 
+/* A zeroed gradient tensor for value v: a cached one of the same byte size
+ * when there is one. */
 static cd_status grad_slot(cd_plan *p, cd_tensor **grads, int v, cd_error *err)
 {
     if (grads[v])
         return CD_OK;
     const cd_tensor *t = &p->vals[v];
+    size_t bytes = cd_tensor_numel(t) * sizeof(float);
+    for (size_t i = 0; i < CD_COUNT_OF(p->grad_cache); i++) {
+        cd_tensor *c = p->grad_cache[i];
+        if (c && c->capacity == bytes) {
+            p->grad_cache[i] = NULL;
+            cd_tensor_set_shape(c, CD_FLOAT32, t->ndim, t->dims);
+            memset(c->data, 0, bytes);
+            grads[v] = c;
+            return CD_OK;
+        }
+    }
     return cd_tensor_create(CD_FLOAT32, t->ndim, t->dims, &grads[v], err);
+}
+
+/* Frees *g, or keeps it for grad_slot (replacing the smallest cached one). */
+static void grad_release(cd_plan *p, cd_tensor **g)
+{
+    cd_tensor *t = *g;
+    *g = NULL;
+    if (!t || !t->owns_data) {
+        cd_tensor_free(t);
+        return;
+    }
+    size_t low = 0;
+    for (size_t i = 0; i < CD_COUNT_OF(p->grad_cache); i++) {
+        if (!p->grad_cache[i]) {
+            low = i;
+            break;
+        }
+        if (p->grad_cache[i]->capacity < p->grad_cache[low]->capacity)
+            low = i;
+    }
+    cd_tensor *old = p->grad_cache[low];
+    if (old && old->capacity >= t->capacity) {
+        cd_tensor_free(t);
+        return;
+    }
+    cd_tensor_free(old);
+    p->grad_cache[low] = t;
 }
 
 /* keep[v]: gradient asked for. reaches[v]: v depends on some asked-for value,
@@ -1152,10 +1194,8 @@ cd_status cd_plan_backward(cd_plan *p, int n_seeds, const int *seed_values,
          * asked for, no longer needed. */
         for (int j = 0; j < n->n_outputs; j++) {
             int v = n->outputs[j];
-            if (v >= 0 && !keep[v]) {
-                cd_tensor_free(g[v]);
-                g[v] = NULL;
-            }
+            if (v >= 0 && !keep[v])
+                grad_release(p, &g[v]);
         }
     }
     for (int w = 0; w < n_wrt; w++)
@@ -1173,7 +1213,7 @@ cd_status cd_plan_backward(cd_plan *p, int n_seeds, const int *seed_values,
             grads_out[w] = g[v], g[v] = NULL; /* handed over, not copied */
     }
     for (int v = 0; v < p->n_values; v++)
-        cd_tensor_free(g[v]);
+        grad_release(p, &g[v]);
     free(g);
     free(keep);
     free(reaches);

@@ -69,6 +69,9 @@ typedef struct cd_plan {
     struct cd_win_geom **node_dpool;
     float *bwd_tmp;
     size_t bwd_tmp_floats;
+    /* Gradient tensors released by one backward pass, reused by the next
+     * (fresh large allocations cost a page fault per page). */
+    cd_tensor *grad_cache[4];
 } cd_plan;
 
 /* Builds a plan for the given input tensors (n_inputs == model->n_inputs, in
