@@ -89,12 +89,12 @@ int main(int argc, char **argv)
         cd_explanation_free(&ex);
         if (!grad_only && cd_explain(e, x, &occ, &ex, &err) != CD_OK)
             return die("occlusion", &err);
-        double t4 = now_ms();
+        double t4 = now_ms(), c4 = cpu_ms();
         if (!grad_only)
             cd_explanation_free(&ex);
         if (!grad_only && cd_explain(e, x, &rise, &ex, &err) != CD_OK)
             return die("rise", &err);
-        double t5 = now_ms();
+        double t5 = now_ms(), c5 = cpu_ms();
         if (!grad_only)
             cd_explanation_free(&ex);
         cd_tensor_free(y);
@@ -110,19 +110,24 @@ int main(int argc, char **argv)
             c[FWD][r] = c1 - c0;
             c[GRAD][r] = c2 - c1;
             c[IG][r] = c3 - c2;
+            c[OCC][r] = c4 - c3;
+            c[RISE][r] = c5 - c4;
         }
     }
     double f = median(t[FWD], runs), gr = median(t[GRAD], runs), i32 = median(t[IG], runs);
     double oc = median(t[OCC], runs), ri = median(t[RISE], runs);
     double cf = median(c[FWD], runs), cg = median(c[GRAD], runs), ci = median(c[IG], runs);
+    double co = median(c[OCC], runs), cr = median(c[RISE], runs);
     /* Occlusion and RISE also score the clean input once (+1 pass). */
     printf("{\"threads\":%d,\"runs\":%d,\"batch\":%d,\"forward_ms\":%.2f,\"gradient_ms\":%.2f,"
            "\"gradient_ratio\":%.2f,\"ig32_ms\":%.2f,\"ig32_forward_equivalents\":%.2f,"
            "\"occlusion_windows\":%d,\"occlusion_ms\":%.2f,\"occlusion_forward_equivalents_per_window\":%.3f,"
            "\"rise_masks\":%d,\"rise_ms\":%.2f,\"rise_forward_equivalents_per_mask\":%.3f,"
-           "\"forward_cpu_ms\":%.2f,\"gradient_cpu_ratio\":%.2f,\"ig32_cpu_forward_equivalents\":%.2f}\n",
+           "\"forward_cpu_ms\":%.2f,\"gradient_cpu_ratio\":%.2f,\"ig32_cpu_forward_equivalents\":%.2f,"
+           "\"occlusion_cpu_per_window\":%.3f,\"rise_cpu_per_mask\":%.3f}\n",
            threads, runs, batch, f, gr, gr / f, i32, i32 / f, occ_windows, oc,
-           (oc / f - 1) / occ_windows, rise.rise_masks, ri, (ri / f - 1) / rise.rise_masks, cf, cg / cf, ci / cf);
+           (oc / f - 1) / occ_windows, rise.rise_masks, ri, (ri / f - 1) / rise.rise_masks, cf, cg / cf, ci / cf, (co / cf - 1) / occ_windows,
+           (cr / cf - 1) / rise.rise_masks);
     for (int k = 0; k < N_KIND; k++) {
         free(t[k]);
         free(c[k]);

@@ -3,7 +3,9 @@
 # (batch 1, 224x224, tools/make_parity_fixtures.py): vanilla gradient vs one
 # forward pass (target <= 3x), IG with 32 steps batched (target <= 40
 # forward-pass equivalents), occlusion and RISE per-mask cost with their
-# masks run BATCH rows per pass. Numbers from bench/explain_cost.c.
+# masks run BATCH rows per pass. Numbers from bench/explain_cost.c; wall
+# time and process CPU time (steadier on a shared machine, and with
+# THREADS=1 free of any thread-pool effect) are both reported.
 #
 #   bench/explain_cost.sh BUILD_DIR [THREADS] [RUNS] [BATCH]
 # BUILD_DIR: a configured candor build (use -DCMAKE_BUILD_TYPE=Release for
@@ -27,11 +29,11 @@ echo "$r"
 "$PY" - "$r" <<'PYEOF'
 import json, sys
 r = json.loads(sys.argv[1])
-print("\n| measurement | time | ratio to one forward pass | target |")
-print("|---|---|---|---|")
-print("| forward pass (fast plan) | %.1f ms | 1 | |" % r["forward_ms"])
-print("| vanilla gradient (tape forward + backward) | %.1f ms | %.2fx | <= 3x |" % (r["gradient_ms"], r["gradient_ratio"]))
-print("| IG, 32 Gauss-Legendre steps, %d rows per pass | %.1f ms | %.1f forward-pass equivalents | <= 40 |" % (r["batch"], r["ig32_ms"], r["ig32_forward_equivalents"]))
-print("| occlusion, %d windows, %d rows per pass | %.1f ms | %.3f per window | |" % (r["occlusion_windows"], r["batch"], r["occlusion_ms"], r["occlusion_forward_equivalents_per_window"]))
-print("| RISE, %d masks, %d rows per pass | %.1f ms | %.3f per mask | |" % (r["rise_masks"], r["batch"], r["rise_ms"], r["rise_forward_equivalents_per_mask"]))
+print("\n| measurement | wall time | ratio to one forward pass (wall) | (process CPU time) | target |")
+print("|---|---|---|---|---|")
+print("| forward pass (fast plan) | %.1f ms | 1 | 1 (%.1f ms) | |" % (r["forward_ms"], r["forward_cpu_ms"]))
+print("| vanilla gradient (tape forward + backward) | %.1f ms | %.2fx | %.2fx | <= 3x |" % (r["gradient_ms"], r["gradient_ratio"], r["gradient_cpu_ratio"]))
+print("| IG, 32 Gauss-Legendre steps, %d rows per pass | %.1f ms | %.1f forward-pass equivalents | %.1f | <= 40 |" % (r["batch"], r["ig32_ms"], r["ig32_forward_equivalents"], r["ig32_cpu_forward_equivalents"]))
+print("| occlusion, %d windows, %d rows per pass | %.1f ms | %.3f per window | %.3f | |" % (r["occlusion_windows"], r["batch"], r["occlusion_ms"], r["occlusion_forward_equivalents_per_window"], r["occlusion_cpu_per_window"]))
+print("| RISE, %d masks, %d rows per pass | %.1f ms | %.3f per mask | %.3f | |" % (r["rise_masks"], r["batch"], r["rise_ms"], r["rise_forward_equivalents_per_mask"], r["rise_cpu_per_mask"]))
 PYEOF
