@@ -39,6 +39,7 @@ static shape random_shape(cd_conv_algo algo, uint64_t *st)
             s.kh = s.kw = rnd(st, 0, 1) ? 3 : 5;
         break;
     case CD_CONV_WINOGRAD:
+    case CD_CONV_WINOGRAD4:
         s.kh = s.kw = 3, s.s = s.d = 1, s.pad = rnd(st, 0, 1);
         s.c = rnd(st, 1, 40), s.m = rnd(st, 1, 40);
         break;
@@ -172,6 +173,7 @@ static void test_im2col(void **state) { (void)state; check_algo(CD_CONV_IM2COL);
 static void test_gemm_1x1(void **state) { (void)state; check_algo(CD_CONV_GEMM_1X1); }
 static void test_depthwise(void **state) { (void)state; check_algo(CD_CONV_DEPTHWISE); }
 static void test_winograd(void **state) { (void)state; check_algo(CD_CONV_WINOGRAD); }
+static void test_winograd4(void **state) { (void)state; check_algo(CD_CONV_WINOGRAD4); }
 
 /* A forced algorithm that does not fit the geometry is refused, naming the node. */
 static void test_refuses_inapplicable(void **state)
@@ -289,6 +291,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_im2col),     cmocka_unit_test(test_gemm_1x1),
         cmocka_unit_test(test_depthwise),  cmocka_unit_test(test_winograd),
+        cmocka_unit_test(test_winograd4),
         cmocka_unit_test(test_refuses_inapplicable), cmocka_unit_test(test_maxpool),
         cmocka_unit_test(test_col2im_adjoint),
     };

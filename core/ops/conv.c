@@ -461,6 +461,7 @@ struct cd_conv_kernel {
     const float *w, *bias; /* [M][cg*K] and [M] (NULL = none); may point to own_* */
     float *own_w, *own_bias, *u; /* plan-owned copies (BN folded), Winograd weights */
     cd_epilogue ep;
+    cd_wino4_plan w4; /* CD_CONV_WINOGRAD4 only */
 };
 
 static bool algo_applies(const conv_plan *p, cd_conv_algo a)
@@ -472,6 +473,7 @@ static bool algo_applies(const conv_plan *p, cd_conv_algo a)
         return p->cg == 1 && p->mg == 1 && p->g.k[2] == 1 && p->g.in[2] == 1 &&
                p->ksize <= CD_DW_MAX_TAPS && p->g.s[1] <= CD_DW_MAX_STRIDE;
     case CD_CONV_WINOGRAD:
+    case CD_CONV_WINOGRAD4:
         return p->group == 1 && p->g.nsp == 2 && p->g.k[0] == 3 && p->g.k[1] == 3 &&
                p->g.s[0] == 1 && p->g.s[1] == 1 && p->g.d[0] == 1 && p->g.d[1] == 1;
     default: return false;
@@ -513,6 +515,23 @@ static cd_status fold_bn(cd_conv_kernel *k, const float *scale, const float *shi
     return CD_OK;
 }
 
+/* Plans the F(4x4, 3x3) split and transforms the weights once. */
+static cd_status wino4_init(const cd_node *n, cd_conv_kernel *k, cd_error *err)
+{
+    const conv_plan *p = &k->p;
+    cd_wino4_plan_init(&k->w4, p->batch, p->cg, p->mg, &p->g);
+    size_t floats = 36, bytes;
+    if (!cd_mul_size(floats, (size_t)k->w4.maps_padded, &floats) ||
+        !cd_mul_size(floats, (size_t)p->cg, &floats) ||
+        !cd_mul_size(floats, sizeof(float), &bytes))
+        return cd_node_fail(n, err, CD_ERR_LIMIT, "Winograd weights too large");
+    k->u = malloc(bytes);
+    if (!k->u)
+        return cd_node_fail(n, err, CD_ERR_OUT_OF_MEMORY, "out of memory for Winograd weights");
+    cd_wino4_weights(&k->w4, k->w, k->u);
+    return CD_OK;
+}
+
 static cd_status kernel_init(cd_conv_kernel *k, const cd_node *n, cd_tensor *const *in,
                              const float *bn_scale, const float *bn_shift, const cd_epilogue *ep,
                              cd_conv_algo algo, bool allow_winograd, cd_error *err)
@@ -540,6 +559,8 @@ static cd_status kernel_init(cd_conv_kernel *k, const cd_node *n, cd_tensor *con
             return cd_fail(err, CD_ERR_OUT_OF_MEMORY, "out of memory for Winograd weights");
         cd_winograd_weights(k->w, k->p.mg, k->p.cg, k->u);
     }
+    if (k->algo == CD_CONV_WINOGRAD4)
+        return wino4_init(n, k, err);
     return CD_OK;
 }
 
@@ -764,6 +785,14 @@ cd_status cd_conv_kernel_run(const cd_conv_kernel *k, const float *x, const floa
         if (!s)
             return ctx->err->code;
         cd_winograd_run(ctx, k->u, x, k->bias, residual, &k->ep, y, p->batch, p->cg, p->mg, &p->g, s);
+        return CD_OK;
+    }
+    if (k->algo == CD_CONV_WINOGRAD4) {
+        float *s = scratch_floats(ctx, cd_wino4_scratch_floats(&k->w4),
+                                  (size_t)cd_pool_threads(ctx->pool));
+        if (!s)
+            return ctx->err->code;
+        cd_wino4_run(ctx->pool, &k->w4, k->u, x, k->bias, residual, &k->ep, y, s);
         return CD_OK;
     }
     return run_gemm(k, x, residual, y, ctx);

@@ -33,7 +33,8 @@ typedef enum cd_conv_algo {
     CD_CONV_IM2COL,    /* im2col + sgemm (any geometry) */
     CD_CONV_GEMM_1X1,  /* 1x1, stride 1, no padding: the image is the column matrix */
     CD_CONV_DEPTHWISE, /* group == channels == maps, direct loops */
-    CD_CONV_WINOGRAD   /* 3x3, stride 1, dilation 1, 2-D, group 1: F(2x2, 3x3) */
+    CD_CONV_WINOGRAD,  /* 3x3, stride 1, dilation 1, 2-D, group 1: F(2x2, 3x3) */
+    CD_CONV_WINOGRAD4  /* same geometry: cache-blocked F(4x4, 3x3) (conv_wino4.c) */
 } cd_conv_algo;
 
 typedef struct cd_conv_kernel cd_conv_kernel;
@@ -81,6 +82,29 @@ void cd_winograd_weights(const float *w, int64_t maps, int64_t channels, float *
 void cd_winograd_run(cd_ctx *ctx, const float *u, const float *x, const float *bias, const float *res,
                      const cd_epilogue *ep, float *y, int64_t batch, int64_t channels,
                      int64_t maps, const cd_win_geom *g, float *scratch);
+
+/* Winograd F(4x4, 3x3), cache-blocked (conv_wino4.c). The plan holds the
+ * shape and the work split (tile blocks x map blocks), chosen from the shape
+ * alone so results are the same for any thread count. */
+typedef struct cd_wino4_plan {
+    cd_win_geom g;
+    int64_t batch, channels, maps, maps_padded; /* maps rounded up to the 32-map panels */
+    int64_t th, tw, tiles;                      /* 4x4 tiles per column / row, in all images */
+    int64_t tile_block, n_tile_blocks, map_block, n_map_blocks;
+} cd_wino4_plan;
+struct cd_pool;
+void cd_wino4_plan_init(cd_wino4_plan *p, int64_t batch, int64_t channels, int64_t maps,
+                        const cd_win_geom *g);
+/* Transformed, packed weights (w: [maps][channels][3][3]) into u. */
+size_t cd_wino4_weight_floats(const cd_wino4_plan *p);
+void cd_wino4_weights(const cd_wino4_plan *p, const float *w, float *u);
+/* Scratch per worker; cd_wino4_run needs cd_pool_threads(pool) times this. */
+size_t cd_wino4_scratch_floats(const cd_wino4_plan *p);
+/* x: [batch, channels, H, W] -> y: [batch, maps, OH, OW] with epilogue ep
+ * (bias and res, y's shape, may be NULL). */
+void cd_wino4_run(struct cd_pool *pool, const cd_wino4_plan *p, const float *u, const float *x,
+                  const float *bias, const float *res, const cd_epilogue *ep, float *y,
+                  float *scratch);
 
 /* im2col for 2-D geometry (spatial dim 2 unit): col[(c*KH+kh)*KW+kw][oh*OW+ow]. */
 void cd_im2col_2d(const float *img, int64_t channels, const cd_win_geom *g, float *col);

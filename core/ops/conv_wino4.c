@@ -1,0 +1,423 @@
+/* Winograd F(4x4, 3x3), cache-blocked (cd_wino4_* in conv_fast.h).
+ *
+ * Every 4x4 output tile is A^T [(G g G^T) .* (B^T d B)] A for the 6x6 input
+ * tile d (Lavin & Gray 2015, interpolation points 0, 1, -1, 2, -2, inf), so
+ * the 9 multiplies per output of a 3x3 window become 36 per 16 outputs (4x
+ * fewer). Across channels the element-wise product is, for each of the 36
+ * tile positions xi, a matrix product M[xi] (maps x tiles) = U[xi] (maps x
+ * channels) V[xi] (channels x tiles).
+ *
+ * Why blocked: the unblocked F(2,3) (conv_fast.c) transforms the whole layer,
+ * writes and re-reads 16x the tile count per channel through memory and hands
+ * 16 products to OpenBLAS, which re-packs U every call; it lost to im2col.
+ * Here the weights are transformed once at plan time straight into the panel
+ * layout the micro-kernel reads ([xi][32-map panel][channel][32]), and the
+ * work is cut into (tile block, map block) items. One item transforms its
+ * input tiles into a private V block that stays in cache, runs the 36
+ * products with the micro-kernel below, and transforms its outputs back
+ * into y, applying the epilogue while they are hot.
+ *
+ * Determinism: items are cut from the shape only, each output value is
+ * written by exactly one item, and each sum over channels runs inside one
+ * micro-kernel call in a fixed order, so any thread count gives the same
+ * bits. Threads pull items from a shared counter (dynamic balance); the
+ * thread only decides which scratch slot holds an item's blocks. */
+#include <stdatomic.h>
+#include <string.h>
+#if defined(__AVX512F__)
+#include <immintrin.h>
+#endif
+
+#include "../parallel.h"
+#include "conv_fast.h"
+
+#define W4_POS 36 /* positions of a 6x6 transformed tile */
+#define W4_MR 32  /* maps per weight panel: two 16-float vectors */
+#define W4_NR 12  /* tiles per micro-kernel call */
+#define W4_VL 16  /* floats per vector */
+
+typedef float w4_v16 __attribute__((vector_size(64)));
+
+/* Builds are -std=c11 (no FMA contraction), so the fused multiply-add is
+ * spelled out where AVX-512 exists; elsewhere it is a multiply and an add. */
+#if defined(__AVX512F__)
+#define W4_FMA(acc, a, b) ((acc) = _mm512_fmadd_ps((a), (b), (acc)))
+#define W4_SPLAT(s) _mm512_set1_ps(s)
+#else
+#define W4_FMA(acc, a, b) ((acc) += (a) * (b))
+#define W4_SPLAT(s) ((w4_v16){0} + (s))
+#endif
+
+static int64_t cdiv(int64_t a, int64_t b) { return (a + b - 1) / b; }
+
+void cd_wino4_plan_init(cd_wino4_plan *p, int64_t batch, int64_t channels, int64_t maps,
+                        const cd_win_geom *g)
+{
+    memset(p, 0, sizeof *p);
+    p->g = *g;
+    p->batch = batch;
+    p->channels = channels;
+    p->maps = maps;
+    p->maps_padded = cdiv(maps, W4_MR) * W4_MR;
+    p->th = cdiv(g->out[0], 4);
+    p->tw = cdiv(g->out[1], 4);
+    p->tiles = batch * p->th * p->tw;
+    /* A tile block's V[xi] (channels x tiles) should stay in L1 while every
+     * weight panel streams past it: about 16 KiB, 12..64 tiles. */
+    int64_t tb_max = 4096 / (channels > 0 ? channels : 1);
+    tb_max = tb_max < W4_NR ? W4_NR : tb_max > 64 ? 64 : tb_max;
+    int64_t nb = cdiv(p->tiles, tb_max), nk = 1, panels = p->maps_padded / W4_MR;
+    /* At least 16 items when the layer allows it so two or more threads stay
+     * balanced: first split the maps (blocks of >= 64 keep the duplicated
+     * input transform cheap), then shrink tile blocks down to 8 tiles. */
+    while (nb * nk < 16) {
+        if (panels % (2 * nk) == 0 && panels / (2 * nk) >= 2)
+            nk *= 2;
+        else if (cdiv(p->tiles, nb + 1) >= 8)
+            nb++;
+        else
+            break;
+    }
+    int64_t tb = cdiv(p->tiles, nb);
+    tb = cdiv(tb, 4) * 4; /* whole micro-kernel groups of 4 */
+    p->tile_block = tb;
+    p->n_tile_blocks = cdiv(p->tiles, tb);
+    p->map_block = p->maps_padded / nk;
+    p->n_map_blocks = nk;
+}
+
+/* Floats of the row buffers of w4_input_row for segments of up to tw tiles:
+ * P and T rows of 4 phases x (tw + 1) entries rounded up to whole vectors,
+ * and slack for the last vector reads. */
+static size_t w4_row_floats(int64_t tw)
+{
+    return 12 * (size_t)(cdiv(4 * (tw + 1), W4_VL) * W4_VL) + 2 * W4_VL;
+}
+
+size_t cd_wino4_weight_floats(const cd_wino4_plan *p)
+{
+    return (size_t)W4_POS * (size_t)p->maps_padded * (size_t)p->channels;
+}
+
+size_t cd_wino4_scratch_floats(const cd_wino4_plan *p)
+{
+    size_t tb = (size_t)p->tile_block;
+    return (size_t)W4_POS * tb * (size_t)(p->channels + p->map_block) +
+           w4_row_floats(p->tw) + W4_VL * W4_VL;
+}
+
+/* U = G g G^T with G = [1/4 0 0; -1/6 -1/6 -1/6; -1/6 1/6 -1/6;
+ * 1/24 1/12 1/6; 1/24 -1/12 1/6; 0 0 1], computed in double, packed as
+ * u[((xi * panels + k / 32) * channels + c) * 32 + k % 32], zero for the
+ * padding maps. */
+void cd_wino4_weights(const cd_wino4_plan *p, const float *w, float *u)
+{
+    static const double G[6][3] = {{0.25, 0, 0},
+                                   {-1.0 / 6, -1.0 / 6, -1.0 / 6},
+                                   {-1.0 / 6, 1.0 / 6, -1.0 / 6},
+                                   {1.0 / 24, 1.0 / 12, 1.0 / 6},
+                                   {1.0 / 24, -1.0 / 12, 1.0 / 6},
+                                   {0, 0, 1}};
+    int64_t C = p->channels, panels = p->maps_padded / W4_MR;
+    memset(u, 0, cd_wino4_weight_floats(p) * sizeof *u);
+    for (int64_t k = 0; k < p->maps; k++)
+        for (int64_t c = 0; c < C; c++) {
+            const float *g = w + (k * C + c) * 9;
+            double t[6][3];
+            for (int a = 0; a < 6; a++)
+                for (int j = 0; j < 3; j++)
+                    t[a][j] = G[a][0] * g[j] + G[a][1] * g[3 + j] + G[a][2] * g[6 + j];
+            for (int a = 0; a < 6; a++)
+                for (int b = 0; b < 6; b++) {
+                    double v = t[a][0] * G[b][0] + t[a][1] * G[b][1] + t[a][2] * G[b][2];
+                    size_t at = ((size_t)((a * 6 + b) * panels + k / W4_MR) * (size_t)C +
+                                 (size_t)c) * W4_MR + (size_t)(k % W4_MR);
+                    u[at] = (float)v;
+                }
+        }
+}
+
+/* Input transform ----------------------------------------------------------- */
+
+static inline void w4_ld(w4_v16 *d, const float *s) { memcpy(d, s, sizeof *d); }
+
+/* Tiles tj .. tj+ns-1 of tile row ti of one channel plane xc into
+ * v[xi * xs + j]. The six input rows are first copied split into their four
+ * column phases (phase s holds columns 4j + s), so both passes of B^T d B
+ * work on whole vectors over j: columns 4j+4 and 4j+5 of tile j are phases
+ * 0 and 1 of entry j+1. GCC left the plain-C passes scalar, hence the
+ * vector type. buf: w4_row_floats(>= ns) floats. */
+static void w4_input_row(const cd_win_geom *g, const float *restrict xc, int64_t ti, int64_t tj,
+                         int64_t ns, float *restrict v, size_t xs, float *restrict buf)
+{
+    int64_t H = g->in[0], W = g->in[1], L = ns + 1, n4 = 4 * L;
+    int64_t rs = cdiv(n4, W4_VL) * W4_VL; /* row stride of P and T */
+    float *P = buf, *T = buf + 6 * rs;
+    int64_t x0 = 4 * tj - g->pb[1];
+    for (int r = 0; r < 6; r++) {
+        int64_t yy = 4 * ti - g->pb[0] + r;
+        float *row = P + r * rs;
+        memset(row + n4, 0, (size_t)(rs - n4) * sizeof *row);
+        if (yy < 0 || yy >= H) {
+            memset(row, 0, (size_t)n4 * sizeof *row);
+            continue;
+        }
+        const float *src = xc + yy * W;
+        for (int s = 0; s < 4; s++) {
+            float *dst = row + s * L;
+            int64_t off = x0 + s; /* column of entry j: off + 4j */
+            int64_t lo = off >= 0 ? 0 : cdiv(-off, 4);
+            int64_t hi = off < W ? (W - 1 - off) / 4 + 1 : 0;
+            lo = lo < L ? lo : L;
+            hi = hi < L ? hi : L;
+            hi = hi < lo ? lo : hi;
+            for (int64_t j = 0; j < lo; j++)
+                dst[j] = 0.0f;
+            for (int64_t j = lo; j < hi; j++)
+                dst[j] = src[off + 4 * j];
+            for (int64_t j = hi; j < L; j++)
+                dst[j] = 0.0f;
+        }
+    }
+    /* Vertical pass: rows of B^T over the six input rows, all phases at once. */
+    for (int64_t i = 0; i < rs; i += W4_VL) {
+        w4_v16 d0, d1, d2, d3, d4, d5;
+        w4_ld(&d0, P + i);
+        w4_ld(&d1, P + rs + i);
+        w4_ld(&d2, P + 2 * rs + i);
+        w4_ld(&d3, P + 3 * rs + i);
+        w4_ld(&d4, P + 4 * rs + i);
+        w4_ld(&d5, P + 5 * rs + i);
+        w4_v16 t[6] = {4.0f * d0 - 5.0f * d2 + d4,         d3 + d4 - 4.0f * (d1 + d2),
+                       d4 - d3 + 4.0f * (d1 - d2),         d4 - d2 + 2.0f * (d3 - d1),
+                       d4 - d2 + 2.0f * (d1 - d3),         4.0f * d1 - 5.0f * d3 + d5};
+        for (int a = 0; a < 6; a++)
+            memcpy(T + a * rs + i, &t[a], sizeof t[a]);
+    }
+    /* Horizontal pass: the same combinations across the six columns. The
+     * last vector may read past the row into the next row or the slack;
+     * only the ns valid lanes are stored. */
+    for (int a = 0; a < 6; a++) {
+        const float *e = T + a * rs;
+        float *o = v + (size_t)(a * 6) * xs;
+        for (int64_t j = 0; j < ns; j += W4_VL) {
+            w4_v16 e0, e1, e2, e3, e4, e5;
+            w4_ld(&e0, e + j);
+            w4_ld(&e1, e + L + j);
+            w4_ld(&e2, e + 2 * L + j);
+            w4_ld(&e3, e + 3 * L + j);
+            w4_ld(&e4, e + j + 1);
+            w4_ld(&e5, e + L + j + 1);
+            w4_v16 r[6] = {4.0f * e0 - 5.0f * e2 + e4,         e3 + e4 - 4.0f * (e1 + e2),
+                           e4 - e3 + 4.0f * (e1 - e2),         e4 - e2 + 2.0f * (e3 - e1),
+                           e4 - e2 + 2.0f * (e1 - e3),         4.0f * e1 - 5.0f * e3 + e5};
+            size_t n = (size_t)(ns - j < W4_VL ? ns - j : W4_VL) * sizeof(float);
+            for (int b = 0; b < 6; b++)
+                memcpy(o + (size_t)b * xs + j, &r[b], n);
+        }
+    }
+}
+
+/* Calls fn for each run of tiles [t0, t1) that lies in one tile row. */
+typedef struct w4_seg {
+    int64_t n, ti, tj, ns, first; /* image, tile row, first tile column, count, index - t0 */
+} w4_seg;
+
+static int64_t w4_segments(const cd_wino4_plan *p, int64_t t0, int64_t t1, w4_seg *out,
+                           int64_t cap)
+{
+    int64_t tpi = p->th * p->tw, count = 0;
+    for (int64_t t = t0; t < t1 && count < cap;) {
+        int64_t n = t / tpi, rem = t % tpi, ti = rem / p->tw, tj = rem % p->tw;
+        int64_t ns = p->tw - tj < t1 - t ? p->tw - tj : t1 - t;
+        out[count++] = (w4_seg){n, ti, tj, ns, t - t0};
+        t += ns;
+    }
+    return count;
+}
+
+/* Micro-kernel ---------------------------------------------------------------- */
+
+/* m[r][0..31] = sum_c u[c][0..31] * v[c][r] for r < nr: 32 maps (two
+ * vectors) by nr tiles of accumulators, the tile values broadcast. nr is a
+ * compile-time constant in every instance, so the accumulators stay in
+ * registers. */
+static inline __attribute__((always_inline)) void w4_micro(int nr, int64_t C, const float *u,
+                                                           const float *v, int64_t ldv,
+                                                           float *m, int64_t ldm)
+{
+    w4_v16 a0[W4_NR], a1[W4_NR];
+    for (int r = 0; r < nr; r++)
+        a0[r] = a1[r] = (w4_v16){0};
+    for (int64_t c = 0; c < C; c++) {
+        w4_v16 u0, u1;
+        memcpy(&u0, u + c * W4_MR, sizeof u0);
+        memcpy(&u1, u + c * W4_MR + W4_VL, sizeof u1);
+        const float *vc = v + c * ldv;
+        for (int r = 0; r < nr; r++) {
+            w4_v16 b = W4_SPLAT(vc[r]);
+            W4_FMA(a0[r], u0, b);
+            W4_FMA(a1[r], u1, b);
+        }
+    }
+    for (int r = 0; r < nr; r++) {
+        memcpy(m + r * ldm, &a0[r], sizeof a0[r]);
+        memcpy(m + r * ldm + W4_VL, &a1[r], sizeof a1[r]);
+    }
+}
+
+typedef void (*w4_micro_fn)(int64_t C, const float *u, const float *v, int64_t ldv, float *m,
+                            int64_t ldm);
+#define W4_MICRO(N)                                                                         \
+    static void w4_micro_##N(int64_t C, const float *u, const float *v, int64_t ldv,        \
+                             float *m, int64_t ldm)                                         \
+    {                                                                                       \
+        w4_micro(N, C, u, v, ldv, m, ldm);                                                  \
+    }
+W4_MICRO(1)
+W4_MICRO(2)
+W4_MICRO(3)
+W4_MICRO(4)
+W4_MICRO(5)
+W4_MICRO(6)
+W4_MICRO(7)
+W4_MICRO(8)
+W4_MICRO(9)
+W4_MICRO(10)
+W4_MICRO(11)
+W4_MICRO(12)
+#undef W4_MICRO
+static const w4_micro_fn w4_micros[W4_NR + 1] = {
+    NULL,         w4_micro_1, w4_micro_2, w4_micro_3,  w4_micro_4,  w4_micro_5, w4_micro_6,
+    w4_micro_7,   w4_micro_8, w4_micro_9, w4_micro_10, w4_micro_11, w4_micro_12};
+
+/* Output transform ------------------------------------------------------------ */
+
+/* o = A^T m A for 16 maps at once (vectors over maps): m[xi] at mt + xi * xs,
+ * o[a*4+b][16] out, with A^T = [1 1 1 1 1 0; 0 1 -1 2 -2 0; 0 1 1 4 4 0;
+ * 0 1 -1 8 -8 1]. */
+static void w4_output_tile(const float *mt, size_t xs, float *o)
+{
+    w4_v16 w[4][6];
+    for (int s = 0; s < 6; s++) {
+        w4_v16 q[6];
+        for (int r = 0; r < 6; r++)
+            memcpy(&q[r], mt + (size_t)(r * 6 + s) * xs, sizeof q[r]);
+        w4_v16 p12 = q[1] + q[2], m12 = q[1] - q[2], p34 = q[3] + q[4], m34 = q[3] - q[4];
+        w[0][s] = q[0] + p12 + p34;
+        w[1][s] = m12 + 2.0f * m34;
+        w[2][s] = p12 + 4.0f * p34;
+        w[3][s] = m12 + 8.0f * m34 + q[5];
+    }
+    for (int a = 0; a < 4; a++) {
+        const w4_v16 *q = w[a];
+        w4_v16 p12 = q[1] + q[2], m12 = q[1] - q[2], p34 = q[3] + q[4], m34 = q[3] - q[4];
+        w4_v16 r[4] = {q[0] + p12 + p34, m12 + 2.0f * m34, p12 + 4.0f * p34,
+                       m12 + 8.0f * m34 + q[5]};
+        memcpy(o + (a * 4) * W4_VL, r, sizeof r);
+    }
+}
+
+/* Work items ------------------------------------------------------------------ */
+
+#define W4_MAX_SEGS 80 /* a tile block (<= 64 tiles) spans at most 65 tile rows */
+
+typedef struct w4_job {
+    const cd_wino4_plan *p;
+    const float *u, *x, *bias, *res;
+    const cd_epilogue *ep;
+    float *y, *scratch;
+    size_t slot;
+    int64_t items;
+    atomic_llong next;
+} w4_job;
+
+static void w4_item(const w4_job *j, int64_t item, float *s)
+{
+    const cd_wino4_plan *p = j->p;
+    const cd_win_geom *g = &p->g;
+    int64_t C = p->channels, K = p->maps, H = g->in[0], W = g->in[1];
+    int64_t OH = g->out[0], OW = g->out[1], osp = OH * OW;
+    int64_t bt = item / p->n_map_blocks, bk = item % p->n_map_blocks;
+    int64_t t0 = bt * p->tile_block;
+    int64_t t1 = t0 + p->tile_block < p->tiles ? t0 + p->tile_block : p->tiles, nt = t1 - t0;
+    int64_t k0 = bk * p->map_block, kb = p->map_block;
+    int64_t k1 = k0 + kb < K ? k0 + kb : K;
+    size_t vxs = (size_t)(C * nt), mxs = (size_t)(nt * kb);
+    float *v = s, *m = v + W4_POS * vxs, *buf = m + W4_POS * mxs, *o = buf + w4_row_floats(p->tw);
+    w4_seg seg[W4_MAX_SEGS];
+    int64_t nseg = w4_segments(p, t0, t1, seg, W4_MAX_SEGS);
+
+    for (int64_t c = 0; c < C; c++)
+        for (int64_t i = 0; i < nseg; i++) {
+            const w4_seg *sg = &seg[i];
+            w4_input_row(g, j->x + (sg->n * C + c) * H * W, sg->ti, sg->tj, sg->ns,
+                         v + c * nt + sg->first, vxs, buf);
+        }
+
+    int64_t panels = kb / W4_MR;
+    size_t ups = (size_t)(p->maps_padded / W4_MR) * (size_t)C * W4_MR; /* per xi */
+    for (int xi = 0; xi < W4_POS; xi++) {
+        const float *vx = v + xi * vxs;
+        for (int64_t pi = 0; pi < panels; pi++) {
+            const float *up = j->u + (size_t)xi * ups + (size_t)(k0 / W4_MR + pi) * (size_t)C * W4_MR;
+            float *mp = m + xi * mxs + pi * W4_MR;
+            for (int64_t r = 0; r < nt; r += W4_NR) {
+                int64_t nr = nt - r < W4_NR ? nt - r : W4_NR;
+                w4_micros[nr](C, up, vx + r, nt, mp + r * kb, kb);
+            }
+        }
+    }
+
+    for (int64_t i = 0; i < nseg; i++) {
+        const w4_seg *sg = &seg[i];
+        int64_t rows = OH - 4 * sg->ti < 4 ? OH - 4 * sg->ti : 4;
+        for (int64_t jj = 0; jj < sg->ns; jj++) {
+            int64_t tt = sg->first + jj, ox = 4 * (sg->tj + jj);
+            int64_t cols = OW - ox < 4 ? OW - ox : 4;
+            for (int64_t kg = k0; kg < k1; kg += W4_VL) {
+                w4_output_tile(m + tt * kb + (kg - k0), mxs, o);
+                int64_t nl = k1 - kg < W4_VL ? k1 - kg : W4_VL;
+                for (int64_t l = 0; l < nl; l++) {
+                    float *yk = j->y + (sg->n * K + kg + l) * osp + 4 * sg->ti * OW + ox;
+                    for (int64_t a = 0; a < rows; a++)
+                        for (int64_t b = 0; b < cols; b++)
+                            yk[a * OW + b] = o[(a * 4 + b) * W4_VL + l];
+                }
+            }
+        }
+        /* The epilogue over this segment's output rows, still in cache. */
+        int64_t ox = 4 * sg->tj, len = OW - ox < 4 * sg->ns ? OW - ox : 4 * sg->ns;
+        for (int64_t k = k0; k < k1; k++)
+            for (int64_t a = 0; a < rows; a++) {
+                int64_t off = (sg->n * K + k) * osp + (4 * sg->ti + a) * OW + ox;
+                cd_epilogue_apply(j->ep, j->y + off, j->bias ? j->bias + k : NULL,
+                                  j->res ? j->res + off : NULL, 1, len);
+            }
+    }
+}
+
+static void w4_worker(void *arg, int task)
+{
+    w4_job *j = arg;
+    float *s = j->scratch + (size_t)task * j->slot;
+    for (;;) {
+        int64_t item = (int64_t)atomic_fetch_add(&j->next, 1);
+        if (item >= j->items)
+            break;
+        w4_item(j, item, s);
+    }
+}
+
+void cd_wino4_run(struct cd_pool *pool, const cd_wino4_plan *p, const float *u, const float *x,
+                  const float *bias, const float *res, const cd_epilogue *ep, float *y,
+                  float *scratch)
+{
+    w4_job j = {p, u, x, bias, res, ep, y, scratch, cd_wino4_scratch_floats(p),
+                p->n_tile_blocks * p->n_map_blocks, 0};
+    atomic_init(&j.next, 0);
+    int64_t workers = cd_pool_threads(pool);
+    if (workers > j.items)
+        workers = j.items;
+    cd_pool_run(pool, (int)workers, w4_worker, &j);
+}
