@@ -23,6 +23,7 @@
  * bits. Threads pull items from a shared counter (dynamic balance); the
  * thread only decides which scratch slot holds an item's blocks. */
 #include <stdatomic.h>
+#include <stdint.h>
 #include <string.h>
 #if defined(__AVX512F__)
 #include <immintrin.h>
@@ -79,7 +80,12 @@ void cd_wino4_plan_init(cd_wino4_plan *p, int64_t batch, int64_t channels, int64
             break;
     }
     int64_t tb = cdiv(p->tiles, nb);
-    tb = cdiv(tb, 4) * 4; /* whole micro-kernel groups of 4 */
+    /* Whole tile rows when they come close (fewer, longer runs for the
+     * input transform), else whole micro-kernel groups of 4. */
+    if (p->tw <= tb + tb / 2) /* round to the nearest whole rows */
+        tb = (tb + p->tw / 2) / p->tw > 0 ? (tb + p->tw / 2) / p->tw * p->tw : p->tw;
+    else
+        tb = cdiv(tb, 4) * 4;
     p->tile_block = tb;
     p->n_tile_blocks = cdiv(p->tiles, tb);
     p->map_block = p->maps_padded / nk;
@@ -87,11 +93,13 @@ void cd_wino4_plan_init(cd_wino4_plan *p, int64_t batch, int64_t channels, int64
 }
 
 /* Floats of the row buffers of w4_input_row for segments of up to tw tiles:
- * P and T rows of 4 phases x (tw + 1) entries rounded up to whole vectors,
- * and slack for the last vector reads. */
+ * six contiguous input rows and their vertical transform (4 (tw + 1)
+ * columns rounded up to 64), the phase-split copy of the latter (rounded up
+ * to whole vectors) and slack for the last vector reads. */
 static size_t w4_row_floats(int64_t tw)
 {
-    return 12 * (size_t)(cdiv(4 * (tw + 1), W4_VL) * W4_VL) + 2 * W4_VL;
+    return 12 * (size_t)(cdiv(4 * (tw + 1), 64) * 64) +
+           6 * (size_t)(cdiv(4 * (tw + 1), W4_VL) * W4_VL) + 2 * W4_VL;
 }
 
 size_t cd_wino4_weight_floats(const cd_wino4_plan *p)
@@ -102,7 +110,7 @@ size_t cd_wino4_weight_floats(const cd_wino4_plan *p)
 size_t cd_wino4_scratch_floats(const cd_wino4_plan *p)
 {
     size_t tb = (size_t)p->tile_block;
-    return (size_t)W4_POS * tb * (size_t)(p->channels + p->map_block) +
+    return (size_t)W4_POS * (tb * (size_t)(p->channels + p->map_block) + W4_VL) +
            w4_row_floats(p->tw) + W4_VL * W4_VL;
 }
 
@@ -141,64 +149,84 @@ void cd_wino4_weights(const cd_wino4_plan *p, const float *w, float *u)
 
 static inline void w4_ld(w4_v16 *d, const float *s) { memcpy(d, s, sizeof *d); }
 
+/* Splits n entries of four column phases out of src (4n floats, readable
+ * in whole 64-float chunks): dst[s * ld + j] = src[4j + s]. Stores whole
+ * vectors: up to 15 floats past an entry run are clobbered, which lands in
+ * the next phase (written after it) or in the caller's padding. */
+static void w4_deinterleave(const float *restrict src, int64_t n, float *restrict dst, int64_t ld)
+{
+#if defined(__AVX512F__)
+    for (int ph = 0; ph < 4; ph++) {
+        /* lanes 0..7 gather entries 4i + ph of a pair of vectors */
+        __m512i idx = _mm512_set_epi32(28 + ph, 24 + ph, 20 + ph, 16 + ph, 12 + ph, 8 + ph,
+                                       4 + ph, ph, 28 + ph, 24 + ph, 20 + ph, 16 + ph,
+                                       12 + ph, 8 + ph, 4 + ph, ph);
+        for (int64_t j = 0; j < n; j += W4_VL) {
+            const float *sj = src + 4 * j;
+            __m512 lo = _mm512_permutex2var_ps(_mm512_loadu_ps(sj), idx, _mm512_loadu_ps(sj + 16));
+            __m512 hi = _mm512_permutex2var_ps(_mm512_loadu_ps(sj + 32), idx,
+                                               _mm512_loadu_ps(sj + 48));
+            _mm512_storeu_ps(dst + ph * ld + j, _mm512_shuffle_f32x4(lo, hi, 0x44));
+        }
+    }
+#else
+    for (int ph = 0; ph < 4; ph++)
+        for (int64_t j = 0; j < n; j++)
+            dst[ph * ld + j] = src[4 * j + ph];
+#endif
+}
+
 /* Tiles tj .. tj+ns-1 of tile row ti of one channel plane xc into
- * v[xi * xs + j]. The six input rows are first copied split into their four
- * column phases (phase s holds columns 4j + s), so both passes of B^T d B
- * work on whole vectors over j: columns 4j+4 and 4j+5 of tile j are phases
- * 0 and 1 of entry j+1. GCC left the plain-C passes scalar, hence the
- * vector type. buf: w4_row_floats(>= ns) floats. */
+ * v[xi * xs + j]. The six input rows are copied zero-padded and
+ * contiguous, B^T's vertical pass runs over whole rows, and its result is
+ * split into four column phases (phase s holds columns 4j + s), so the
+ * horizontal pass also works on whole vectors over j: columns 4j+4 and
+ * 4j+5 of tile j are phases 0 and 1 of entry j+1. GCC left the plain-C
+ * passes scalar, hence the vector type. buf: w4_row_floats(>= ns) floats. */
 static void w4_input_row(const cd_win_geom *g, const float *restrict xc, int64_t ti, int64_t tj,
                          int64_t ns, float *restrict v, size_t xs, float *restrict buf)
 {
     int64_t H = g->in[0], W = g->in[1], L = ns + 1, n4 = 4 * L;
-    int64_t rs = cdiv(n4, W4_VL) * W4_VL; /* row stride of P and T */
-    float *P = buf, *T = buf + 6 * rs;
+    int64_t cw = cdiv(n4, 64) * 64, rs = cdiv(n4, W4_VL) * W4_VL;
+    float *R = buf, *T = R + 6 * cw, *Q = T + 6 * cw;
     int64_t x0 = 4 * tj - g->pb[1];
+    int64_t lo = x0 < 0 ? -x0 : 0, hi = W - x0 < cw ? W - x0 : cw; /* in-range columns */
+    hi = hi < lo ? lo : hi;
     for (int r = 0; r < 6; r++) {
         int64_t yy = 4 * ti - g->pb[0] + r;
-        float *row = P + r * rs;
-        memset(row + n4, 0, (size_t)(rs - n4) * sizeof *row);
+        float *row = R + r * cw;
         if (yy < 0 || yy >= H) {
-            memset(row, 0, (size_t)n4 * sizeof *row);
+            memset(row, 0, (size_t)cw * sizeof *row);
             continue;
         }
-        const float *src = xc + yy * W;
-        for (int s = 0; s < 4; s++) {
-            float *dst = row + s * L;
-            int64_t off = x0 + s; /* column of entry j: off + 4j */
-            int64_t lo = off >= 0 ? 0 : cdiv(-off, 4);
-            int64_t hi = off < W ? (W - 1 - off) / 4 + 1 : 0;
-            lo = lo < L ? lo : L;
-            hi = hi < L ? hi : L;
-            hi = hi < lo ? lo : hi;
-            for (int64_t j = 0; j < lo; j++)
-                dst[j] = 0.0f;
-            for (int64_t j = lo; j < hi; j++)
-                dst[j] = src[off + 4 * j];
-            for (int64_t j = hi; j < L; j++)
-                dst[j] = 0.0f;
-        }
+        memset(row, 0, (size_t)lo * sizeof *row);
+        memcpy(row + lo, xc + yy * W + x0 + lo, (size_t)(hi - lo) * sizeof *row);
+        memset(row + hi, 0, (size_t)(cw - hi) * sizeof *row);
     }
-    /* Vertical pass: rows of B^T over the six input rows, all phases at once. */
-    for (int64_t i = 0; i < rs; i += W4_VL) {
+    /* Vertical pass: rows of B^T over the six input rows. */
+    for (int64_t i = 0; i < cw; i += W4_VL) {
         w4_v16 d0, d1, d2, d3, d4, d5;
-        w4_ld(&d0, P + i);
-        w4_ld(&d1, P + rs + i);
-        w4_ld(&d2, P + 2 * rs + i);
-        w4_ld(&d3, P + 3 * rs + i);
-        w4_ld(&d4, P + 4 * rs + i);
-        w4_ld(&d5, P + 5 * rs + i);
+        w4_ld(&d0, R + i);
+        w4_ld(&d1, R + cw + i);
+        w4_ld(&d2, R + 2 * cw + i);
+        w4_ld(&d3, R + 3 * cw + i);
+        w4_ld(&d4, R + 4 * cw + i);
+        w4_ld(&d5, R + 5 * cw + i);
         w4_v16 t[6] = {4.0f * d0 - 5.0f * d2 + d4,         d3 + d4 - 4.0f * (d1 + d2),
                        d4 - d3 + 4.0f * (d1 - d2),         d4 - d2 + 2.0f * (d3 - d1),
                        d4 - d2 + 2.0f * (d1 - d3),         4.0f * d1 - 5.0f * d3 + d5};
         for (int a = 0; a < 6; a++)
-            memcpy(T + a * rs + i, &t[a], sizeof t[a]);
+            memcpy(T + a * cw + i, &t[a], sizeof t[a]);
     }
+    for (int a = 0; a < 6; a++)
+        w4_deinterleave(T + a * cw, L, Q + a * rs, L);
     /* Horizontal pass: the same combinations across the six columns. The
-     * last vector may read past the row into the next row or the slack;
-     * only the ns valid lanes are stored. */
+     * last vector may read past the row into the next row or the slack, and
+     * its store clobbers up to 15 floats after the run: those belong to the
+     * next run or channel of the same xi row (transformed later, see
+     * w4_item) or to the row's padding. */
     for (int a = 0; a < 6; a++) {
-        const float *e = T + a * rs;
+        const float *e = Q + a * rs;
         float *o = v + (size_t)(a * 6) * xs;
         for (int64_t j = 0; j < ns; j += W4_VL) {
             w4_v16 e0, e1, e2, e3, e4, e5;
@@ -211,9 +239,8 @@ static void w4_input_row(const cd_win_geom *g, const float *restrict xc, int64_t
             w4_v16 r[6] = {4.0f * e0 - 5.0f * e2 + e4,         e3 + e4 - 4.0f * (e1 + e2),
                            e4 - e3 + 4.0f * (e1 - e2),         e4 - e2 + 2.0f * (e3 - e1),
                            e4 - e2 + 2.0f * (e1 - e3),         4.0f * e1 - 5.0f * e3 + e5};
-            size_t n = (size_t)(ns - j < W4_VL ? ns - j : W4_VL) * sizeof(float);
             for (int b = 0; b < 6; b++)
-                memcpy(o + (size_t)b * xs + j, &r[b], n);
+                memcpy(o + (size_t)b * xs + j, &r[b], sizeof r[b]);
         }
     }
 }
@@ -318,6 +345,49 @@ static void w4_output_tile(const float *mt, size_t xs, float *o)
     }
 }
 
+/* o[16][16] transposed in place: after it, row l holds map l's 4x4 output
+ * tile, so each output row is one short contiguous copy instead of 16
+ * scalar stores per map and tile. With AVX-512: four rounds of two-source
+ * permutes swapping the off-diagonal blocks of 8, 4, 2, 1. */
+static void w4_transpose16(float *o)
+{
+#if defined(__AVX512F__)
+    /* Round q swaps blocks of b = 8 >> q: rows i and i + b (i & b == 0)
+     * become lo: i's first, (i + b)'s first, ...; hi: the second halves. */
+    static const int32_t perm[4][2][W4_VL] = {
+        {{0, 1, 2, 3, 4, 5, 6, 7, 16, 17, 18, 19, 20, 21, 22, 23},
+         {8, 9, 10, 11, 12, 13, 14, 15, 24, 25, 26, 27, 28, 29, 30, 31}},
+        {{0, 1, 2, 3, 16, 17, 18, 19, 8, 9, 10, 11, 24, 25, 26, 27},
+         {4, 5, 6, 7, 20, 21, 22, 23, 12, 13, 14, 15, 28, 29, 30, 31}},
+        {{0, 1, 16, 17, 4, 5, 20, 21, 8, 9, 24, 25, 12, 13, 28, 29},
+         {2, 3, 18, 19, 6, 7, 22, 23, 10, 11, 26, 27, 14, 15, 30, 31}},
+        {{0, 16, 2, 18, 4, 20, 6, 22, 8, 24, 10, 26, 12, 28, 14, 30},
+         {1, 17, 3, 19, 5, 21, 7, 23, 9, 25, 11, 27, 13, 29, 15, 31}}};
+    __m512 r[W4_VL];
+    for (int i = 0; i < W4_VL; i++)
+        r[i] = _mm512_loadu_ps(o + i * W4_VL);
+    for (int q = 0; q < 4; q++) {
+        int b = 8 >> q;
+        __m512i ml = _mm512_loadu_si512(perm[q][0]), mh = _mm512_loadu_si512(perm[q][1]);
+        for (int i = 0; i < W4_VL; i++)
+            if ((i & b) == 0) {
+                __m512 a = r[i], c = r[i + b];
+                r[i] = _mm512_permutex2var_ps(a, ml, c);
+                r[i + b] = _mm512_permutex2var_ps(a, mh, c);
+            }
+    }
+    for (int i = 0; i < W4_VL; i++)
+        _mm512_storeu_ps(o + i * W4_VL, r[i]);
+#else
+    for (int i = 0; i < W4_VL; i++)
+        for (int c = i + 1; c < W4_VL; c++) {
+            float t = o[i * W4_VL + c];
+            o[i * W4_VL + c] = o[c * W4_VL + i];
+            o[c * W4_VL + i] = t;
+        }
+#endif
+}
+
 /* Work items ------------------------------------------------------------------ */
 
 #define W4_MAX_SEGS 80 /* a tile block (<= 64 tiles) spans at most 65 tile rows */
@@ -343,11 +413,14 @@ static void w4_item(const w4_job *j, int64_t item, float *s)
     int64_t t1 = t0 + p->tile_block < p->tiles ? t0 + p->tile_block : p->tiles, nt = t1 - t0;
     int64_t k0 = bk * p->map_block, kb = p->map_block;
     int64_t k1 = k0 + kb < K ? k0 + kb : K;
-    size_t vxs = (size_t)(C * nt), mxs = (size_t)(nt * kb);
+    /* xi rows of V end in one vector of padding (see w4_input_row) */
+    size_t vxs = (size_t)(C * nt + W4_VL), mxs = (size_t)(nt * kb);
     float *v = s, *m = v + W4_POS * vxs, *buf = m + W4_POS * mxs, *o = buf + w4_row_floats(p->tw);
     w4_seg seg[W4_MAX_SEGS];
     int64_t nseg = w4_segments(p, t0, t1, seg, W4_MAX_SEGS);
 
+    /* Channels, then runs, in increasing order: each run's stores may
+     * clobber the start of the next run or channel, which come later. */
     for (int64_t c = 0; c < C; c++)
         for (int64_t i = 0; i < nseg; i++) {
             const w4_seg *sg = &seg[i];
@@ -377,13 +450,18 @@ static void w4_item(const w4_job *j, int64_t item, float *s)
             int64_t cols = OW - ox < 4 ? OW - ox : 4;
             for (int64_t kg = k0; kg < k1; kg += W4_VL) {
                 w4_output_tile(m + tt * kb + (kg - k0), mxs, o);
+                w4_transpose16(o);
                 int64_t nl = k1 - kg < W4_VL ? k1 - kg : W4_VL;
-                for (int64_t l = 0; l < nl; l++) {
-                    float *yk = j->y + (sg->n * K + kg + l) * osp + 4 * sg->ti * OW + ox;
-                    for (int64_t a = 0; a < rows; a++)
-                        for (int64_t b = 0; b < cols; b++)
-                            yk[a * OW + b] = o[(a * 4 + b) * W4_VL + l];
-                }
+                float *yk = j->y + (sg->n * K + kg) * osp + 4 * sg->ti * OW + ox;
+                for (int64_t l = 0; l < nl; l++, yk += osp)
+                    for (int64_t a = 0; a < rows; a++) {
+                        const float *src = o + l * W4_VL + a * 4;
+                        if (cols == 4)
+                            memcpy(yk + a * OW, src, 4 * sizeof *yk);
+                        else
+                            for (int64_t b = 0; b < cols; b++)
+                                yk[a * OW + b] = src[b];
+                    }
             }
         }
         /* The epilogue over this segment's output rows, still in cache. */
