@@ -304,7 +304,9 @@ static cd_status make_conv(cd_plan *p, int node, const float *scale, const float
     if (n->n_inputs > 3)
         return cd_node_fail(n, err, CD_ERR_PARSE, "Conv has %d inputs", n->n_inputs);
     node_inputs(p, n, views, in);
-    return cd_conv_kernel_create(n, in, scale, shift, ep, CD_CONV_AUTO, k, err);
+    /* Plans kept for backward passes stay on exact (non-Winograd) paths. */
+    return cd_conv_kernel_create(n, in, scale, shift, ep,
+                                 p->keep_activations ? CD_CONV_AUTO_EXACT : CD_CONV_AUTO, k, err);
 }
 
 typedef struct fuse_info {

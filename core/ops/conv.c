@@ -480,19 +480,34 @@ static bool algo_applies(const conv_plan *p, cd_conv_algo a)
     }
 }
 
-/* Winograd F(2,3) is not picked automatically: as written (whole-layer
- * transforms, one sgemm per tile element) its transform traffic cancels the
- * 2.25x fewer multiplies — resnet18 measured 51.4 ms CPU per image with it
- * against 50.4 ms with im2col+sgemm (docs/performance.md). It stays
- * available (CD_CONV_WINOGRAD) and tested until a cache-blocked version
- * wins. */
+/* Winograd F(4x4, 3x3) (conv_wino4.c) where it measured faster than
+ * im2col+sgemm (one thread, per-layer timing on the AVX-512 development
+ * machine, docs/performance.md): it does 4x fewer multiplies but transforms
+ * every input and output tile and reads 4x more weight bytes (36 per 3x3
+ * window, padded to 32-map panels). So it needs
+ * - enough channels for the products to outweigh the transforms (3 or 8
+ *   input channels lost, 16 and more won);
+ * - at least 32 maps (fewer are padded to a 32-map panel; 8 maps lost);
+ * - enough tiles to reuse the transformed weights, or weights small enough
+ *   to stay in cache: 512x512 maps at 7x7 (4 tiles, 38 MB of transformed
+ *   weights) lost, 256x256 at 7x7 (9.4 MB) and 512x512 at 14x14 won.
+ * F(2,3) (CD_CONV_WINOGRAD, whole-layer transforms with sgemm) stays
+ * available when forced; it never beat im2col. */
+static bool wino4_wins(const conv_plan *p)
+{
+    int64_t tiles = p->batch * ((p->g.out[0] + 3) / 4) * ((p->g.out[1] + 3) / 4);
+    double u_bytes = 36.0 * 4.0 * (double)p->cg * (double)p->mg;
+    return p->cg >= 16 && p->mg >= 32 && (tiles >= 16 || u_bytes <= 16.0 * 1024 * 1024);
+}
+
 static cd_conv_algo pick_algo(const conv_plan *p, bool allow_winograd)
 {
-    (void)allow_winograd;
     if (algo_applies(p, CD_CONV_GEMM_1X1))
         return CD_CONV_GEMM_1X1;
     if (algo_applies(p, CD_CONV_DEPTHWISE))
         return CD_CONV_DEPTHWISE;
+    if (allow_winograd && algo_applies(p, CD_CONV_WINOGRAD4) && wino4_wins(p))
+        return CD_CONV_WINOGRAD4;
     return CD_CONV_IM2COL;
 }
 
@@ -547,7 +562,9 @@ static cd_status kernel_init(cd_conv_kernel *k, const cd_node *n, cd_tensor *con
         k->ep = *ep;
     if (!k->w || (b && !k->bias))
         return cd_node_fail(n, err, CD_ERR_UNSUPPORTED, "weights must be known to specialise");
-    k->algo = algo == CD_CONV_AUTO ? pick_algo(&k->p, allow_winograd) : algo;
+    if (algo == CD_CONV_AUTO || algo == CD_CONV_AUTO_EXACT)
+        algo = pick_algo(&k->p, allow_winograd && algo == CD_CONV_AUTO);
+    k->algo = algo;
     if (!algo_applies(&k->p, k->algo))
         return cd_node_fail(n, err, CD_ERR_UNSUPPORTED, "convolution algorithm %d does not apply",
                             (int)k->algo);
