@@ -213,7 +213,8 @@ static void test_gemm_1x1(void **state) { (void)state; check_algo(CD_CONV_GEMM_1
 static void test_depthwise(void **state) { (void)state; check_algo(CD_CONV_DEPTHWISE); }
 static void test_winograd(void **state) { (void)state; check_algo(CD_CONV_WINOGRAD); }
 /* F(4x4, 3x3) on shapes that reach every branch of its work split: several
- * map panels and map blocks (maps > 64, not multiples of 32), tile blocks of
+ * map panels and map blocks (maps > 64, not multiples of 32; several map
+ * blocks share one input transform done in channel chunks), tile blocks of
  * whole rows and of partial rows (rows wider than a block), one-tile-wide
  * rows, outputs smaller than one tile, blocks spanning batch items, many
  * channels (small blocks), asymmetric padding; each with random epilogues,
@@ -234,6 +235,8 @@ static void test_winograd4(void **state)
         {.batch = 1, .c = 16, .m = 32, .h = 5, .w = 300, .pad = 1},
         {.batch = 1, .c = 20, .m = 40, .h = 100, .w = 3},
         {.batch = 4, .c = 128, .m = 128, .h = 7, .w = 7, .pad = 1},
+        {.batch = 1, .c = 33, .m = 256, .h = 10, .w = 9, .pad = 1},
+        {.batch = 2, .c = 48, .m = 192, .h = 13, .w = 13, .pad = 1},
     };
     for (size_t i = 0; i < sizeof edge / sizeof *edge; i++) {
         shape s = edge[i];

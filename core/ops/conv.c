@@ -483,22 +483,14 @@ static bool algo_applies(const conv_plan *p, cd_conv_algo a)
 /* Winograd F(4x4, 3x3) (conv_wino4.c) where it measured faster than
  * im2col+sgemm (one thread, per-layer timing on the AVX-512 development
  * machine, docs/performance.md): it does 4x fewer multiplies but transforms
- * every input and output tile and reads 4x more weight bytes (36 per 3x3
- * window, padded to 32-map panels). So it needs
- * - enough channels for the products to outweigh the transforms (3 or 8
- *   input channels lost, 16 and more won);
- * - at least 32 maps (fewer are padded to a 32-map panel; 8 maps lost);
- * - enough tiles to reuse the transformed weights, or weights small enough
- *   to stay in cache: 512x512 maps at 7x7 (4 tiles, 38 MB of transformed
- *   weights) lost, 256x256 at 7x7 (9.4 MB) and 512x512 at 14x14 won.
+ * every input and output tile, so it needs enough input channels for the
+ * products to outweigh the transforms (3 and 8 channels lost, 16 tied, 32
+ * and more won 1.4-3.4x), and at least 32 maps, since maps are padded to
+ * 32-map panels (8 maps lost). Tile counts did not matter: even 512x512
+ * maps at 7x7 (4 tiles, 38 MB of transformed weights) won 1.4x.
  * F(2,3) (CD_CONV_WINOGRAD, whole-layer transforms with sgemm) stays
  * available when forced; it never beat im2col. */
-static bool wino4_wins(const conv_plan *p)
-{
-    int64_t tiles = p->batch * ((p->g.out[0] + 3) / 4) * ((p->g.out[1] + 3) / 4);
-    double u_bytes = 36.0 * 4.0 * (double)p->cg * (double)p->mg;
-    return p->cg >= 16 && p->mg >= 32 && (tiles >= 16 || u_bytes <= 16.0 * 1024 * 1024);
-}
+static bool wino4_wins(const conv_plan *p) { return p->cg >= 16 && p->mg >= 32; }
 
 static cd_conv_algo pick_algo(const conv_plan *p, bool allow_winograd)
 {
@@ -805,8 +797,7 @@ cd_status cd_conv_kernel_run(const cd_conv_kernel *k, const float *x, const floa
         return CD_OK;
     }
     if (k->algo == CD_CONV_WINOGRAD4) {
-        float *s = scratch_floats(ctx, cd_wino4_scratch_floats(&k->w4),
-                                  (size_t)cd_pool_threads(ctx->pool));
+        float *s = scratch_floats(ctx, cd_wino4_scratch_floats(&k->w4, cd_pool_threads(ctx->pool)), 1);
         if (!s)
             return ctx->err->code;
         cd_wino4_run(ctx->pool, &k->w4, k->u, x, k->bias, residual, &k->ep, y, s);

@@ -97,6 +97,8 @@ typedef struct cd_wino4_plan {
     int64_t batch, channels, maps, maps_padded; /* maps rounded up to the 32-map panels */
     int64_t th, tw, tiles;                      /* 4x4 tiles per column / row, in all images */
     int64_t tile_block, n_tile_blocks, map_block, n_map_blocks;
+    bool shared_input;                     /* input transformed once for all map blocks */
+    int64_t channel_chunk, n_channel_chunks; /* units of that transform */
 } cd_wino4_plan;
 struct cd_pool;
 void cd_wino4_plan_init(cd_wino4_plan *p, int64_t batch, int64_t channels, int64_t maps,
@@ -104,8 +106,8 @@ void cd_wino4_plan_init(cd_wino4_plan *p, int64_t batch, int64_t channels, int64
 /* Transformed, packed weights (w: [maps][channels][3][3]) into u. */
 size_t cd_wino4_weight_floats(const cd_wino4_plan *p);
 void cd_wino4_weights(const cd_wino4_plan *p, const float *w, float *u);
-/* Scratch per worker; cd_wino4_run needs cd_pool_threads(pool) times this. */
-size_t cd_wino4_scratch_floats(const cd_wino4_plan *p);
+/* Scratch floats cd_wino4_run needs with a pool of `workers` threads. */
+size_t cd_wino4_scratch_floats(const cd_wino4_plan *p, int workers);
 /* x: [batch, channels, H, W] -> y: [batch, maps, OH, OW] with epilogue ep
  * (bias and res, y's shape, may be NULL). */
 void cd_wino4_run(struct cd_pool *pool, const cd_wino4_plan *p, const float *u, const float *x,

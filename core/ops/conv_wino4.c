@@ -90,6 +90,13 @@ void cd_wino4_plan_init(cd_wino4_plan *p, int64_t batch, int64_t channels, int64
     p->n_tile_blocks = cdiv(p->tiles, tb);
     p->map_block = p->maps_padded / nk;
     p->n_map_blocks = nk;
+    /* With several map blocks, each would transform the same input tiles:
+     * transform every tile block once first, in channel chunks (about 16
+     * units), into a V shared by the map blocks. */
+    p->shared_input = nk > 1;
+    int64_t cc = cdiv(channels, cdiv(16, p->n_tile_blocks));
+    p->channel_chunk = cc > 0 ? cc : 1;
+    p->n_channel_chunks = cdiv(channels, p->channel_chunk);
 }
 
 /* Floats of the row buffers of w4_input_row for segments of up to tw tiles:
@@ -107,11 +114,20 @@ size_t cd_wino4_weight_floats(const cd_wino4_plan *p)
     return (size_t)W4_POS * (size_t)p->maps_padded * (size_t)p->channels;
 }
 
-size_t cd_wino4_scratch_floats(const cd_wino4_plan *p)
+/* One worker's blocks: V (unused with shared_input), M, row buffers, one
+ * output tile. */
+static size_t w4_slot_floats(const cd_wino4_plan *p)
 {
     size_t tb = (size_t)p->tile_block;
-    return (size_t)W4_POS * (tb * (size_t)(p->channels + p->map_block) + W4_VL) +
-           w4_row_floats(p->tw) + W4_VL * W4_VL;
+    return (size_t)W4_POS * ((size_t)p->channels * tb + W4_VL) +
+           (size_t)W4_POS * tb * (size_t)p->map_block + w4_row_floats(p->tw) + W4_VL * W4_VL;
+}
+
+size_t cd_wino4_scratch_floats(const cd_wino4_plan *p, int workers)
+{
+    size_t v = (size_t)W4_POS * ((size_t)p->channels * (size_t)p->tile_block + W4_VL);
+    return (size_t)(workers > 1 ? workers : 1) * w4_slot_floats(p) +
+           (p->shared_input ? (size_t)p->n_tile_blocks * v : 0);
 }
 
 /* U = G g G^T with G = [1/4 0 0; -1/6 -1/6 -1/6; -1/6 1/6 -1/6;
@@ -149,6 +165,22 @@ void cd_wino4_weights(const cd_wino4_plan *p, const float *w, float *u)
 
 static inline void w4_ld(w4_v16 *d, const float *s) { memcpy(d, s, sizeof *d); }
 
+/* Stores the first n (1..16) lanes of v (a variable-length memcpy became
+ * `rep movs`, whose start-up cost dominated the transform). */
+static inline void w4_st(float *d, const w4_v16 *v, int64_t n)
+{
+    if (n == W4_VL) {
+        memcpy(d, v, sizeof *v);
+        return;
+    }
+#if defined(__AVX512F__)
+    _mm512_mask_storeu_ps(d, (__mmask16)((1u << n) - 1), *v);
+#else
+    for (int64_t i = 0; i < n; i++)
+        d[i] = (*v)[i];
+#endif
+}
+
 /* Splits n entries of four column phases out of src (4n floats, readable
  * in whole 64-float chunks): dst[s * ld + j] = src[4j + s]. Stores whole
  * vectors: up to 15 floats past an entry run are clobbered, which lands in
@@ -184,7 +216,8 @@ static void w4_deinterleave(const float *restrict src, int64_t n, float *restric
  * 4j+5 of tile j are phases 0 and 1 of entry j+1. GCC left the plain-C
  * passes scalar, hence the vector type. buf: w4_row_floats(>= ns) floats. */
 static void w4_input_row(const cd_win_geom *g, const float *restrict xc, int64_t ti, int64_t tj,
-                         int64_t ns, float *restrict v, size_t xs, float *restrict buf)
+                         int64_t ns, float *restrict v, size_t xs, bool exact,
+                         float *restrict buf)
 {
     int64_t H = g->in[0], W = g->in[1], L = ns + 1, n4 = 4 * L;
     int64_t cw = cdiv(n4, 64) * 64, rs = cdiv(n4, W4_VL) * W4_VL;
@@ -222,9 +255,9 @@ static void w4_input_row(const cd_win_geom *g, const float *restrict xc, int64_t
         w4_deinterleave(T + a * cw, L, Q + a * rs, L);
     /* Horizontal pass: the same combinations across the six columns. The
      * last vector may read past the row into the next row or the slack, and
-     * its store clobbers up to 15 floats after the run: those belong to the
-     * next run or channel of the same xi row (transformed later, see
-     * w4_item) or to the row's padding. */
+     * unless exact its store clobbers up to 15 floats after the run: those
+     * belong to the next run or channel of the same xi row (transformed
+     * later by the same thread, see w4_transform) or to the row's padding. */
     for (int a = 0; a < 6; a++) {
         const float *e = Q + a * rs;
         float *o = v + (size_t)(a * 6) * xs;
@@ -239,8 +272,9 @@ static void w4_input_row(const cd_win_geom *g, const float *restrict xc, int64_t
             w4_v16 r[6] = {4.0f * e0 - 5.0f * e2 + e4,         e3 + e4 - 4.0f * (e1 + e2),
                            e4 - e3 + 4.0f * (e1 - e2),         e4 - e2 + 2.0f * (e3 - e1),
                            e4 - e2 + 2.0f * (e1 - e3),         4.0f * e1 - 5.0f * e3 + e5};
+            int64_t n = exact && ns - j < W4_VL ? ns - j : W4_VL;
             for (int b = 0; b < 6; b++)
-                memcpy(o + (size_t)b * xs + j, &r[b], sizeof r[b]);
+                w4_st(o + (size_t)b * xs + j, &r[b], n);
         }
     }
 }
@@ -396,37 +430,86 @@ typedef struct w4_job {
     const cd_wino4_plan *p;
     const float *u, *x, *bias, *res;
     const cd_epilogue *ep;
-    float *y, *scratch;
+    float *y, *scratch, *shared; /* shared: V of every tile block (shared_input) */
     size_t slot;
+    int phase; /* 0: shared input transform units, 1: (tile block, map block) items */
     int64_t items;
     atomic_llong next;
 } w4_job;
+
+/* Tile range of tile block bt. */
+static void w4_block(const cd_wino4_plan *p, int64_t bt, int64_t *t0, int64_t *t1)
+{
+    *t0 = bt * p->tile_block;
+    *t1 = *t0 + p->tile_block < p->tiles ? *t0 + p->tile_block : p->tiles;
+}
+
+/* Floats of one tile block's V: [xi][channels][tiles], each xi row followed
+ * by one vector of padding (see w4_input_row). */
+static size_t w4_v_xi(const cd_wino4_plan *p, int64_t nt)
+{
+    return (size_t)(p->channels * nt + W4_VL);
+}
+
+/* Channels c0..c1-1 of tile block t0..t1 into v (V of the block). Channels,
+ * then runs, in increasing order: unless exact, each run's stores may
+ * clobber the start of the next run or channel, which come later. */
+static void w4_transform(const w4_job *j, int64_t t0, int64_t t1, int64_t c0, int64_t c1,
+                         float *v, bool exact, float *buf)
+{
+    const cd_wino4_plan *p = j->p;
+    const cd_win_geom *g = &p->g;
+    int64_t C = p->channels, nt = t1 - t0, plane = g->in[0] * g->in[1];
+    w4_seg seg[W4_MAX_SEGS];
+    int64_t nseg = w4_segments(p, t0, t1, seg, W4_MAX_SEGS);
+    for (int64_t c = c0; c < c1; c++)
+        for (int64_t i = 0; i < nseg; i++) {
+            const w4_seg *sg = &seg[i];
+            w4_input_row(g, j->x + (sg->n * C + c) * plane, sg->ti, sg->tj, sg->ns,
+                         v + c * nt + sg->first, w4_v_xi(p, nt), exact, buf);
+        }
+}
+
+/* The row buffers in worker slot s: after its V and M blocks. */
+static float *w4_slot_rows(const cd_wino4_plan *p, float *s)
+{
+    return s + W4_POS * w4_v_xi(p, p->tile_block) +
+           (size_t)W4_POS * (size_t)(p->tile_block * p->map_block);
+}
+
+/* Shared input transform: unit = (tile block, channel chunk). Chunks run on
+ * different threads, so their stores are exact. */
+static void w4_unit(const w4_job *j, int64_t unit, float *s)
+{
+    const cd_wino4_plan *p = j->p;
+    int64_t bt = unit / p->n_channel_chunks, ch = unit % p->n_channel_chunks, t0, t1;
+    int64_t c0 = ch * p->channel_chunk;
+    int64_t c1 = c0 + p->channel_chunk < p->channels ? c0 + p->channel_chunk : p->channels;
+    w4_block(p, bt, &t0, &t1);
+    float *v = j->shared + (size_t)bt * W4_POS * w4_v_xi(p, p->tile_block);
+    w4_transform(j, t0, t1, c0, c1, v, true, w4_slot_rows(p, s));
+}
 
 static void w4_item(const w4_job *j, int64_t item, float *s)
 {
     const cd_wino4_plan *p = j->p;
     const cd_win_geom *g = &p->g;
-    int64_t C = p->channels, K = p->maps, H = g->in[0], W = g->in[1];
+    int64_t C = p->channels, K = p->maps;
     int64_t OH = g->out[0], OW = g->out[1], osp = OH * OW;
-    int64_t bt = item / p->n_map_blocks, bk = item % p->n_map_blocks;
-    int64_t t0 = bt * p->tile_block;
-    int64_t t1 = t0 + p->tile_block < p->tiles ? t0 + p->tile_block : p->tiles, nt = t1 - t0;
-    int64_t k0 = bk * p->map_block, kb = p->map_block;
+    int64_t bt = item / p->n_map_blocks, bk = item % p->n_map_blocks, t0, t1;
+    w4_block(p, bt, &t0, &t1);
+    int64_t nt = t1 - t0, k0 = bk * p->map_block, kb = p->map_block;
     int64_t k1 = k0 + kb < K ? k0 + kb : K;
-    /* xi rows of V end in one vector of padding (see w4_input_row) */
-    size_t vxs = (size_t)(C * nt + W4_VL), mxs = (size_t)(nt * kb);
-    float *v = s, *m = v + W4_POS * vxs, *buf = m + W4_POS * mxs, *o = buf + w4_row_floats(p->tw);
+    size_t vxs = w4_v_xi(p, nt), mxs = (size_t)(nt * kb);
+    float *v = s, *m = v + W4_POS * w4_v_xi(p, p->tile_block), *buf = w4_slot_rows(p, s);
+    float *o = buf + w4_row_floats(p->tw);
     w4_seg seg[W4_MAX_SEGS];
     int64_t nseg = w4_segments(p, t0, t1, seg, W4_MAX_SEGS);
 
-    /* Channels, then runs, in increasing order: each run's stores may
-     * clobber the start of the next run or channel, which come later. */
-    for (int64_t c = 0; c < C; c++)
-        for (int64_t i = 0; i < nseg; i++) {
-            const w4_seg *sg = &seg[i];
-            w4_input_row(g, j->x + (sg->n * C + c) * H * W, sg->ti, sg->tj, sg->ns,
-                         v + c * nt + sg->first, vxs, buf);
-        }
+    if (p->shared_input)
+        v = j->shared + (size_t)bt * W4_POS * w4_v_xi(p, p->tile_block);
+    else
+        w4_transform(j, t0, t1, 0, C, v, false, buf);
 
     int64_t panels = kb / W4_MR;
     size_t ups = (size_t)(p->maps_padded / W4_MR) * (size_t)C * W4_MR; /* per xi */
@@ -483,19 +566,31 @@ static void w4_worker(void *arg, int task)
         int64_t item = (int64_t)atomic_fetch_add(&j->next, 1);
         if (item >= j->items)
             break;
-        w4_item(j, item, s);
+        if (j->phase == 0)
+            w4_unit(j, item, s);
+        else
+            w4_item(j, item, s);
     }
+}
+
+static void w4_phase(struct cd_pool *pool, w4_job *j, int phase, int64_t items)
+{
+    j->phase = phase;
+    j->items = items;
+    atomic_store(&j->next, 0);
+    int64_t workers = cd_pool_threads(pool);
+    cd_pool_run(pool, (int)(workers < items ? workers : items), w4_worker, j);
 }
 
 void cd_wino4_run(struct cd_pool *pool, const cd_wino4_plan *p, const float *u, const float *x,
                   const float *bias, const float *res, const cd_epilogue *ep, float *y,
                   float *scratch)
 {
-    w4_job j = {p, u, x, bias, res, ep, y, scratch, cd_wino4_scratch_floats(p),
-                p->n_tile_blocks * p->n_map_blocks, 0};
+    int workers = cd_pool_threads(pool);
+    w4_job j = {p, u, x, bias, res, ep, y, scratch, NULL, w4_slot_floats(p), 0, 0, 0};
+    j.shared = scratch + (size_t)workers * j.slot;
     atomic_init(&j.next, 0);
-    int64_t workers = cd_pool_threads(pool);
-    if (workers > j.items)
-        workers = j.items;
-    cd_pool_run(pool, (int)workers, w4_worker, &j);
+    if (p->shared_input)
+        w4_phase(pool, &j, 0, p->n_tile_blocks * p->n_channel_chunks);
+    w4_phase(pool, &j, 1, p->n_tile_blocks * p->n_map_blocks);
 }
