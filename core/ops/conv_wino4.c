@@ -527,9 +527,12 @@ static void w4_item(const w4_job *j, int64_t item, float *s)
         for (int64_t pi = 0; pi < panels; pi++) {
             const float *up = j->u + (size_t)xi * ups + (size_t)(k0 / W4_MR + pi) * (size_t)C * W4_MR;
             float *mp = m + xi * mxs + pi * W4_MR;
-            for (int64_t r = 0; r < nt; r += W4_NR) {
-                int64_t nr = nt - r < W4_NR ? nt - r : W4_NR;
-                w4_micros[nr](C, up, vx + r, nt, mp + r * kb, kb);
+            /* Equal calls (14 tiles: 7 + 7, not 12 + 2): a narrow call has too
+             * few accumulators to hide the FMA latency. */
+            for (int64_t r = 0, n; r < nt; r += n) {
+                int64_t calls = cdiv(nt - r, W4_NR);
+                n = cdiv(nt - r, calls);
+                w4_micros[n](C, up, vx + r, nt, mp + r * kb, kb);
             }
         }
     }
