@@ -212,7 +212,8 @@ static void test_im2col(void **state) { (void)state; check_algo(CD_CONV_IM2COL);
 static void test_gemm_1x1(void **state) { (void)state; check_algo(CD_CONV_GEMM_1X1); }
 static void test_depthwise(void **state) { (void)state; check_algo(CD_CONV_DEPTHWISE); }
 static void test_winograd(void **state) { (void)state; check_algo(CD_CONV_WINOGRAD); }
-/* F(4x4, 3x3) on shapes that reach every branch of its work split: several
+/* F(4x4, 3x3) and F(2x2, 3x3) (the same blocked code with 2x2 output tiles)
+ * on shapes that reach every branch of their work split: several
  * map panels and map blocks (maps > 64, not multiples of 32; several map
  * blocks share one input transform done in channel chunks), tile blocks of
  * whole rows and of partial rows (rows wider than a block), one-tile-wide
@@ -241,14 +242,16 @@ static void test_winograd4(void **state)
     for (size_t i = 0; i < sizeof edge / sizeof *edge; i++) {
         shape s = edge[i];
         s.group = 1, s.kh = s.kw = 3, s.s = s.d = 1, s.bias = i % 2 == 0;
-        for (uint64_t seed = 1; seed <= 3; seed++)
+        for (uint64_t seed = 1; seed <= 3; seed++) {
             assert_true(check_shape(CD_CONV_WINOGRAD4, s, 1000 * i + seed, seed * 31 + i) <= 1.0);
+            assert_true(check_shape(CD_CONV_WINOGRAD, s, 2000 * i + seed, seed * 37 + i) <= 1.0);
+        }
     }
 }
 
-/* CD_CONV_AUTO takes F(4x4, 3x3) on a resnet-like layer; CD_CONV_AUTO_EXACT
- * (plans kept for backward passes) never does; 3 input channels stay on
- * im2col. */
+/* CD_CONV_AUTO takes F(4x4, 3x3) on a resnet-like layer and F(2x2, 3x3) on
+ * 7x7 maps (4 tiles of 4x4); CD_CONV_AUTO_EXACT (plans kept for backward
+ * passes) never takes Winograd; 3 input channels stay on im2col. */
 static void test_winograd4_selection(void **state)
 {
     (void)state;
@@ -256,6 +259,8 @@ static void test_winograd4_selection(void **state)
         int64_t c, m, hw;
         cd_conv_algo algo, want;
     } cases[] = {{64, 64, 56, CD_CONV_AUTO, CD_CONV_WINOGRAD4},
+                 {64, 64, 7, CD_CONV_AUTO, CD_CONV_WINOGRAD},
+                 {64, 64, 7, CD_CONV_AUTO_EXACT, CD_CONV_IM2COL},
                  {64, 64, 56, CD_CONV_AUTO_EXACT, CD_CONV_IM2COL},
                  {3, 64, 56, CD_CONV_AUTO, CD_CONV_IM2COL}};
     for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {

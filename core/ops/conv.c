@@ -480,17 +480,25 @@ static bool algo_applies(const conv_plan *p, cd_conv_algo a)
     }
 }
 
-/* Winograd F(4x4, 3x3) (conv_wino4.c) where it measured faster than
- * im2col+sgemm (one thread, per-layer timing on the AVX-512 development
- * machine, docs/performance.md): it does 4x fewer multiplies but transforms
- * every input and output tile, so it needs enough input channels for the
- * products to outweigh the transforms (3 and 8 channels lost, 16 tied, 32
- * and more won 1.4-3.4x), and at least 32 maps, since maps are padded to
- * 32-map panels (8 maps lost). Tile counts did not matter: even 512x512
- * maps at 7x7 (4 tiles, 38 MB of transformed weights) won 1.4x.
- * F(2,3) (CD_CONV_WINOGRAD, whole-layer transforms with sgemm) stays
- * available when forced; it never beat im2col. */
-static bool wino4_wins(const conv_plan *p) { return p->cg >= 16 && p->mg >= 32; }
+/* Winograd (conv_wino4.c) where it measured faster than im2col+sgemm (one
+ * thread, per-layer timing on the AVX-512 development machine,
+ * docs/performance.md). It does 4x (F(4x4,3x3)) or 2.25x (F(2x2,3x3)) fewer
+ * multiplies but transforms every input and output tile, so it needs enough
+ * input channels for the products to outweigh the transforms (3 and 8
+ * channels lost, 16 tied, 32 and more won 1.4-3.4x), and at least 32 maps,
+ * since maps are padded to 32-map panels (8 maps lost). */
+static bool wino_wins(const conv_plan *p) { return p->cg >= 16 && p->mg >= 32; }
+
+/* F(4x4,3x3) reads 36 transformed weights per map and channel, F(2x2,3x3)
+ * 16. With fewer than 16 4x4 tiles (7x7 maps at batch 1: 4) the weight
+ * stream dominates and F(2x2) won (512 maps: 1.5 ms against 2.4 ms; 128
+ * maps: 0.12 against 0.14 ms); from 16 tiles on (14x14, squeezenet's 13x13)
+ * F(4x4) won or tied. */
+static cd_conv_algo wino_variant(const conv_plan *p)
+{
+    int64_t tiles4 = p->batch * ((p->g.out[0] + 3) / 4) * ((p->g.out[1] + 3) / 4);
+    return tiles4 < 16 ? CD_CONV_WINOGRAD : CD_CONV_WINOGRAD4;
+}
 
 static cd_conv_algo pick_algo(const conv_plan *p, bool allow_winograd)
 {
@@ -498,8 +506,8 @@ static cd_conv_algo pick_algo(const conv_plan *p, bool allow_winograd)
         return CD_CONV_GEMM_1X1;
     if (algo_applies(p, CD_CONV_DEPTHWISE))
         return CD_CONV_DEPTHWISE;
-    if (allow_winograd && algo_applies(p, CD_CONV_WINOGRAD4) && wino4_wins(p))
-        return CD_CONV_WINOGRAD4;
+    if (allow_winograd && algo_applies(p, CD_CONV_WINOGRAD4) && wino_wins(p))
+        return wino_variant(p);
     return CD_CONV_IM2COL;
 }
 
@@ -526,8 +534,9 @@ static cd_status fold_bn(cd_conv_kernel *k, const float *scale, const float *shi
 static cd_status wino4_init(const cd_node *n, cd_conv_kernel *k, cd_error *err)
 {
     const conv_plan *p = &k->p;
-    cd_wino4_plan_init(&k->w4, p->batch, p->cg, p->mg, &p->g);
-    size_t floats = 36, bytes;
+    cd_wino4_plan_init(&k->w4, p->batch, p->cg, p->mg, &p->g,
+                       k->algo == CD_CONV_WINOGRAD ? 2 : 4);
+    size_t floats = (size_t)k->w4.pos, bytes;
     if (!cd_mul_size(floats, (size_t)k->w4.maps_padded, &floats) ||
         !cd_mul_size(floats, (size_t)p->cg, &floats) ||
         !cd_mul_size(floats, sizeof(float), &bytes))
@@ -562,13 +571,7 @@ static cd_status kernel_init(cd_conv_kernel *k, const cd_node *n, cd_tensor *con
                             (int)k->algo);
     if (bn_scale && (st = fold_bn(k, bn_scale, bn_shift, err)) != CD_OK)
         return st;
-    if (k->algo == CD_CONV_WINOGRAD) {
-        k->u = malloc((size_t)(16 * k->p.mg * k->p.cg) * sizeof(float));
-        if (!k->u)
-            return cd_fail(err, CD_ERR_OUT_OF_MEMORY, "out of memory for Winograd weights");
-        cd_winograd_weights(k->w, k->p.mg, k->p.cg, k->u);
-    }
-    if (k->algo == CD_CONV_WINOGRAD4)
+    if (k->algo == CD_CONV_WINOGRAD || k->algo == CD_CONV_WINOGRAD4)
         return wino4_init(n, k, err);
     return CD_OK;
 }
@@ -786,18 +789,11 @@ static cd_status run_depthwise(const cd_conv_kernel *k, const float *x, const fl
 cd_status cd_conv_kernel_run(const cd_conv_kernel *k, const float *x, const float *residual,
                              float *y, cd_ctx *ctx)
 {
-    const conv_plan *p = &k->p;
     if (k->algo == CD_CONV_DEPTHWISE)
         return run_depthwise(k, x, residual, y, ctx);
-    if (k->algo == CD_CONV_WINOGRAD) {
-        float *s = scratch_floats(ctx, cd_winograd_scratch_floats(p->batch, p->cg, p->mg, &p->g), 1);
-        if (!s)
-            return ctx->err->code;
-        cd_winograd_run(ctx, k->u, x, k->bias, residual, &k->ep, y, p->batch, p->cg, p->mg, &p->g, s);
-        return CD_OK;
-    }
-    if (k->algo == CD_CONV_WINOGRAD4) {
-        float *s = scratch_floats(ctx, cd_wino4_scratch_floats(&k->w4, cd_pool_threads(ctx->pool)), 1);
+    if (k->algo == CD_CONV_WINOGRAD || k->algo == CD_CONV_WINOGRAD4) {
+        int workers = cd_pool_threads(ctx->pool);
+        float *s = scratch_floats(ctx, cd_wino4_scratch_floats(&k->w4, workers), 1);
         if (!s)
             return ctx->err->code;
         cd_wino4_run(ctx->pool, &k->w4, k->u, x, k->bias, residual, &k->ep, y, s);

@@ -1,17 +1,9 @@
-/* Fast convolution kernels: fused epilogue, direct depthwise, Winograd
- * F(2x2, 3x3). Each is checked against cd_conv_ref in tests/test_conv_fast.c.
- *
- * Winograd F(2,3) (Lavin & Gray, "Fast Algorithms for Convolutional Neural
- * Networks", 2015): every 2x2 output tile is A^T [(G g G^T) .* (B^T d B)] A for
- * the 4x4 input tile d, so the 9 multiplies per output of a 3x3 window become
- * 16 per 4 outputs (2.25x fewer). The element-wise products over channels are
- * 16 independent matrix products U[xi] (maps x channels) V[xi] (channels x
- * tiles), done by sgemm with all batch items' tiles side by side. */
-#include <cblas.h>
+/* Fast convolution kernels: fused epilogue, direct depthwise, im2col and
+ * 2-D max pooling (Winograd lives in conv_wino4.c). Each is checked against
+ * a naive reference in tests/test_conv_fast.c. */
 #include <math.h>
 #include <string.h>
 
-#include "../parallel.h"
 #include "conv_fast.h"
 
 /* Epilogue ----------------------------------------------------------------- */
@@ -251,136 +243,6 @@ void cd_conv_depthwise(const float *x, const float *w, const float *bias, const 
         cd_epilogue_apply(ep, yc, bias ? bias + c : NULL, res ? res + c * OH * OW : NULL, 1,
                           OH * OW);
     }
-}
-
-/* Winograd F(2,3) ------------------------------------------------------------ */
-
-static int64_t tiles_of(const cd_win_geom *g, int64_t *th, int64_t *tw)
-{
-    *th = (g->out[0] + 1) / 2;
-    *tw = (g->out[1] + 1) / 2;
-    return *th * *tw;
-}
-
-size_t cd_winograd_scratch_floats(int64_t batch, int64_t channels, int64_t maps,
-                                  const cd_win_geom *g)
-{
-    int64_t th, tw, t = batch * tiles_of(g, &th, &tw);
-    return (size_t)(16 * t * (channels + maps));
-}
-
-/* U = G g G^T with G = [1 0 0; 1/2 1/2 1/2; 1/2 -1/2 1/2; 0 0 1]. */
-void cd_winograd_weights(const float *w, int64_t maps, int64_t channels, float *u)
-{
-    int64_t mc = maps * channels;
-    for (int64_t i = 0; i < mc; i++) {
-        const float *g = w + i * 9;
-        float t[4][3], r[4][4];
-        for (int j = 0; j < 3; j++) {
-            t[0][j] = g[j];
-            t[1][j] = 0.5f * (g[j] + g[3 + j] + g[6 + j]);
-            t[2][j] = 0.5f * (g[j] - g[3 + j] + g[6 + j]);
-            t[3][j] = g[6 + j];
-        }
-        for (int a = 0; a < 4; a++) {
-            r[a][0] = t[a][0];
-            r[a][1] = 0.5f * (t[a][0] + t[a][1] + t[a][2]);
-            r[a][2] = 0.5f * (t[a][0] - t[a][1] + t[a][2]);
-            r[a][3] = t[a][2];
-        }
-        for (int a = 0; a < 4; a++)
-            for (int b = 0; b < 4; b++)
-                u[(a * 4 + b) * mc + i] = r[a][b];
-    }
-}
-
-/* V[xi][c][t] = (B^T d B)[xi] for every 4x4 input tile d (zero outside). */
-static void winograd_input(const float *x, int64_t batch, int64_t channels, const cd_win_geom *g,
-                           float *v)
-{
-    int64_t th, tw, tpi = tiles_of(g, &th, &tw), T = batch * tpi, H = g->in[0], W = g->in[1];
-    size_t plane = (size_t)(channels * T);
-    for (int64_t n = 0; n < batch; n++)
-        for (int64_t c = 0; c < channels; c++) {
-            const float *xc = x + (n * channels + c) * H * W;
-            for (int64_t ti = 0; ti < th; ti++)
-                for (int64_t tj = 0; tj < tw; tj++) {
-                    float d[4][4], t[4][4];
-                    int64_t i0 = 2 * ti - g->pb[0], j0 = 2 * tj - g->pb[1];
-                    bool inside = i0 >= 0 && j0 >= 0 && i0 + 4 <= H && j0 + 4 <= W;
-                    for (int a = 0; a < 4; a++)
-                        for (int b = 0; b < 4; b++) {
-                            int64_t ii = i0 + a, jj = j0 + b;
-                            d[a][b] = inside || (ii >= 0 && ii < H && jj >= 0 && jj < W)
-                                          ? xc[ii * W + jj]
-                                          : 0.0f;
-                        }
-                    for (int b = 0; b < 4; b++) {
-                        t[0][b] = d[0][b] - d[2][b];
-                        t[1][b] = d[1][b] + d[2][b];
-                        t[2][b] = d[2][b] - d[1][b];
-                        t[3][b] = d[1][b] - d[3][b];
-                    }
-                    float *dst = v + (size_t)(c * T + n * tpi + ti * tw + tj);
-                    for (int a = 0; a < 4; a++) {
-                        dst[(size_t)(a * 4 + 0) * plane] = t[a][0] - t[a][2];
-                        dst[(size_t)(a * 4 + 1) * plane] = t[a][1] + t[a][2];
-                        dst[(size_t)(a * 4 + 2) * plane] = t[a][2] - t[a][1];
-                        dst[(size_t)(a * 4 + 3) * plane] = t[a][1] - t[a][3];
-                    }
-                }
-        }
-}
-
-/* y tile = A^T m A with A^T = [1 1 1 0; 0 1 -1 -1], then the epilogue per plane. */
-static void winograd_output(const float *mx, const float *bias, const float *res,
-                            const cd_epilogue *ep, float *y, int64_t batch, int64_t maps,
-                            const cd_win_geom *g)
-{
-    int64_t th, tw, tpi = tiles_of(g, &th, &tw), T = batch * tpi, OH = g->out[0], OW = g->out[1];
-    size_t plane = (size_t)(maps * T);
-    for (int64_t n = 0; n < batch; n++)
-        for (int64_t m = 0; m < maps; m++) {
-            float *ym = y + (n * maps + m) * OH * OW;
-            const float *src = mx + (size_t)(m * T + n * tpi);
-            for (int64_t ti = 0; ti < th; ti++)
-                for (int64_t tj = 0; tj < tw; tj++) {
-                    const float *s = src + ti * tw + tj;
-                    float q[4][4], r[2][4];
-                    for (int xi = 0; xi < 16; xi++)
-                        q[xi / 4][xi % 4] = s[(size_t)xi * plane];
-                    for (int b = 0; b < 4; b++) {
-                        r[0][b] = q[0][b] + q[1][b] + q[2][b];
-                        r[1][b] = q[1][b] - q[2][b] - q[3][b];
-                    }
-                    for (int a = 0; a < 2; a++) {
-                        int64_t oi = 2 * ti + a;
-                        if (oi >= OH)
-                            break;
-                        float *yr = ym + oi * OW + 2 * tj;
-                        yr[0] = r[a][0] + r[a][1] + r[a][2];
-                        if (2 * tj + 1 < OW)
-                            yr[1] = r[a][1] - r[a][2] - r[a][3];
-                    }
-                }
-            cd_epilogue_apply(ep, ym, bias ? bias + m : NULL,
-                              res ? res + (n * maps + m) * OH * OW : NULL, 1, OH * OW);
-        }
-}
-
-void cd_winograd_run(cd_ctx *ctx, const float *u, const float *x, const float *bias, const float *res,
-                     const cd_epilogue *ep, float *y, int64_t batch, int64_t channels,
-                     int64_t maps, const cd_win_geom *g, float *scratch)
-{
-    int64_t th, tw, T = batch * tiles_of(g, &th, &tw);
-    float *v = scratch, *mx = scratch + 16 * channels * T;
-    winograd_input(x, batch, channels, g, v);
-    for (int xi = 0; xi < 16; xi++)
-        cd_sgemm(ctx, false, false, maps, T, channels, 1.0f,
-                 u + (size_t)xi * (size_t)(maps * channels), channels,
-                 v + (size_t)xi * (size_t)(channels * T), T, 0.0f,
-                 mx + (size_t)xi * (size_t)(maps * T), T);
-    winograd_output(mx, bias, res, ep, y, batch, maps, g);
 }
 
 /* im2col and max pooling over 2-D windows ------------------------------------- */

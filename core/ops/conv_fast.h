@@ -4,8 +4,9 @@
  *
  * A cd_conv_kernel is a Conv node specialised at plan time to one input
  * shape: the algorithm is chosen once (1x1 straight to sgemm, im2col+sgemm,
- * direct depthwise, Winograd F(2,3)), weights are copied (optionally with a
- * BatchNormalization folded in) and pre-transformed, and the epilogue
+ * direct depthwise, cache-blocked Winograd F(4x4,3x3) or F(2x2,3x3)),
+ * weights are copied (optionally with a BatchNormalization folded in) and
+ * pre-transformed, and the epilogue
  * (bias, residual add, activation) is applied while the output is hot. */
 #ifndef CANDOR_CONV_FAST_H
 #define CANDOR_CONV_FAST_H
@@ -33,8 +34,8 @@ typedef enum cd_conv_algo {
     CD_CONV_IM2COL,    /* im2col + sgemm (any geometry) */
     CD_CONV_GEMM_1X1,  /* 1x1, stride 1, no padding: the image is the column matrix */
     CD_CONV_DEPTHWISE, /* group == channels == maps, direct loops */
-    CD_CONV_WINOGRAD,  /* 3x3, stride 1, dilation 1, 2-D, group 1: F(2x2, 3x3) */
-    CD_CONV_WINOGRAD4, /* same geometry: cache-blocked F(4x4, 3x3) (conv_wino4.c) */
+    CD_CONV_WINOGRAD,  /* 3x3, stride 1, dilation 1, 2-D, group 1: F(2x2, 3x3) (conv_wino4.c) */
+    CD_CONV_WINOGRAD4, /* same geometry: F(4x4, 3x3); both cache-blocked */
     CD_CONV_AUTO_EXACT /* like AUTO, but never Winograd (see cd_conv_kernel_create) */
 } cd_conv_algo;
 
@@ -79,21 +80,12 @@ size_t cd_dw_scratch_floats(const cd_win_geom *g);
 void cd_conv_depthwise(const float *x, const float *w, const float *bias, const float *res,
                        const cd_epilogue *ep, float *y, int64_t channels, const cd_win_geom *g,
                        float *pad);
-/* Winograd F(2,3): U = transformed weights [16][maps][channels]
- * (cd_winograd_weights), x: [batch, channels, H, W], y: [batch, maps, OH, OW].
- * scratch: cd_winograd_scratch_floats() floats. */
-size_t cd_winograd_scratch_floats(int64_t batch, int64_t channels, int64_t maps,
-                                  const cd_win_geom *g);
-void cd_winograd_weights(const float *w, int64_t maps, int64_t channels, float *u);
-void cd_winograd_run(cd_ctx *ctx, const float *u, const float *x, const float *bias, const float *res,
-                     const cd_epilogue *ep, float *y, int64_t batch, int64_t channels,
-                     int64_t maps, const cd_win_geom *g, float *scratch);
-
-/* Winograd F(4x4, 3x3), cache-blocked (conv_wino4.c). The plan holds the
- * shape and the work split (tile blocks x map blocks), chosen from the shape
- * alone so results are the same for any thread count. */
+/* Winograd F(4x4, 3x3) and F(2x2, 3x3), cache-blocked (conv_wino4.c). The
+ * plan holds the shape and the work split (tile blocks x map blocks), chosen
+ * from the shape alone so results are the same for any thread count. */
 typedef struct cd_wino4_plan {
     cd_win_geom g;
+    int m, pos;                                 /* output tile m x m: F(m x m, 3x3), (m+2)^2 */
     int64_t batch, channels, maps, maps_padded; /* maps rounded up to the 32-map panels */
     int64_t th, tw, tiles;                      /* 4x4 tiles per column / row, in all images */
     int64_t tile_block, n_tile_blocks, map_block, n_map_blocks;
@@ -101,8 +93,10 @@ typedef struct cd_wino4_plan {
     int64_t channel_chunk, n_channel_chunks; /* units of that transform */
 } cd_wino4_plan;
 struct cd_pool;
+/* tile: 4 for F(4x4, 3x3), 2 for F(2x2, 3x3) (fewer transformed-weight
+ * bytes, more multiplies). */
 void cd_wino4_plan_init(cd_wino4_plan *p, int64_t batch, int64_t channels, int64_t maps,
-                        const cd_win_geom *g);
+                        const cd_win_geom *g, int tile);
 /* Transformed, packed weights (w: [maps][channels][3][3]) into u. */
 size_t cd_wino4_weight_floats(const cd_wino4_plan *p);
 void cd_wino4_weights(const cd_wino4_plan *p, const float *w, float *u);

@@ -52,16 +52,18 @@ typedef float w4_v16 __attribute__((vector_size(64)));
 static int64_t cdiv(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
 void cd_wino4_plan_init(cd_wino4_plan *p, int64_t batch, int64_t channels, int64_t maps,
-                        const cd_win_geom *g)
+                        const cd_win_geom *g, int tile)
 {
     memset(p, 0, sizeof *p);
     p->g = *g;
+    p->m = tile == 2 ? 2 : 4;
+    p->pos = (p->m + 2) * (p->m + 2);
     p->batch = batch;
     p->channels = channels;
     p->maps = maps;
     p->maps_padded = cdiv(maps, W4_MR) * W4_MR;
-    p->th = cdiv(g->out[0], 4);
-    p->tw = cdiv(g->out[1], 4);
+    p->th = cdiv(g->out[0], p->m);
+    p->tw = cdiv(g->out[1], p->m);
     p->tiles = batch * p->th * p->tw;
     /* A tile block's V[xi] (channels x tiles) should stay in L1 while every
      * weight panel streams past it: about 16 KiB, 12..64 tiles. */
@@ -99,19 +101,20 @@ void cd_wino4_plan_init(cd_wino4_plan *p, int64_t batch, int64_t channels, int64
     p->n_channel_chunks = cdiv(channels, p->channel_chunk);
 }
 
-/* Floats of the row buffers of w4_input_row for segments of up to tw tiles:
- * six contiguous input rows and their vertical transform (4 (tw + 1)
- * columns rounded up to 64), the phase-split copy of the latter (rounded up
- * to whole vectors) and slack for the last vector reads. */
-static size_t w4_row_floats(int64_t tw)
+/* Floats of the row buffers of w4_input_row / w2_input_row for runs of up
+ * to tw tiles: m + 2 contiguous input rows and their vertical transform
+ * (m (tw + 1) columns rounded up to 64), the phase-split copy of the latter
+ * (rounded up to whole vectors) and slack for the last vector reads. */
+static size_t w4_row_floats(const cd_wino4_plan *p)
 {
-    return 12 * (size_t)(cdiv(4 * (tw + 1), 64) * 64) +
-           6 * (size_t)(cdiv(4 * (tw + 1), W4_VL) * W4_VL) + 2 * W4_VL;
+    size_t n = (size_t)(p->m + 2), w = (size_t)(p->m * (p->tw + 1));
+    return 2 * n * (size_t)(cdiv((int64_t)w, 64) * 64) +
+           n * (size_t)(cdiv((int64_t)w, W4_VL) * W4_VL) + 2 * W4_VL;
 }
 
 size_t cd_wino4_weight_floats(const cd_wino4_plan *p)
 {
-    return (size_t)W4_POS * (size_t)p->maps_padded * (size_t)p->channels;
+    return (size_t)p->pos * (size_t)p->maps_padded * (size_t)p->channels;
 }
 
 /* One worker's blocks: V (unused with shared_input), M, row buffers, one
@@ -119,19 +122,20 @@ size_t cd_wino4_weight_floats(const cd_wino4_plan *p)
 static size_t w4_slot_floats(const cd_wino4_plan *p)
 {
     size_t tb = (size_t)p->tile_block;
-    return (size_t)W4_POS * ((size_t)p->channels * tb + W4_VL) +
-           (size_t)W4_POS * tb * (size_t)p->map_block + w4_row_floats(p->tw) + W4_VL * W4_VL;
+    return (size_t)p->pos * ((size_t)p->channels * tb + W4_VL) +
+           (size_t)p->pos * tb * (size_t)p->map_block + w4_row_floats(p) + W4_VL * W4_VL;
 }
 
 size_t cd_wino4_scratch_floats(const cd_wino4_plan *p, int workers)
 {
-    size_t v = (size_t)W4_POS * ((size_t)p->channels * (size_t)p->tile_block + W4_VL);
+    size_t v = (size_t)p->pos * ((size_t)p->channels * (size_t)p->tile_block + W4_VL);
     return (size_t)(workers > 1 ? workers : 1) * w4_slot_floats(p) +
            (p->shared_input ? (size_t)p->n_tile_blocks * v : 0);
 }
 
-/* U = G g G^T with G = [1/4 0 0; -1/6 -1/6 -1/6; -1/6 1/6 -1/6;
- * 1/24 1/12 1/6; 1/24 -1/12 1/6; 0 0 1], computed in double, packed as
+/* U = G g G^T, computed in double, with G for F(4x4, 3x3) = [1/4 0 0;
+ * -1/6 -1/6 -1/6; -1/6 1/6 -1/6; 1/24 1/12 1/6; 1/24 -1/12 1/6; 0 0 1] and
+ * for F(2x2, 3x3) = [1 0 0; 1/2 1/2 1/2; 1/2 -1/2 1/2; 0 0 1], packed as
  * u[((xi * panels + k / 32) * channels + c) * 32 + k % 32], zero for the
  * padding maps. The 32 maps of a panel are transformed side by side (loops
  * over them vectorise, and every store run is contiguous): this runs at
@@ -139,12 +143,15 @@ size_t cd_wino4_scratch_floats(const cd_wino4_plan *p, int workers)
  * resnet18 `candor run`. */
 void cd_wino4_weights(const cd_wino4_plan *p, const float *w, float *u)
 {
-    static const double G[6][3] = {{0.25, 0, 0},
-                                   {-1.0 / 6, -1.0 / 6, -1.0 / 6},
-                                   {-1.0 / 6, 1.0 / 6, -1.0 / 6},
-                                   {1.0 / 24, 1.0 / 12, 1.0 / 6},
-                                   {1.0 / 24, -1.0 / 12, 1.0 / 6},
-                                   {0, 0, 1}};
+    static const double G4[6][3] = {{0.25, 0, 0},
+                                    {-1.0 / 6, -1.0 / 6, -1.0 / 6},
+                                    {-1.0 / 6, 1.0 / 6, -1.0 / 6},
+                                    {1.0 / 24, 1.0 / 12, 1.0 / 6},
+                                    {1.0 / 24, -1.0 / 12, 1.0 / 6},
+                                    {0, 0, 1}};
+    static const double G2[4][3] = {{1, 0, 0}, {0.5, 0.5, 0.5}, {0.5, -0.5, 0.5}, {0, 0, 1}};
+    const double(*G)[3] = p->m == 2 ? G2 : G4;
+    int n = p->m + 2;
     int64_t C = p->channels, panels = p->maps_padded / W4_MR;
     for (int64_t pi = 0; pi < panels; pi++)
         for (int64_t c = 0; c < C; c++) {
@@ -154,14 +161,14 @@ void cd_wino4_weights(const cd_wino4_plan *p, const float *w, float *u)
                 for (int e = 0; e < 9; e++)
                     g[e][kk] = k < p->maps ? w[(k * C + c) * 9 + e] : 0.0;
             }
-            for (int a = 0; a < 6; a++)
+            for (int a = 0; a < n; a++)
                 for (int j = 0; j < 3; j++)
                     for (int kk = 0; kk < W4_MR; kk++)
                         t[a][j][kk] = G[a][0] * g[j][kk] + G[a][1] * g[3 + j][kk] +
                                       G[a][2] * g[6 + j][kk];
-            for (int a = 0; a < 6; a++)
-                for (int b = 0; b < 6; b++) {
-                    float *dst = u + ((size_t)((a * 6 + b) * panels + pi) * (size_t)C +
+            for (int a = 0; a < n; a++)
+                for (int b = 0; b < n; b++) {
+                    float *dst = u + ((size_t)((a * n + b) * panels + pi) * (size_t)C +
                                       (size_t)c) * W4_MR;
                     for (int kk = 0; kk < W4_MR; kk++)
                         dst[kk] = (float)(t[a][0][kk] * G[b][0] + t[a][1][kk] * G[b][1] +
@@ -288,6 +295,79 @@ static void w4_input_row(const cd_win_geom *g, const float *restrict xc, int64_t
     }
 }
 
+/* F(2x2, 3x3): like w4_input_row with 4x4 input tiles at stride 2 and
+ * B^T = [1 0 -1 0; 0 1 1 0; 0 -1 1 0; 0 1 0 -1]: two column phases, and
+ * columns 2j+2, 2j+3 of tile j are phases 0 and 1 of entry j+1. */
+static void w2_deinterleave(const float *restrict src, int64_t n, float *restrict dst, int64_t ld)
+{
+#if defined(__AVX512F__)
+    for (int ph = 0; ph < 2; ph++) {
+        __m512i idx = _mm512_set_epi32(30 + ph, 28 + ph, 26 + ph, 24 + ph, 22 + ph, 20 + ph,
+                                       18 + ph, 16 + ph, 14 + ph, 12 + ph, 10 + ph, 8 + ph,
+                                       6 + ph, 4 + ph, 2 + ph, ph);
+        for (int64_t j = 0; j < n; j += W4_VL) {
+            const float *sj = src + 2 * j;
+            _mm512_storeu_ps(dst + ph * ld + j, _mm512_permutex2var_ps(_mm512_loadu_ps(sj), idx,
+                                                                       _mm512_loadu_ps(sj + 16)));
+        }
+    }
+#else
+    for (int ph = 0; ph < 2; ph++)
+        for (int64_t j = 0; j < n; j++)
+            dst[ph * ld + j] = src[2 * j + ph];
+#endif
+}
+
+static void w2_input_row(const cd_win_geom *g, const float *restrict xc, int64_t ti, int64_t tj,
+                         int64_t ns, float *restrict v, size_t xs, bool exact,
+                         float *restrict buf)
+{
+    int64_t H = g->in[0], W = g->in[1], L = ns + 1, n2 = 2 * L;
+    int64_t cw = cdiv(n2, 64) * 64, rs = cdiv(n2, W4_VL) * W4_VL;
+    float *R = buf, *T = R + 4 * cw, *Q = T + 4 * cw;
+    int64_t x0 = 2 * tj - g->pb[1];
+    int64_t lo = x0 < 0 ? -x0 : 0, hi = W - x0 < cw ? W - x0 : cw;
+    hi = hi < lo ? lo : hi;
+    for (int r = 0; r < 4; r++) {
+        int64_t yy = 2 * ti - g->pb[0] + r;
+        float *row = R + r * cw;
+        if (yy < 0 || yy >= H) {
+            memset(row, 0, (size_t)cw * sizeof *row);
+            continue;
+        }
+        memset(row, 0, (size_t)lo * sizeof *row);
+        memcpy(row + lo, xc + yy * W + x0 + lo, (size_t)(hi - lo) * sizeof *row);
+        memset(row + hi, 0, (size_t)(cw - hi) * sizeof *row);
+    }
+    for (int64_t i = 0; i < cw; i += W4_VL) {
+        w4_v16 d0, d1, d2, d3;
+        w4_ld(&d0, R + i);
+        w4_ld(&d1, R + cw + i);
+        w4_ld(&d2, R + 2 * cw + i);
+        w4_ld(&d3, R + 3 * cw + i);
+        w4_v16 t[4] = {d0 - d2, d1 + d2, d2 - d1, d1 - d3};
+        for (int a = 0; a < 4; a++)
+            memcpy(T + a * cw + i, &t[a], sizeof t[a]);
+    }
+    for (int a = 0; a < 4; a++)
+        w2_deinterleave(T + a * cw, L, Q + a * rs, L);
+    for (int a = 0; a < 4; a++) {
+        const float *e = Q + a * rs;
+        float *o = v + (size_t)(a * 4) * xs;
+        for (int64_t j = 0; j < ns; j += W4_VL) {
+            w4_v16 e0, e1, e2, e3;
+            w4_ld(&e0, e + j);
+            w4_ld(&e1, e + L + j);
+            w4_ld(&e2, e + j + 1);
+            w4_ld(&e3, e + L + j + 1);
+            w4_v16 r[4] = {e0 - e2, e1 + e2, e2 - e1, e1 - e3};
+            int64_t n = exact && ns - j < W4_VL ? ns - j : W4_VL;
+            for (int b = 0; b < 4; b++)
+                w4_st(o + (size_t)b * xs + j, &r[b], n);
+        }
+    }
+}
+
 /* Calls fn for each run of tiles [t0, t1) that lies in one tile row. */
 typedef struct w4_seg {
     int64_t n, ti, tj, ns, first; /* image, tile row, first tile column, count, index - t0 */
@@ -388,6 +468,24 @@ static void w4_output_tile(const float *mt, size_t xs, float *o)
     }
 }
 
+/* F(2x2, 3x3): o = A^T m A with A^T = [1 1 1 0; 0 1 -1 -1], 16 maps at
+ * once; o[a*2+b][16] out. */
+static void w2_output_tile(const float *mt, size_t xs, float *o)
+{
+    w4_v16 w[2][4];
+    for (int s = 0; s < 4; s++) {
+        w4_v16 q[4];
+        for (int r = 0; r < 4; r++)
+            memcpy(&q[r], mt + (size_t)(r * 4 + s) * xs, sizeof q[r]);
+        w[0][s] = q[0] + q[1] + q[2];
+        w[1][s] = q[1] - q[2] - q[3];
+    }
+    for (int a = 0; a < 2; a++) {
+        w4_v16 r[2] = {w[a][0] + w[a][1] + w[a][2], w[a][1] - w[a][2] - w[a][3]};
+        memcpy(o + (a * 2) * W4_VL, r, sizeof r);
+    }
+}
+
 /* o[16][16] transposed in place: after it, row l holds map l's 4x4 output
  * tile, so each output row is one short contiguous copy instead of 16
  * scalar stores per map and tile. With AVX-512: four rounds of two-source
@@ -474,16 +572,18 @@ static void w4_transform(const w4_job *j, int64_t t0, int64_t t1, int64_t c0, in
     for (int64_t c = c0; c < c1; c++)
         for (int64_t i = 0; i < nseg; i++) {
             const w4_seg *sg = &seg[i];
-            w4_input_row(g, j->x + (sg->n * C + c) * plane, sg->ti, sg->tj, sg->ns,
-                         v + c * nt + sg->first, w4_v_xi(p, nt), exact, buf);
+            (p->m == 2 ? w2_input_row : w4_input_row)(g, j->x + (sg->n * C + c) * plane,
+                                                      sg->ti, sg->tj, sg->ns,
+                                                      v + c * nt + sg->first,
+                                                      w4_v_xi(p, nt), exact, buf);
         }
 }
 
 /* The row buffers in worker slot s: after its V and M blocks. */
 static float *w4_slot_rows(const cd_wino4_plan *p, float *s)
 {
-    return s + W4_POS * w4_v_xi(p, p->tile_block) +
-           (size_t)W4_POS * (size_t)(p->tile_block * p->map_block);
+    return s + (size_t)p->pos * w4_v_xi(p, p->tile_block) +
+           (size_t)p->pos * (size_t)(p->tile_block * p->map_block);
 }
 
 /* Shared input transform: unit = (tile block, channel chunk). Chunks run on
@@ -495,7 +595,7 @@ static void w4_unit(const w4_job *j, int64_t unit, float *s)
     int64_t c0 = ch * p->channel_chunk;
     int64_t c1 = c0 + p->channel_chunk < p->channels ? c0 + p->channel_chunk : p->channels;
     w4_block(p, bt, &t0, &t1);
-    float *v = j->shared + (size_t)bt * W4_POS * w4_v_xi(p, p->tile_block);
+    float *v = j->shared + (size_t)bt * (size_t)p->pos * w4_v_xi(p, p->tile_block);
     w4_transform(j, t0, t1, c0, c1, v, true, w4_slot_rows(p, s));
 }
 
@@ -510,19 +610,19 @@ static void w4_item(const w4_job *j, int64_t item, float *s)
     int64_t nt = t1 - t0, k0 = bk * p->map_block, kb = p->map_block;
     int64_t k1 = k0 + kb < K ? k0 + kb : K;
     size_t vxs = w4_v_xi(p, nt), mxs = (size_t)(nt * kb);
-    float *v = s, *m = v + W4_POS * w4_v_xi(p, p->tile_block), *buf = w4_slot_rows(p, s);
-    float *o = buf + w4_row_floats(p->tw);
+    float *v = s, *m = v + (size_t)p->pos * w4_v_xi(p, p->tile_block), *buf = w4_slot_rows(p, s);
+    float *o = buf + w4_row_floats(p);
     w4_seg seg[W4_MAX_SEGS];
     int64_t nseg = w4_segments(p, t0, t1, seg, W4_MAX_SEGS);
 
     if (p->shared_input)
-        v = j->shared + (size_t)bt * W4_POS * w4_v_xi(p, p->tile_block);
+        v = j->shared + (size_t)bt * (size_t)p->pos * w4_v_xi(p, p->tile_block);
     else
         w4_transform(j, t0, t1, 0, C, v, false, buf);
 
     int64_t panels = kb / W4_MR;
     size_t ups = (size_t)(p->maps_padded / W4_MR) * (size_t)C * W4_MR; /* per xi */
-    for (int xi = 0; xi < W4_POS; xi++) {
+    for (int xi = 0; xi < p->pos; xi++) {
         const float *vx = v + xi * vxs;
         for (int64_t pi = 0; pi < panels; pi++) {
             const float *up = j->u + (size_t)xi * ups + (size_t)(k0 / W4_MR + pi) * (size_t)C * W4_MR;
@@ -537,17 +637,26 @@ static void w4_item(const w4_job *j, int64_t item, float *s)
         }
     }
 
+    int64_t mt = p->m;
     for (int64_t i = 0; i < nseg; i++) {
         const w4_seg *sg = &seg[i];
-        int64_t rows = OH - 4 * sg->ti < 4 ? OH - 4 * sg->ti : 4;
+        int64_t rows = OH - mt * sg->ti < mt ? OH - mt * sg->ti : mt;
         for (int64_t jj = 0; jj < sg->ns; jj++) {
-            int64_t tt = sg->first + jj, ox = 4 * (sg->tj + jj);
-            int64_t cols = OW - ox < 4 ? OW - ox : 4;
+            int64_t tt = sg->first + jj, ox = mt * (sg->tj + jj);
+            int64_t cols = OW - ox < mt ? OW - ox : mt;
             for (int64_t kg = k0; kg < k1; kg += W4_VL) {
+                int64_t nl = k1 - kg < W4_VL ? k1 - kg : W4_VL;
+                float *yk = j->y + (sg->n * K + kg) * osp + mt * sg->ti * OW + ox;
+                if (mt == 2) {
+                    w2_output_tile(m + tt * kb + (kg - k0), mxs, o);
+                    for (int64_t l = 0; l < nl; l++, yk += osp)
+                        for (int64_t a = 0; a < rows; a++)
+                            for (int64_t b = 0; b < cols; b++)
+                                yk[a * OW + b] = o[(a * 2 + b) * W4_VL + l];
+                    continue;
+                }
                 w4_output_tile(m + tt * kb + (kg - k0), mxs, o);
                 w4_transpose16(o);
-                int64_t nl = k1 - kg < W4_VL ? k1 - kg : W4_VL;
-                float *yk = j->y + (sg->n * K + kg) * osp + 4 * sg->ti * OW + ox;
                 for (int64_t l = 0; l < nl; l++, yk += osp)
                     for (int64_t a = 0; a < rows; a++) {
                         const float *src = o + l * W4_VL + a * 4;
@@ -560,10 +669,10 @@ static void w4_item(const w4_job *j, int64_t item, float *s)
             }
         }
         /* The epilogue over this segment's output rows, still in cache. */
-        int64_t ox = 4 * sg->tj, len = OW - ox < 4 * sg->ns ? OW - ox : 4 * sg->ns;
+        int64_t ox = mt * sg->tj, len = OW - ox < mt * sg->ns ? OW - ox : mt * sg->ns;
         for (int64_t k = k0; k < k1; k++)
             for (int64_t a = 0; a < rows; a++) {
-                int64_t off = (sg->n * K + k) * osp + (4 * sg->ti + a) * OW + ox;
+                int64_t off = (sg->n * K + k) * osp + (mt * sg->ti + a) * OW + ox;
                 cd_epilogue_apply(j->ep, j->y + off, j->bias ? j->bias + k : NULL,
                                   j->res ? j->res + off : NULL, 1, len);
             }
