@@ -1,20 +1,23 @@
-/* Winograd F(4x4, 3x3), cache-blocked (cd_wino4_* in conv_fast.h).
+/* Winograd F(4x4, 3x3) and F(2x2, 3x3), cache-blocked (cd_wino4_* in
+ * conv_fast.h; p->m is the output tile size).
  *
- * Every 4x4 output tile is A^T [(G g G^T) .* (B^T d B)] A for the 6x6 input
- * tile d (Lavin & Gray 2015, interpolation points 0, 1, -1, 2, -2, inf), so
- * the 9 multiplies per output of a 3x3 window become 36 per 16 outputs (4x
- * fewer). Across channels the element-wise product is, for each of the 36
- * tile positions xi, a matrix product M[xi] (maps x tiles) = U[xi] (maps x
- * channels) V[xi] (channels x tiles).
+ * Every m x m output tile is A^T [(G g G^T) .* (B^T d B)] A for the
+ * (m+2) x (m+2) input tile d (Lavin & Gray 2015; interpolation points 0, 1,
+ * -1, 2, -2, inf for m = 4, 0, 1, -1, inf for m = 2), so the 9 multiplies
+ * per output of a 3x3 window become 36 per 16 outputs (4x fewer) or 16 per 4
+ * (2.25x fewer). Across channels the element-wise product is, for each of
+ * the (m+2)^2 tile positions xi, a matrix product M[xi] (maps x tiles) =
+ * U[xi] (maps x channels) V[xi] (channels x tiles).
  *
- * Why blocked: the unblocked F(2,3) (conv_fast.c) transforms the whole layer,
- * writes and re-reads 16x the tile count per channel through memory and hands
- * 16 products to OpenBLAS, which re-packs U every call; it lost to im2col.
+ * Why blocked: an earlier F(2,3) transformed the whole layer, wrote and
+ * re-read 16x the tile count per channel through memory and handed 16
+ * products to OpenBLAS, which re-packed U every call; it lost to im2col.
  * Here the weights are transformed once at plan time straight into the panel
  * layout the micro-kernel reads ([xi][32-map panel][channel][32]), and the
  * work is cut into (tile block, map block) items. One item transforms its
- * input tiles into a private V block that stays in cache, runs the 36
- * products with the micro-kernel below, and transforms its outputs back
+ * input tiles into a private V block that stays in cache (or, with several
+ * map blocks, reads the V its tile block got in a first, shared phase), runs
+ * the products with the micro-kernel below, and transforms its outputs back
  * into y, applying the epilogue while they are hot.
  *
  * Determinism: items are cut from the shape only, each output value is
@@ -32,7 +35,6 @@
 #include "../parallel.h"
 #include "conv_fast.h"
 
-#define W4_POS 36 /* positions of a 6x6 transformed tile */
 #define W4_MR 32  /* maps per weight panel: two 16-float vectors */
 #define W4_NR 12  /* tiles per micro-kernel call */
 #define W4_VL 16  /* floats per vector */
