@@ -545,6 +545,10 @@ static cd_status wino4_init(const cd_node *n, cd_conv_kernel *k, cd_error *err)
     if (!k->u)
         return cd_node_fail(n, err, CD_ERR_OUT_OF_MEMORY, "out of memory for Winograd weights");
     cd_wino4_weights(&k->w4, k->w, k->u);
+    /* Runs read only u: a BN-folded copy of the weights would be dead weight. */
+    free(k->own_w);
+    k->own_w = NULL;
+    k->w = NULL;
     return CD_OK;
 }
 
