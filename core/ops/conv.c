@@ -869,13 +869,10 @@ cd_status cd_conv_kernel_create_input_grad(const cd_node *n, cd_tensor *const *i
             }
     k->w = k->own_w;
     k->algo = pick_algo(&k->p, true);
-    if (k->algo == CD_CONV_WINOGRAD) {
-        k->u = malloc((size_t)(16 * k->p.mg * k->p.cg) * sizeof(float));
-        if (!k->u) {
-            cd_conv_kernel_free(k);
-            return cd_fail(err, CD_ERR_OUT_OF_MEMORY, "out of memory for Winograd weights");
-        }
-        cd_winograd_weights(k->w, k->p.mg, k->p.cg, k->u);
+    if ((k->algo == CD_CONV_WINOGRAD || k->algo == CD_CONV_WINOGRAD4) &&
+        (st = wino4_init(n, k, err)) != CD_OK) {
+        cd_conv_kernel_free(k);
+        return st;
     }
     *out = k;
     return CD_OK;

@@ -49,8 +49,8 @@ typedef struct cd_conv_kernel cd_conv_kernel;
  * sum plain products (no Winograd): Winograd's transforms round differently
  * (resnet18's outputs move ~1e-5), which is harmless for predictions but
  * flips ReLU decisions near zero, and gradients through a flipped ReLU move
- * by up to a few % locally, so plans kept for backward passes use exact
- * paths. Any other value forces that algorithm (fails with
+ * by up to a few % locally, so the forward convs of plans kept for backward
+ * passes use exact paths. Any other value forces that algorithm (fails with
  * CD_ERR_UNSUPPORTED if it does not apply). */
 cd_status cd_conv_kernel_create(const cd_node *n, cd_tensor *const *in, const float *bn_scale,
                                 const float *bn_shift, const cd_epilogue *ep, cd_conv_algo algo,
