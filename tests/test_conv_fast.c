@@ -251,7 +251,8 @@ static void test_winograd4(void **state)
 
 /* CD_CONV_AUTO takes F(4x4, 3x3) on a resnet-like layer and F(2x2, 3x3) on
  * 7x7 maps (4 tiles of 4x4); CD_CONV_AUTO_EXACT (plans kept for backward
- * passes) never takes Winograd; 3 input channels stay on im2col. */
+ * passes) takes F(2x2) where AUTO takes F(4x4); 3 input channels stay on
+ * im2col. */
 static void test_winograd4_selection(void **state)
 {
     (void)state;
@@ -260,8 +261,9 @@ static void test_winograd4_selection(void **state)
         cd_conv_algo algo, want;
     } cases[] = {{64, 64, 56, CD_CONV_AUTO, CD_CONV_WINOGRAD4},
                  {64, 64, 7, CD_CONV_AUTO, CD_CONV_WINOGRAD},
-                 {64, 64, 7, CD_CONV_AUTO_EXACT, CD_CONV_IM2COL},
-                 {64, 64, 56, CD_CONV_AUTO_EXACT, CD_CONV_IM2COL},
+                 {64, 64, 7, CD_CONV_AUTO_EXACT, CD_CONV_WINOGRAD},
+                 {64, 64, 56, CD_CONV_AUTO_EXACT, CD_CONV_WINOGRAD},
+                 {3, 64, 56, CD_CONV_AUTO_EXACT, CD_CONV_IM2COL},
                  {3, 64, 56, CD_CONV_AUTO, CD_CONV_IM2COL}};
     for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
         shape s = {.batch = 1, .c = cases[i].c, .m = cases[i].m, .group = 1, .h = cases[i].hw,

@@ -567,8 +567,13 @@ static cd_status kernel_init(cd_conv_kernel *k, const cd_node *n, cd_tensor *con
         k->ep = *ep;
     if (!k->w || (b && !k->bias))
         return cd_node_fail(n, err, CD_ERR_UNSUPPORTED, "weights must be known to specialise");
-    if (algo == CD_CONV_AUTO || algo == CD_CONV_AUTO_EXACT)
-        algo = pick_algo(&k->p, allow_winograd && algo == CD_CONV_AUTO);
+    if (algo == CD_CONV_AUTO || algo == CD_CONV_AUTO_EXACT) {
+        cd_conv_algo auto_kind = algo;
+        algo = pick_algo(&k->p, allow_winograd);
+        /* Tape plans: F(2x2) only (see CD_CONV_AUTO_EXACT in conv_fast.h). */
+        if (auto_kind == CD_CONV_AUTO_EXACT && algo == CD_CONV_WINOGRAD4)
+            algo = CD_CONV_WINOGRAD;
+    }
     k->algo = algo;
     if (!algo_applies(&k->p, k->algo))
         return cd_node_fail(n, err, CD_ERR_UNSUPPORTED, "convolution algorithm %d does not apply",

@@ -36,7 +36,7 @@ typedef enum cd_conv_algo {
     CD_CONV_DEPTHWISE, /* group == channels == maps, direct loops */
     CD_CONV_WINOGRAD,  /* 3x3, stride 1, dilation 1, 2-D, group 1: F(2x2, 3x3) (conv_wino4.c) */
     CD_CONV_WINOGRAD4, /* same geometry: F(4x4, 3x3); both cache-blocked */
-    CD_CONV_AUTO_EXACT /* like AUTO, but never Winograd (see cd_conv_kernel_create) */
+    CD_CONV_AUTO_EXACT /* like AUTO, but never F(4x4) (see cd_conv_kernel_create) */
 } cd_conv_algo;
 
 typedef struct cd_conv_kernel cd_conv_kernel;
@@ -45,12 +45,13 @@ typedef struct cd_conv_kernel cd_conv_kernel;
  * in[2] when the node has one; data required). bn_scale/bn_shift (maps
  * values each, may be NULL) fold a following BatchNormalization:
  * w' = w * scale[m], b' = b * scale[m] + shift[m]. algo CD_CONV_AUTO picks
- * the fastest applicable path; CD_CONV_AUTO_EXACT the fastest of those that
- * sum plain products (no Winograd): Winograd's transforms round differently
- * (resnet18's outputs move ~1e-5), which is harmless for predictions but
- * flips ReLU decisions near zero, and gradients through a flipped ReLU move
- * by up to a few % locally, so the forward convs of plans kept for backward
- * passes use exact paths. Any other value forces that algorithm (fails with
+ * the fastest applicable path; CD_CONV_AUTO_EXACT the same but with F(2x2)
+ * where AUTO would take F(4x4): F(4x4)'s transforms (points +-2) round
+ * visibly differently (resnet18's outputs move ~1e-5), which is harmless for
+ * predictions but flips ReLU decisions near zero, and gradients through a
+ * flipped ReLU move by up to a few % locally; F(2x2)'s transforms use only
+ * 0/+-1 (and 1/2 on the weights) and left every gradient-precision number
+ * unchanged, so the forward convs of plans kept for backward passes use it. Any other value forces that algorithm (fails with
  * CD_ERR_UNSUPPORTED if it does not apply). */
 cd_status cd_conv_kernel_create(const cd_node *n, cd_tensor *const *in, const float *bn_scale,
                                 const float *bn_shift, const cd_epilogue *ep, cd_conv_algo algo,

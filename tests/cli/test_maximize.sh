@@ -54,7 +54,7 @@ for js_path in sorted(glob.glob(f"{out}/s*/maximize.class*.json")):
     check(x.min() >= lo - 1e-5 and x.max() <= hi + 1e-5, f"{name}: image in the valid range")
     if s0 > 0:
         positive += 1
-        check(s1 >= 10 * s0 and abs(js["ratio"] - s1 / s0) < 1e-6, f"{name}: start {s0:.3f} > 0 -> {s1:.3f} (x{s1 / s0:.1f} >= 10)")
+        check(s1 >= 10 * s0 and abs(js["ratio"] - s1 / s0) <= 1e-6 * abs(s1 / s0), f"{name}: start {s0:.3f} > 0 -> {s1:.3f} (x{s1 / s0:.1f} >= 10)")
     else:
         check(js["ratio"] is None and s1 - s0 >= 10 * abs(s0), f"{name}: start {s0:.3f} <= 0 -> {s1:.3f}, raise >= 10 |start|")
     p = js["probability"]
