@@ -444,30 +444,143 @@ void cd_col2im_2d_add(const float *col, int64_t channels, const cd_win_geom *g, 
             }
 }
 
-void cd_maxpool_2d(const float *x, float *y, int64_t planes, const cd_win_geom *g)
+/* MaxPool's fold step: v replaces the running max when greater or NaN (NaN
+ * propagates, as in the reference MaxPool; ties keep the earlier value). */
+static inline float max_fold(float y, float v)
+{
+    /* written so that GCC emits maxss and a rarely taken NaN test instead of
+     * an unpredictable branch on the comparison */
+    float m = v > y ? v : y;
+    return v != v ? v : m;
+}
+
+typedef int32_t mp_v8i __attribute__((vector_size(32)));
+
+/* max_fold on 8 lanes (a bitwise select, so no C++-only vector ?:). */
+static inline void max_fold8(dw_v8 *y, const dw_v8 *v)
+{
+    mp_v8i m = (*v > *y) | (*v != *v), yi, vi;
+    memcpy(&yi, y, sizeof yi);
+    memcpy(&vi, v, sizeof vi);
+    yi = (vi & m) | (yi & ~m);
+    memcpy(y, &yi, sizeof yi);
+}
+
+/* Columns x[0], x[S], ..., x[7S] as a vector (S = 1 or 2); reads x[0..7S]
+ * only (the stride-2 pair of loads overlaps by one float). */
+static inline void mp_load(dw_v8 *v, const float *x, int64_t s)
+{
+    if (s == 1) {
+        memcpy(v, x, sizeof *v);
+        return;
+    }
+    dw_v8 a, b;
+    memcpy(&a, x, sizeof a);
+    memcpy(&b, x + 7, sizeof b);
+    *v = __builtin_shufflevector(a, b, 0, 2, 4, 6, 9, 11, 13, 15);
+}
+
+/* One output of the window at (oh, ow) over its in-range taps. */
+static float maxpool_one(const float *xp, const cd_win_geom *g, int64_t oh, int64_t ow)
+{
+    float acc = -INFINITY;
+    for (int64_t kh = 0; kh < g->k[0]; kh++) {
+        int64_t ih = oh * g->s[0] + kh * g->d[0] - g->pb[0];
+        if (ih < 0 || ih >= g->in[0])
+            continue;
+        float h = -INFINITY;
+        for (int64_t kw = 0; kw < g->k[1]; kw++) {
+            int64_t iw = ow * g->s[1] + kw * g->d[1] - g->pb[1];
+            if (iw >= 0 && iw < g->in[1])
+                h = max_fold(h, xp[ih * g->in[1] + iw]);
+        }
+        acc = max_fold(acc, h);
+    }
+    return acc;
+}
+
+/* Output columns [*a, *b) all of whose taps lie inside the row. */
+static void maxpool_inner_cols(const cd_win_geom *g, int64_t *a, int64_t *b)
+{
+    int64_t s = g->s[1], pb = g->pb[1], last = (g->k[1] - 1) * g->d[1];
+    *a = (pb + s - 1) / s; /* first ow with ow*s - pb >= 0 */
+    int64_t lim = g->in[1] + pb - last; /* ow * s < lim: last tap inside */
+    *b = lim <= 0 ? 0 : (lim - 1) / s + 1;
+    if (*b > g->out[1])
+        *b = g->out[1];
+    if (*b < *a)
+        *b = *a;
+}
+
+/* Stride-1/2 rows: each output row in 8-wide chunks, the taps of each input
+ * row folded first and the rows then folded in order. That is the reference's
+ * row-major order of the in-range taps, so the bits are the same (NaN and
+ * signed zeros included). Edge columns with out-of-row taps take the scalar
+ * path; the last chunk is moved back to end at b (recomputing a few outputs
+ * of the previous one) so no column between a and b is left to it. */
+static void maxpool_plane_rows(const float *xp, float *yp, const cd_win_geom *g, int64_t a,
+                               int64_t b)
+{
+    int64_t W = g->in[1], OW = g->out[1], s1 = g->s[1];
+    for (int64_t oh = 0; oh < g->out[0]; oh++) {
+        float *yr = yp + oh * OW;
+        int64_t ow = 0;
+        for (; ow < a; ow++)
+            yr[ow] = maxpool_one(xp, g, oh, ow);
+        for (int64_t c = a; b - a >= 8 && c < b; c += 8) {
+            ow = c + 8 <= b ? c : b - 8;
+            dw_v8 acc = {-INFINITY, -INFINITY, -INFINITY, -INFINITY,
+                         -INFINITY, -INFINITY, -INFINITY, -INFINITY};
+            for (int64_t kh = 0; kh < g->k[0]; kh++) {
+                int64_t ih = oh * g->s[0] + kh * g->d[0] - g->pb[0];
+                if (ih < 0 || ih >= g->in[0])
+                    continue;
+                const float *xr = xp + ih * W + ow * s1 - g->pb[1];
+                dw_v8 h, v;
+                mp_load(&h, xr, s1);
+                for (int64_t kw = 1; kw < g->k[1]; kw++) {
+                    mp_load(&v, xr + kw * g->d[1], s1);
+                    max_fold8(&h, &v);
+                }
+                max_fold8(&acc, &h);
+            }
+            memcpy(yr + ow, &acc, sizeof acc);
+        }
+        for (ow = b - a >= 8 ? b : a; ow < OW; ow++)
+            yr[ow] = maxpool_one(xp, g, oh, ow);
+    }
+}
+
+/* The generic order: tap by tap over whole planes (any stride). */
+static void maxpool_plane_any(const float *xp, float *yp, const cd_win_geom *g)
 {
     int64_t H = g->in[0], W = g->in[1], OH = g->out[0], OW = g->out[1];
-    for (int64_t p = 0; p < planes; p++) {
-        const float *xp = x + p * H * W;
-        float *yp = y + p * OH * OW;
-        for (int64_t i = 0; i < OH * OW; i++)
-            yp[i] = -INFINITY;
-        for (int64_t kh = 0; kh < g->k[0]; kh++) {
-            int64_t oh0, oh1;
-            valid_range(kh * g->d[0] - g->pb[0], g->s[0], H, OH, &oh0, &oh1);
-            for (int64_t kw = 0; kw < g->k[1]; kw++) {
-                int64_t offw = kw * g->d[1] - g->pb[1], ow0, ow1;
-                valid_range(offw, g->s[1], W, OW, &ow0, &ow1);
-                for (int64_t oh = oh0; oh < oh1; oh++) {
-                    const float *xr = xp + (oh * g->s[0] + kh * g->d[0] - g->pb[0]) * W + offw;
-                    float *yr = yp + oh * OW;
-                    for (int64_t ow = ow0; ow < ow1; ow++) {
-                        float v = xr[ow * g->s[1]];
-                        /* NaN propagates, as in the reference MaxPool. */
-                        yr[ow] = v > yr[ow] || v != v ? v : yr[ow];
-                    }
-                }
+    for (int64_t i = 0; i < OH * OW; i++)
+        yp[i] = -INFINITY;
+    for (int64_t kh = 0; kh < g->k[0]; kh++) {
+        int64_t oh0, oh1;
+        valid_range(kh * g->d[0] - g->pb[0], g->s[0], H, OH, &oh0, &oh1);
+        for (int64_t kw = 0; kw < g->k[1]; kw++) {
+            int64_t offw = kw * g->d[1] - g->pb[1], ow0, ow1;
+            valid_range(offw, g->s[1], W, OW, &ow0, &ow1);
+            for (int64_t oh = oh0; oh < oh1; oh++) {
+                const float *xr = xp + (oh * g->s[0] + kh * g->d[0] - g->pb[0]) * W + offw;
+                float *yr = yp + oh * OW;
+                for (int64_t ow = ow0; ow < ow1; ow++)
+                    yr[ow] = max_fold(yr[ow], xr[ow * g->s[1]]);
             }
         }
+    }
+}
+
+void cd_maxpool_2d(const float *x, float *y, int64_t planes, const cd_win_geom *g)
+{
+    int64_t in = g->in[0] * g->in[1], out = g->out[0] * g->out[1], a, b;
+    maxpool_inner_cols(g, &a, &b);
+    for (int64_t p = 0; p < planes; p++) {
+        if (g->s[1] <= 2 && g->k[1] >= 1)
+            maxpool_plane_rows(x + p * in, y + p * out, g, a, b);
+        else
+            maxpool_plane_any(x + p * in, y + p * out, g);
     }
 }
