@@ -1,6 +1,9 @@
 #include <cblas.h>
 #include <pthread.h>
+#include <sched.h>
+#include <stdatomic.h>
 #include <stdlib.h>
+#include <time.h>
 
 #include "ops/op.h"
 #include "parallel.h"
@@ -19,9 +22,58 @@ struct cd_pool {
     int n_tasks;
     int next_task;
     int running;      /* tasks claimed but not finished */
-    unsigned long generation;
-    bool quit;
+    /* Written under lock; read without it while spinning. */
+    atomic_ulong generation;
+    atomic_int unfinished; /* tasks of the current job not yet finished */
+    atomic_bool quit;
 };
+
+/* How long a worker polls for the next job, and the caller for the end of
+ * the current one, before sleeping on a condition variable. A network's
+ * layers post jobs back to back, often microseconds apart, and a futex wake
+ * of a sleeping worker costs tens of microseconds on a VM — more than many
+ * small layers take. The poll is short so an idle pool stops using the CPU
+ * almost at once. */
+#define SPIN_NS 100000L
+
+static long now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (long)ts.tv_sec * 1000000000L + ts.tv_nsec;
+}
+
+/* Gives the core to another runnable thread when there is one (on a loaded
+ * machine a poller must not keep the thread it waits for off the CPU), and
+ * returns at once when there is none. */
+static inline void cpu_relax(void) { sched_yield(); }
+
+/* Polls until *v differs from old (or quit is set), for at most SPIN_NS. */
+static void spin_while_ulong(const atomic_ulong *v, unsigned long old, const atomic_bool *quit)
+{
+    long start = now_ns();
+    for (int i = 1;; i++) {
+        if (atomic_load_explicit(v, memory_order_acquire) != old ||
+            atomic_load_explicit(quit, memory_order_relaxed))
+            return;
+        cpu_relax();
+        if (i % 8 == 0 && now_ns() - start > SPIN_NS)
+            return;
+    }
+}
+
+/* Polls until *v is zero, for at most SPIN_NS. */
+static void spin_until_zero(const atomic_int *v)
+{
+    long start = now_ns();
+    for (int i = 1;; i++) {
+        if (atomic_load_explicit(v, memory_order_acquire) == 0)
+            return;
+        cpu_relax();
+        if (i % 8 == 0 && now_ns() - start > SPIN_NS)
+            return;
+    }
+}
 
 /* Claims and runs tasks until none is left. Called with the lock held;
  * returns with it held. */
@@ -36,6 +88,7 @@ static void drain(cd_pool *p)
         fn(arg, t);
         pthread_mutex_lock(&p->lock);
         p->running--;
+        atomic_fetch_sub_explicit(&p->unfinished, 1, memory_order_release);
     }
     if (p->running == 0)
         pthread_cond_broadcast(&p->done);
@@ -47,6 +100,11 @@ static void *worker(void *arg)
     unsigned long seen = 0;
     pthread_mutex_lock(&p->lock);
     for (;;) {
+        if (!p->quit && p->generation == seen) { /* poll before sleeping */
+            pthread_mutex_unlock(&p->lock);
+            spin_while_ulong(&p->generation, seen, &p->quit);
+            pthread_mutex_lock(&p->lock);
+        }
         while (!p->quit && p->generation == seen)
             pthread_cond_wait(&p->wake, &p->lock);
         if (p->quit)
@@ -117,9 +175,15 @@ void cd_pool_run(cd_pool *p, int n_tasks, cd_task_fn fn, void *arg)
     p->n_tasks = n_tasks;
     p->next_task = 0;
     p->running = 0;
-    p->generation++;
+    atomic_store_explicit(&p->unfinished, n_tasks, memory_order_relaxed);
+    atomic_fetch_add_explicit(&p->generation, 1, memory_order_release);
     pthread_cond_broadcast(&p->wake);
     drain(p);
+    if (p->running > 0 || p->next_task < p->n_tasks) {
+        pthread_mutex_unlock(&p->lock);
+        spin_until_zero(&p->unfinished);
+        pthread_mutex_lock(&p->lock);
+    }
     while (p->running > 0 || p->next_task < p->n_tasks)
         pthread_cond_wait(&p->done, &p->lock);
     pthread_mutex_unlock(&p->lock);
