@@ -32,6 +32,12 @@ static shape random_shape(cd_conv_algo algo, uint64_t *st)
                .bias = rnd(st, 0, 1) == 1};
     switch (algo) {
     case CD_CONV_GEMM_1X1: s.kh = s.kw = s.s = s.d = 1, s.pad = 0; break;
+    case CD_CONV_IM2COL:
+        if (rnd(st, 0, 2) == 0) { /* "same" stride-1 geometry: im2col's shifted-plane path */
+            s.s = 1, s.kw = 2 * rnd(st, 0, 2) + 1, s.pad = (s.kw - 1) * s.d / 2;
+            s.kh = rnd(st, 1, 3); /* rows need not keep their height */
+        }
+        break;
     case CD_CONV_DEPTHWISE: /* MobileNets use 3x3 and 5x5 windows, stride 1 and 2 */
         s.m = s.c, s.group = s.c, s.kh = rnd(st, 1, 5), s.kw = rnd(st, 1, 5);
         s.pad = rnd(st, 0, 3), s.h = rnd(st, 9, 20), s.w = rnd(st, 9, 20);

@@ -385,6 +385,32 @@ void cd_winograd_run(cd_ctx *ctx, const float *u, const float *x, const float *b
 
 /* im2col and max pooling over 2-D windows ------------------------------------- */
 
+/* One column-matrix row (tap offsets offh, offw) when stride is 1 and rows
+ * keep their width (OW == W, "same" padding): the row is the input plane
+ * shifted by offh * W + offw, so it is one memcpy, then zeros for the rows
+ * and the few columns whose tap falls outside the plane. Row-by-row copies
+ * cost a memcpy and two tiny memset calls per output row (SqueezeNet's
+ * 3x3 expand convolutions spent more time in them than copying). */
+static void im2col_shift_row(const float *plane, const cd_win_geom *g, int64_t offh,
+                             int64_t offw, float *row)
+{
+    int64_t H = g->in[0], W = g->in[1], OH = g->out[0], oh0, oh1;
+    valid_range(offh, 1, H, OH, &oh0, &oh1);
+    memset(row, 0, (size_t)(oh0 * W) * sizeof *row);
+    memset(row + oh1 * W, 0, (size_t)((OH - oh1) * W) * sizeof *row);
+    if (oh1 <= oh0)
+        return;
+    int64_t lo = oh0 * W + (offw < 0 ? -offw : 0), hi = oh1 * W - (offw > 0 ? offw : 0);
+    if (hi > lo) /* source index i + offh*W + offw stays inside the plane */
+        memcpy(row + lo, plane + lo + offh * W + offw, (size_t)(hi - lo) * sizeof *row);
+    int64_t zlo = offw < 0 ? 0 : W - offw, zhi = offw < 0 ? -offw : W; /* columns to zero */
+    zlo = zlo < 0 ? 0 : zlo;
+    zhi = zhi > W ? W : zhi;
+    for (int64_t oh = oh0; offw != 0 && oh < oh1; oh++)
+        for (int64_t ow = zlo; ow < zhi; ow++)
+            row[oh * W + ow] = 0.0f;
+}
+
 void cd_im2col_2d(const float *img, int64_t channels, const cd_win_geom *g, float *col)
 {
     cd_im2col_2d_ld(img, channels, g, col, g->out[0] * g->out[1]);
@@ -395,6 +421,15 @@ void cd_im2col_2d_ld(const float *img, int64_t channels, const cd_win_geom *g, f
 {
     int64_t H = g->in[0], W = g->in[1], OH = g->out[0], OW = g->out[1];
     int64_t KH = g->k[0], KW = g->k[1], s0 = g->s[0], s1 = g->s[1];
+    if (s0 == 1 && s1 == 1 && OW == W) {
+        for (int64_t c = 0; c < channels; c++)
+            for (int64_t kh = 0; kh < KH; kh++)
+                for (int64_t kw = 0; kw < KW; kw++)
+                    im2col_shift_row(img + c * H * W, g, kh * g->d[0] - g->pb[0],
+                                     kw * g->d[1] - g->pb[1],
+                                     col + ((c * KH + kh) * KW + kw) * ld);
+        return;
+    }
     for (int64_t c = 0; c < channels; c++)
         for (int64_t kh = 0; kh < KH; kh++)
             for (int64_t kw = 0; kw < KW; kw++) {
