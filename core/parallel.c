@@ -227,6 +227,8 @@ typedef struct gemm_job {
     const float *a, *b;
     float *c;
     int64_t lda, ldb, ldc;
+    cd_block_fn after;
+    void *after_arg;
 } gemm_job;
 
 static void gemm_block(void *arg, int task)
@@ -250,6 +252,10 @@ static void gemm_block(void *arg, int task)
     cblas_sgemm(CblasRowMajor, j->ta ? CblasTrans : CblasNoTrans,
                 j->tb ? CblasTrans : CblasNoTrans, (int)m, (int)n, (int)j->k, j->alpha, a,
                 (int)j->lda, b, (int)j->ldb, j->beta, c, (int)j->ldc);
+    if (j->after && j->split_rows)
+        j->after(j->after_arg, lo, lo + len, 0, j->n);
+    else if (j->after)
+        j->after(j->after_arg, 0, j->m, lo, lo + len);
 }
 
 /* Block size from the shape only (never from the thread count): about eight
@@ -265,9 +271,17 @@ void cd_sgemm(cd_ctx *ctx, bool ta, bool tb, int64_t m, int64_t n, int64_t k, fl
               const float *a, int64_t lda, const float *b, int64_t ldb, float beta, float *c,
               int64_t ldc)
 {
+    cd_sgemm_then(ctx, ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, NULL, NULL);
+}
+
+void cd_sgemm_then(cd_ctx *ctx, bool ta, bool tb, int64_t m, int64_t n, int64_t k, float alpha,
+                   const float *a, int64_t lda, const float *b, int64_t ldb, float beta, float *c,
+                   int64_t ldc, cd_block_fn after, void *after_arg)
+{
     if (m <= 0 || n <= 0)
         return;
-    gemm_job j = {ta, tb, n < m, m, n, k, 0, alpha, beta, a, b, c, lda, ldb, ldc};
+    gemm_job j = {ta,  tb,  n < m, m,   n,   k,   0,   alpha,    beta,
+                  a,   b,   c,     lda, ldb, ldc, after, after_arg};
     int64_t total = j.split_rows ? m : n;
     j.block = block_of(total);
     int64_t tasks = (total + j.block - 1) / j.block;

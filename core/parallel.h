@@ -42,6 +42,14 @@ void cd_sgemm(struct cd_ctx *ctx, bool ta, bool tb, int64_t m, int64_t n, int64_
               const float *a, int64_t lda, const float *b, int64_t ldb, float beta, float *c,
               int64_t ldc);
 
+/* Called on the thread that computed a block of C, right after it (while the
+ * block is in cache): rows [r0, r1) and columns [c0, c1) of C are final. */
+typedef void (*cd_block_fn)(void *arg, int64_t r0, int64_t r1, int64_t c0, int64_t c1);
+/* cd_sgemm, then after(after_arg, block) for every block (after may be NULL). */
+void cd_sgemm_then(struct cd_ctx *ctx, bool ta, bool tb, int64_t m, int64_t n, int64_t k,
+                   float alpha, const float *a, int64_t lda, const float *b, int64_t ldb,
+                   float beta, float *c, int64_t ldc, cd_block_fn after, void *after_arg);
+
 /* Makes OpenBLAS single-threaded (process-wide, idempotent). */
 void cd_blas_single_thread(void);
 
