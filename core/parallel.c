@@ -258,13 +258,25 @@ static void gemm_block(void *arg, int task)
         j->after(j->after_arg, 0, j->m, lo, lo + len);
 }
 
-/* Block size from the shape only (never from the thread count): about eight
- * blocks along the longer of m and n, multiples of 16, at least 64. */
+/* Block size from the shape only (never from the thread count): an even
+ * number of blocks along the longer of m and n when there is more than one,
+ * so two (or four) threads get equal shares — "eight blocks of at least
+ * 64" gave SqueezeNet's 13x13 layers (169 or 192 long) three blocks, which
+ * two threads ran only 1.3x faster than one. At most len / 48 blocks (every
+ * row block repacks all of B), at most 8, and sizes multiples of 16:
+ * OpenBLAS's AVX-512 small-matrix kernel mallocs a buffer on each call for
+ * other widths (and runs slower). nb = 2 always fits (len >= 48), so the
+ * search ends. */
 static int64_t block_of(int64_t len)
 {
-    int64_t b = (len + 7) / 8;
-    b = (b + 15) / 16 * 16;
-    return b < 64 ? 64 : b;
+    int64_t nb = len / 48;
+    nb = nb > 8 ? 8 : nb;
+    for (nb += nb % 2; nb >= 2; nb -= 2) {
+        int64_t b = ((len + nb - 1) / nb + 15) / 16 * 16;
+        if ((len + b - 1) / b == nb)
+            return b;
+    }
+    return (len + 15) / 16 * 16; /* one block */
 }
 
 void cd_sgemm(cd_ctx *ctx, bool ta, bool tb, int64_t m, int64_t n, int64_t k, float alpha,
