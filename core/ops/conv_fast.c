@@ -453,6 +453,9 @@ void cd_im2col_2d_ld(const float *img, int64_t channels, const cd_win_geom *g, f
                         dst[ow] = 0.0f;
                     if (s1 == 1)
                         memcpy(dst + ow0, src + ow0, (size_t)(ow1 - ow0) * sizeof *dst);
+                    else if (s1 == 2) /* a constant stride lets GCC vectorise the gather */
+                        for (int64_t ow = ow0; ow < ow1; ow++)
+                            dst[ow] = src[ow * 2];
                     else
                         for (int64_t ow = ow0; ow < ow1; ow++)
                             dst[ow] = src[ow * s1];
