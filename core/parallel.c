@@ -227,8 +227,7 @@ typedef struct gemm_job {
     const float *a, *b;
     float *c;
     int64_t lda, ldb, ldc;
-    cd_block_fn after;
-    void *after_arg;
+    const cd_gemm_hooks *hooks;
 } gemm_job;
 
 static void gemm_block(void *arg, int task)
@@ -240,6 +239,9 @@ static void gemm_block(void *arg, int task)
     const float *a = j->a, *b = j->b;
     float *c = j->c;
     int64_t m = j->m, n = j->n;
+    const cd_gemm_hooks *h = j->hooks;
+    if (h && h->before && !j->split_rows)
+        h->before(h->arg, 0, j->m, lo, lo + len);
     if (j->split_rows) { /* rows lo.. of op(A) and C */
         a += j->ta ? lo : lo * j->lda;
         c += lo * j->ldc;
@@ -252,10 +254,10 @@ static void gemm_block(void *arg, int task)
     cblas_sgemm(CblasRowMajor, j->ta ? CblasTrans : CblasNoTrans,
                 j->tb ? CblasTrans : CblasNoTrans, (int)m, (int)n, (int)j->k, j->alpha, a,
                 (int)j->lda, b, (int)j->ldb, j->beta, c, (int)j->ldc);
-    if (j->after && j->split_rows)
-        j->after(j->after_arg, lo, lo + len, 0, j->n);
-    else if (j->after)
-        j->after(j->after_arg, 0, j->m, lo, lo + len);
+    if (h && h->after && j->split_rows)
+        h->after(h->arg, lo, lo + len, 0, j->n);
+    else if (h && h->after)
+        h->after(h->arg, 0, j->m, lo, lo + len);
 }
 
 /* Block size from the shape only (never from the thread count): an even
@@ -283,17 +285,21 @@ void cd_sgemm(cd_ctx *ctx, bool ta, bool tb, int64_t m, int64_t n, int64_t k, fl
               const float *a, int64_t lda, const float *b, int64_t ldb, float beta, float *c,
               int64_t ldc)
 {
-    cd_sgemm_then(ctx, ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, NULL, NULL);
+    cd_sgemm_then(ctx, ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, NULL);
 }
+
+bool cd_sgemm_splits_rows(int64_t m, int64_t n) { return n < m; }
 
 void cd_sgemm_then(cd_ctx *ctx, bool ta, bool tb, int64_t m, int64_t n, int64_t k, float alpha,
                    const float *a, int64_t lda, const float *b, int64_t ldb, float beta, float *c,
-                   int64_t ldc, cd_block_fn after, void *after_arg)
+                   int64_t ldc, const cd_gemm_hooks *hooks)
 {
     if (m <= 0 || n <= 0)
         return;
-    gemm_job j = {ta,  tb,  n < m, m,   n,   k,   0,   alpha,    beta,
-                  a,   b,   c,     lda, ldb, ldc, after, after_arg};
+    gemm_job j = {ta, tb, cd_sgemm_splits_rows(m, n), m, n, k, 0, alpha, beta,
+                  a,  b,  c, lda, ldb, ldc, hooks};
+    if (hooks && hooks->before && j.split_rows)
+        hooks->before(hooks->arg, 0, m, 0, n);
     int64_t total = j.split_rows ? m : n;
     j.block = block_of(total);
     int64_t tasks = (total + j.block - 1) / j.block;

@@ -615,6 +615,15 @@ static void epilogue_range(void *arg, int64_t lo, int64_t hi)
                       j->res ? j->res + lo * sp : NULL, hi - lo, sp);
 }
 
+/* Columns [c0, c1) of the im2col matrix, filled by the thread about to
+ * multiply them. */
+static void im2col_block(void *arg, int64_t r0, int64_t r1, int64_t c0, int64_t c1)
+{
+    const gemm_side_job *j = arg;
+    (void)r0, (void)r1;
+    cd_im2col_2d_cols(j->x, j->p->cg, &j->p->g, j->col, c0, c1);
+}
+
 /* The epilogue of one sgemm block of maps x positions, applied by the thread
  * that computed it while it is in cache (element-wise: the same bits as a
  * separate pass). */
@@ -708,12 +717,17 @@ static cd_status run_gemm(const cd_conv_kernel *k, const float *xall, const floa
             int64_t yoff = (bi * m_all + gi * p->mg) * p->out_sp;
             gemm_side_job j = {p, k, x, res ? res + yoff : NULL, col, yall + yoff,
                                k->bias ? k->bias + gi * p->mg : NULL};
-            if (!direct)
+            /* Column blocks fill their own columns of the im2col matrix
+             * right before their product (in cache, no pool round trip). */
+            bool cols = !direct && cd_im2col_2d_shifted(&p->g) &&
+                        !cd_sgemm_splits_rows(p->mg, p->out_sp);
+            if (!direct && !cols)
                 cd_pool_for(ctx->pool, p->cg, tasks_for((int64_t)p->col_elems), im2col_range, &j);
             bool epi = k->ep.act != CD_ACT_NONE || j.bias || j.res;
+            cd_gemm_hooks hooks = {cols ? im2col_block : NULL, epi ? epilogue_block : NULL, &j};
             cd_sgemm_then(ctx, false, false, p->mg, p->out_sp, kdim, 1.0f,
                           k->w + gi * p->mg * kdim, kdim, direct ? x : col, p->out_sp, 0.0f,
-                          yall + yoff, p->out_sp, epi ? epilogue_block : NULL, &j);
+                          yall + yoff, p->out_sp, &hooks);
         }
     return CD_OK;
 }

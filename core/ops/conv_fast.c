@@ -396,24 +396,60 @@ void cd_winograd_run(cd_ctx *ctx, const float *u, const float *x, const float *b
  * and the few columns whose tap falls outside the plane. Row-by-row copies
  * cost a memcpy and two tiny memset calls per output row (SqueezeNet's
  * 3x3 expand convolutions spent more time in them than copying). */
+static inline int64_t clamp64(int64_t v, int64_t lo, int64_t hi)
+{
+    return v < lo ? lo : v > hi ? hi : v;
+}
+
+/* Positions [p0, p1) of that row. */
 static void im2col_shift_row(const float *plane, const cd_win_geom *g, int64_t offh,
-                             int64_t offw, float *row)
+                             int64_t offw, float *row, int64_t p0, int64_t p1)
 {
     int64_t H = g->in[0], W = g->in[1], OH = g->out[0], oh0, oh1;
     valid_range(offh, 1, H, OH, &oh0, &oh1);
-    memset(row, 0, (size_t)(oh0 * W) * sizeof *row);
-    memset(row + oh1 * W, 0, (size_t)((OH - oh1) * W) * sizeof *row);
+    int64_t z0 = clamp64(oh0 * W, p0, p1), z1 = clamp64(oh1 * W, p0, p1);
+    memset(row + p0, 0, (size_t)(z0 - p0) * sizeof *row); /* rows above the plane */
+    memset(row + z1, 0, (size_t)(p1 - z1) * sizeof *row); /* and below */
     if (oh1 <= oh0)
         return;
     int64_t lo = oh0 * W + (offw < 0 ? -offw : 0), hi = oh1 * W - (offw > 0 ? offw : 0);
+    lo = clamp64(lo, p0, p1), hi = clamp64(hi, p0, p1);
     if (hi > lo) /* source index i + offh*W + offw stays inside the plane */
         memcpy(row + lo, plane + lo + offh * W + offw, (size_t)(hi - lo) * sizeof *row);
     int64_t zlo = offw < 0 ? 0 : W - offw, zhi = offw < 0 ? -offw : W; /* columns to zero */
     zlo = zlo < 0 ? 0 : zlo;
     zhi = zhi > W ? W : zhi;
-    for (int64_t oh = oh0; offw != 0 && oh < oh1; oh++)
-        for (int64_t ow = zlo; ow < zhi; ow++)
-            row[oh * W + ow] = 0.0f;
+    int64_t r0 = oh0 > p0 / W ? oh0 : p0 / W, r1 = oh1 < (p1 + W - 1) / W ? oh1 : (p1 + W - 1) / W;
+    for (int64_t oh = r0; offw != 0 && oh < r1; oh++) {
+        int64_t c0 = clamp64(oh * W + zlo, p0, p1), c1 = clamp64(oh * W + zhi, p0, p1);
+        for (int64_t i = c0; i < c1; i++)
+            row[i] = 0.0f;
+    }
+}
+
+bool cd_im2col_2d_shifted(const cd_win_geom *g)
+{
+    return g->s[0] == 1 && g->s[1] == 1 && g->out[1] == g->in[1] && g->k[2] == 1 &&
+           g->in[2] == 1;
+}
+
+/* Columns [p0, p1) of the shifted-plane im2col matrix with rows ld apart. */
+static void im2col_shifted(const float *img, int64_t channels, const cd_win_geom *g, float *col,
+                           int64_t ld, int64_t p0, int64_t p1)
+{
+    int64_t H = g->in[0], W = g->in[1], KH = g->k[0], KW = g->k[1];
+    for (int64_t c = 0; c < channels; c++)
+        for (int64_t kh = 0; kh < KH; kh++)
+            for (int64_t kw = 0; kw < KW; kw++)
+                im2col_shift_row(img + c * H * W, g, kh * g->d[0] - g->pb[0],
+                                 kw * g->d[1] - g->pb[1], col + ((c * KH + kh) * KW + kw) * ld,
+                                 p0, p1);
+}
+
+void cd_im2col_2d_cols(const float *img, int64_t channels, const cd_win_geom *g, float *col,
+                       int64_t p0, int64_t p1)
+{
+    im2col_shifted(img, channels, g, col, g->out[0] * g->out[1], p0, p1);
 }
 
 void cd_im2col_2d(const float *img, int64_t channels, const cd_win_geom *g, float *col)
@@ -427,12 +463,7 @@ void cd_im2col_2d_ld(const float *img, int64_t channels, const cd_win_geom *g, f
     int64_t H = g->in[0], W = g->in[1], OH = g->out[0], OW = g->out[1];
     int64_t KH = g->k[0], KW = g->k[1], s0 = g->s[0], s1 = g->s[1];
     if (s0 == 1 && s1 == 1 && OW == W) {
-        for (int64_t c = 0; c < channels; c++)
-            for (int64_t kh = 0; kh < KH; kh++)
-                for (int64_t kw = 0; kw < KW; kw++)
-                    im2col_shift_row(img + c * H * W, g, kh * g->d[0] - g->pb[0],
-                                     kw * g->d[1] - g->pb[1],
-                                     col + ((c * KH + kh) * KW + kw) * ld);
+        im2col_shifted(img, channels, g, col, ld, 0, OH * OW);
         return;
     }
     for (int64_t c = 0; c < channels; c++)
