@@ -260,6 +260,9 @@ static void gemm_block(void *arg, int task)
         h->after(h->arg, 0, j->m, lo, lo + len);
 }
 
+/* Products of fewer multiply-adds than this run as one block. */
+#define SGEMM_ONE_BLOCK_MACS 65536.0
+
 /* Block size from the shape only (never from the thread count): an even
  * number of blocks along the longer of m and n when there is more than one,
  * so two (or four) threads get equal shares — "eight blocks of at least
@@ -301,7 +304,11 @@ void cd_sgemm_then(cd_ctx *ctx, bool ta, bool tb, int64_t m, int64_t n, int64_t 
     if (hooks && hooks->before && j.split_rows)
         hooks->before(hooks->arg, 0, m, 0, n);
     int64_t total = j.split_rows ? m : n;
-    j.block = block_of(total);
+    /* Products too small to repay a pool round trip (a few microseconds of
+     * work: squeeze-excitation 1x1 convolutions on 1x1 maps) stay one block,
+     * run by the caller. */
+    bool tiny = (double)m * (double)n * (double)k < SGEMM_ONE_BLOCK_MACS;
+    j.block = tiny ? total : block_of(total);
     int64_t tasks = (total + j.block - 1) / j.block;
     cd_pool_run(ctx ? ctx->pool : NULL, (int)tasks, gemm_block, &j);
 }
