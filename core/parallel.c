@@ -1,6 +1,9 @@
 #include <cblas.h>
 #include <pthread.h>
+#include <sched.h>
+#include <stdatomic.h>
 #include <stdlib.h>
+#include <time.h>
 
 #include "ops/op.h"
 #include "parallel.h"
@@ -19,9 +22,58 @@ struct cd_pool {
     int n_tasks;
     int next_task;
     int running;      /* tasks claimed but not finished */
-    unsigned long generation;
-    bool quit;
+    /* Written under lock; read without it while spinning. */
+    atomic_ulong generation;
+    atomic_int unfinished; /* tasks of the current job not yet finished */
+    atomic_bool quit;
 };
+
+/* How long a worker polls for the next job, and the caller for the end of
+ * the current one, before sleeping on a condition variable. A network's
+ * layers post jobs back to back, often microseconds apart, and a futex wake
+ * of a sleeping worker costs tens of microseconds on a VM — more than many
+ * small layers take. The poll is short so an idle pool stops using the CPU
+ * almost at once. */
+#define SPIN_NS 100000L
+
+static long now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (long)ts.tv_sec * 1000000000L + ts.tv_nsec;
+}
+
+/* Gives the core to another runnable thread when there is one (on a loaded
+ * machine a poller must not keep the thread it waits for off the CPU), and
+ * returns at once when there is none. */
+static inline void cpu_relax(void) { sched_yield(); }
+
+/* Polls until *v differs from old (or quit is set), for at most SPIN_NS. */
+static void spin_while_ulong(const atomic_ulong *v, unsigned long old, const atomic_bool *quit)
+{
+    long start = now_ns();
+    for (int i = 1;; i++) {
+        if (atomic_load_explicit(v, memory_order_acquire) != old ||
+            atomic_load_explicit(quit, memory_order_relaxed))
+            return;
+        cpu_relax();
+        if (i % 8 == 0 && now_ns() - start > SPIN_NS)
+            return;
+    }
+}
+
+/* Polls until *v is zero, for at most SPIN_NS. */
+static void spin_until_zero(const atomic_int *v)
+{
+    long start = now_ns();
+    for (int i = 1;; i++) {
+        if (atomic_load_explicit(v, memory_order_acquire) == 0)
+            return;
+        cpu_relax();
+        if (i % 8 == 0 && now_ns() - start > SPIN_NS)
+            return;
+    }
+}
 
 /* Claims and runs tasks until none is left. Called with the lock held;
  * returns with it held. */
@@ -36,6 +88,7 @@ static void drain(cd_pool *p)
         fn(arg, t);
         pthread_mutex_lock(&p->lock);
         p->running--;
+        atomic_fetch_sub_explicit(&p->unfinished, 1, memory_order_release);
     }
     if (p->running == 0)
         pthread_cond_broadcast(&p->done);
@@ -47,6 +100,11 @@ static void *worker(void *arg)
     unsigned long seen = 0;
     pthread_mutex_lock(&p->lock);
     for (;;) {
+        if (!p->quit && p->generation == seen) { /* poll before sleeping */
+            pthread_mutex_unlock(&p->lock);
+            spin_while_ulong(&p->generation, seen, &p->quit);
+            pthread_mutex_lock(&p->lock);
+        }
         while (!p->quit && p->generation == seen)
             pthread_cond_wait(&p->wake, &p->lock);
         if (p->quit)
@@ -117,9 +175,15 @@ void cd_pool_run(cd_pool *p, int n_tasks, cd_task_fn fn, void *arg)
     p->n_tasks = n_tasks;
     p->next_task = 0;
     p->running = 0;
-    p->generation++;
+    atomic_store_explicit(&p->unfinished, n_tasks, memory_order_relaxed);
+    atomic_fetch_add_explicit(&p->generation, 1, memory_order_release);
     pthread_cond_broadcast(&p->wake);
     drain(p);
+    if (p->running > 0 || p->next_task < p->n_tasks) {
+        pthread_mutex_unlock(&p->lock);
+        spin_until_zero(&p->unfinished);
+        pthread_mutex_lock(&p->lock);
+    }
     while (p->running > 0 || p->next_task < p->n_tasks)
         pthread_cond_wait(&p->done, &p->lock);
     pthread_mutex_unlock(&p->lock);
@@ -163,6 +227,7 @@ typedef struct gemm_job {
     const float *a, *b;
     float *c;
     int64_t lda, ldb, ldc;
+    const cd_gemm_hooks *hooks;
 } gemm_job;
 
 static void gemm_block(void *arg, int task)
@@ -174,6 +239,9 @@ static void gemm_block(void *arg, int task)
     const float *a = j->a, *b = j->b;
     float *c = j->c;
     int64_t m = j->m, n = j->n;
+    const cd_gemm_hooks *h = j->hooks;
+    if (h && h->before && !j->split_rows)
+        h->before(h->arg, 0, j->m, lo, lo + len);
     if (j->split_rows) { /* rows lo.. of op(A) and C */
         a += j->ta ? lo : lo * j->lda;
         c += lo * j->ldc;
@@ -186,26 +254,61 @@ static void gemm_block(void *arg, int task)
     cblas_sgemm(CblasRowMajor, j->ta ? CblasTrans : CblasNoTrans,
                 j->tb ? CblasTrans : CblasNoTrans, (int)m, (int)n, (int)j->k, j->alpha, a,
                 (int)j->lda, b, (int)j->ldb, j->beta, c, (int)j->ldc);
+    if (h && h->after && j->split_rows)
+        h->after(h->arg, lo, lo + len, 0, j->n);
+    else if (h && h->after)
+        h->after(h->arg, 0, j->m, lo, lo + len);
 }
 
-/* Block size from the shape only (never from the thread count): about eight
- * blocks along the longer of m and n, multiples of 16, at least 64. */
+/* Products of fewer multiply-adds than this run as one block. */
+#define SGEMM_ONE_BLOCK_MACS 65536.0
+
+/* Block size from the shape only (never from the thread count): an even
+ * number of blocks along the longer of m and n when there is more than one,
+ * so two (or four) threads get equal shares — "eight blocks of at least
+ * 64" gave SqueezeNet's 13x13 layers (169 or 192 long) three blocks, which
+ * two threads ran only 1.3x faster than one. At most len / 48 blocks (every
+ * row block repacks all of B), at most 8, and sizes multiples of 16:
+ * OpenBLAS's AVX-512 small-matrix kernel mallocs a buffer on each call for
+ * other widths (and runs slower). nb = 2 always fits (len >= 48), so the
+ * search ends. */
 static int64_t block_of(int64_t len)
 {
-    int64_t b = (len + 7) / 8;
-    b = (b + 15) / 16 * 16;
-    return b < 64 ? 64 : b;
+    int64_t nb = len / 48;
+    nb = nb > 8 ? 8 : nb;
+    for (nb += nb % 2; nb >= 2; nb -= 2) {
+        int64_t b = ((len + nb - 1) / nb + 15) / 16 * 16;
+        if ((len + b - 1) / b == nb)
+            return b;
+    }
+    return (len + 15) / 16 * 16; /* one block */
 }
 
 void cd_sgemm(cd_ctx *ctx, bool ta, bool tb, int64_t m, int64_t n, int64_t k, float alpha,
               const float *a, int64_t lda, const float *b, int64_t ldb, float beta, float *c,
               int64_t ldc)
 {
+    cd_sgemm_then(ctx, ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, NULL);
+}
+
+bool cd_sgemm_splits_rows(int64_t m, int64_t n) { return n < m; }
+
+void cd_sgemm_then(cd_ctx *ctx, bool ta, bool tb, int64_t m, int64_t n, int64_t k, float alpha,
+                   const float *a, int64_t lda, const float *b, int64_t ldb, float beta, float *c,
+                   int64_t ldc, const cd_gemm_hooks *hooks)
+{
     if (m <= 0 || n <= 0)
         return;
-    gemm_job j = {ta, tb, n < m, m, n, k, 0, alpha, beta, a, b, c, lda, ldb, ldc};
+    gemm_job j = {ta, tb, cd_sgemm_splits_rows(m, n), m, n, k, 0, alpha, beta,
+                  a,  b,  c, lda, ldb, ldc, hooks};
+    if (hooks && hooks->before && j.split_rows)
+        hooks->before(hooks->arg, 0, m, 0, n);
     int64_t total = j.split_rows ? m : n;
-    j.block = block_of(total);
+    /* Products too small to repay a pool round trip (a few microseconds of
+     * work: squeeze-excitation 1x1 convolutions on 1x1 maps) stay one block,
+     * run by the caller. */
+    bool tiny = (double)m * (double)n * (double)k < SGEMM_ONE_BLOCK_MACS;
+    j.block = tiny ? total : block_of(total);
     int64_t tasks = (total + j.block - 1) / j.block;
     cd_pool_run(ctx ? ctx->pool : NULL, (int)tasks, gemm_block, &j);
 }

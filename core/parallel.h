@@ -42,6 +42,26 @@ void cd_sgemm(struct cd_ctx *ctx, bool ta, bool tb, int64_t m, int64_t n, int64_
               const float *a, int64_t lda, const float *b, int64_t ldb, float beta, float *c,
               int64_t ldc);
 
+/* A block of C: rows [r0, r1) and columns [c0, c1). */
+typedef void (*cd_block_fn)(void *arg, int64_t r0, int64_t r1, int64_t c0, int64_t c1);
+/* Work cd_sgemm_then runs on the thread that computes a block, so the data
+ * stays in its cache: before(arg, block) just before the block's product
+ * (e.g. filling the block's columns of op(B)) and after(arg, block) right
+ * after it (C's block is final). Either may be NULL. When the GEMM is cut
+ * into row blocks (cd_sgemm_splits_rows), every block reads all of op(B):
+ * before is then called once, on the caller's thread, with the whole of C
+ * before any block runs. */
+typedef struct cd_gemm_hooks {
+    cd_block_fn before, after;
+    void *arg;
+} cd_gemm_hooks;
+/* Whether cd_sgemm cuts an m x n product into row blocks (else columns). */
+bool cd_sgemm_splits_rows(int64_t m, int64_t n);
+/* cd_sgemm with hooks (NULL = none). */
+void cd_sgemm_then(struct cd_ctx *ctx, bool ta, bool tb, int64_t m, int64_t n, int64_t k,
+                   float alpha, const float *a, int64_t lda, const float *b, int64_t ldb,
+                   float beta, float *c, int64_t ldc, const cd_gemm_hooks *hooks);
+
 /* Makes OpenBLAS single-threaded (process-wide, idempotent). */
 void cd_blas_single_thread(void);
 

@@ -24,6 +24,7 @@ typedef struct cd_exec {
     cd_tensor **tin, **tout;   /* resolved tensors (run-time views) */
     cd_conv_kernel *conv;
     cd_win_geom *pool;         /* 2-D float MaxPool without Indices: fast kernel */
+    bool skip;                 /* Concat whose inputs were written in place */
 } cd_exec;
 
 /* The OpenBLAS pthreads build exports this; declared here because cblas.h
@@ -606,6 +607,9 @@ static bool runs_in_place(const cd_node *n)
 typedef struct mem_buf {
     size_t size, offset;
     int first, last; /* exec indices */
+    int parent;      /* >= 0: lives at byte sub of buffer parent (Concat slices) */
+    size_t sub;
+    bool has_slices; /* some buffer lives inside this one */
 } mem_buf;
 
 typedef struct mem_plan {
@@ -663,7 +667,7 @@ static void assign_buffers(const cd_plan *p, mem_plan *mp)
             int donor = j == 0 ? in_place_donor(p, mp, e, v) : -1;
             int b = donor >= 0 ? mp->buf[donor] : mp->n_bufs++;
             if (donor < 0)
-                mp->bufs[b] = (mem_buf){cd_tensor_nbytes(&p->vals[v]), 0, e, e};
+                mp->bufs[b] = (mem_buf){cd_tensor_nbytes(&p->vals[v]), 0, e, e, -1, 0, false};
             mp->buf[v] = b;
             int last = mp->last[v] < e ? e : mp->last[v];
             if (last > mp->bufs[b].last)
@@ -672,15 +676,79 @@ static void assign_buffers(const cd_plan *p, mem_plan *mp)
     }
 }
 
+/* Whether every input of Concat entry e may live inside output buffer ob:
+ * runtime values produced by the program, each in a buffer of its own size
+ * that holds nothing read after e (so only this Concat reads it) and is not
+ * already a slice or holding slices, no two inputs in one buffer. */
+static bool concat_inputs_sliceable(const cd_plan *p, const mem_plan *mp, int e, int ob)
+{
+    const cd_exec *x = &p->exec[e];
+    for (int i = 0; i < x->n_in; i++) {
+        int v = x->vin[i], b = v >= 0 ? mp->buf[v] : -1;
+        if (b < 0 || b == ob || p->kind[v] != CD_VALUE_RUNTIME || mp->def[v] < 0)
+            return false;
+        const mem_buf *mb = &mp->bufs[b];
+        if (mb->last != e || mb->parent >= 0 || mb->has_slices ||
+            mb->size != cd_tensor_nbytes(&p->vals[v]))
+            return false;
+        for (int j = 0; j < i; j++)
+            if (mp->buf[x->vin[j]] == b)
+                return false;
+    }
+    return true;
+}
+
+/* Pass 2b: a Concat whose inputs are contiguous ranges of its output — every
+ * dimension before the axis is 1, as for the channel Concat of SqueezeNet's
+ * fire modules at batch 1 — gets its inputs' buffers placed inside its own
+ * buffer, which then lives from the first input's producer on. The
+ * producers write straight into the output and the Concat step is skipped. */
+static void slice_concats(cd_plan *p, mem_plan *mp)
+{
+    for (int e = 0; e < p->n_exec; e++) {
+        cd_exec *x = &p->exec[e];
+        const cd_node *n = &p->model->nodes[x->node];
+        int o = x->n_out == 1 ? x->vout[0] : -1, axis = 0;
+        if (x->conv || n->op != CD_OP_CONCAT || o < 0 || mp->buf[o] < 0 || mp->def[o] != e)
+            continue;
+        const cd_tensor *ot = &p->vals[o];
+        const cd_attr *a = cd_node_attr(n, "axis");
+        int64_t ax = a ? a->i : 1;
+        axis = (int)(ax < 0 ? ax + ot->ndim : ax);
+        if (axis < 0 || axis >= ot->ndim)
+            continue;
+        bool contiguous = true;
+        for (int d = 0; d < axis; d++)
+            contiguous = contiguous && ot->dims[d] == 1;
+        int ob = mp->buf[o];
+        if (!contiguous || !concat_inputs_sliceable(p, mp, e, ob))
+            continue;
+        size_t sub = 0;
+        for (int i = 0; i < x->n_in; i++) {
+            mem_buf *mb = &mp->bufs[mp->buf[x->vin[i]]];
+            mb->parent = ob;
+            mb->sub = sub;
+            sub += mb->size;
+            if (mb->first < mp->bufs[ob].first)
+                mp->bufs[ob].first = mb->first;
+        }
+        mp->bufs[ob].has_slices = true;
+        x->skip = true;
+        p->n_sliced_concats++;
+    }
+}
+
 static size_t align_up(size_t n) { return (n + ARENA_ALIGN - 1) / ARENA_ALIGN * ARENA_ALIGN; }
 
-/* Pass 2b: offsets, largest first, each at the lowest gap free of every
- * placed buffer alive at the same time. Returns the arena size. */
+/* Pass 2c: offsets, largest first, each at the lowest gap free of every
+ * placed buffer alive at the same time; Concat slices then sit at their
+ * place inside their parent. Returns the arena size. */
 static size_t place_buffers(mem_plan *mp, int *order)
 {
-    int nb = mp->n_bufs;
-    for (int i = 0; i < nb; i++)
-        order[i] = i;
+    int nb = 0;
+    for (int i = 0; i < mp->n_bufs; i++)
+        if (mp->bufs[i].parent < 0)
+            order[nb++] = i;
     for (int i = 1; i < nb; i++) /* insertion sort by size, descending */
         for (int j = i; j > 0 && mp->bufs[order[j]].size > mp->bufs[order[j - 1]].size; j--) {
             int t = order[j];
@@ -707,6 +775,9 @@ static size_t place_buffers(mem_plan *mp, int *order)
         if (off + align_up(b->size) > total)
             total = off + align_up(b->size);
     }
+    for (int i = 0; i < mp->n_bufs; i++)
+        if (mp->bufs[i].parent >= 0)
+            mp->bufs[i].offset = mp->bufs[mp->bufs[i].parent].offset + mp->bufs[i].sub;
     return total;
 }
 
@@ -747,6 +818,7 @@ static cd_status plan_memory(cd_plan *p, cd_error *err)
     if (st == CD_OK) {
         measure_lifetimes(p, &mp);
         assign_buffers(p, &mp);
+        slice_concats(p, &mp);
         p->runtime_bytes = place_buffers(&mp, order);
         if (p->runtime_bytes > CD_PLAN_MAX_ACTIVATION_BYTES)
             st = cd_fail(err, CD_ERR_LIMIT,
@@ -913,6 +985,8 @@ static cd_status run_exec(cd_plan *p, cd_ctx *ctx)
     for (int e = 0; e < p->n_exec; e++) {
         const cd_exec *x = &p->exec[e];
         cd_status st;
+        if (x->skip)
+            continue; /* a Concat whose inputs were written into its output */
         if (x->conv)
             st = cd_conv_kernel_run(x->conv, cd_cf32(x->tin[0]),
                                     x->tin[1] ? cd_cf32(x->tin[1]) : NULL, cd_f32(x->tout[0]),

@@ -54,6 +54,7 @@ typedef struct cd_plan {
     size_t runtime_bytes;  /* bytes held by runtime activations (the arena in fast mode) */
     size_t naive_bytes;    /* sum of all runtime activation sizes (no reuse) */
     bool keep_activations; /* as built (cd_plan_options) */
+    int n_sliced_concats;  /* fast mode: Concat steps skipped (inputs written in place) */
     /* Private to plan.c: the executed program and its storage. */
     int n_exec;
     struct cd_exec *exec;          /* fast mode: fused steps in run order */

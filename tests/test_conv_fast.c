@@ -33,6 +33,12 @@ static shape random_shape(cd_conv_algo algo, uint64_t *st)
                .bias = rnd(st, 0, 1) == 1};
     switch (algo) {
     case CD_CONV_GEMM_1X1: s.kh = s.kw = s.s = s.d = 1, s.pad = 0; break;
+    case CD_CONV_IM2COL:
+        if (rnd(st, 0, 2) == 0) { /* "same" stride-1 geometry: im2col's shifted-plane path */
+            s.s = 1, s.kw = 2 * rnd(st, 0, 2) + 1, s.pad = (s.kw - 1) * s.d / 2;
+            s.kh = rnd(st, 1, 3); /* rows need not keep their height */
+        }
+        break;
     case CD_CONV_DEPTHWISE: /* MobileNets use 3x3 and 5x5 windows, stride 1 and 2 */
         s.m = s.c, s.group = s.c, s.kh = rnd(st, 1, 5), s.kw = rnd(st, 1, 5);
         s.pad = rnd(st, 0, 3), s.h = rnd(st, 9, 20), s.w = rnd(st, 9, 20);
@@ -311,16 +317,41 @@ static void test_refuses_inapplicable(void **state)
     cd_node_clear(&n);
 }
 
-/* cd_maxpool_2d against a naive max over the in-range taps of each window. */
+/* The reference fold: taps in row-major window order, a value replacing the
+ * running max when greater or NaN (ONNX's reference MaxPool keeps the first
+ * of equal values and propagates NaN). */
+static float ref_window_max(const float *xp, const int64_t *hw, const int64_t *k,
+                            const int64_t *s2, const int64_t *d, const int64_t *pads, int64_t oh,
+                            int64_t ow)
+{
+    float best = -INFINITY;
+    for (int64_t a = 0; a < k[0]; a++)
+        for (int64_t b = 0; b < k[1]; b++) {
+            int64_t ih = oh * s2[0] - pads[0] + a * d[0];
+            int64_t iw = ow * s2[1] - pads[1] + b * d[1];
+            if (ih < 0 || ih >= hw[0] || iw < 0 || iw >= hw[1])
+                continue;
+            float v = xp[ih * hw[1] + iw];
+            if (v > best || isnan(v))
+                best = v;
+        }
+    return best;
+}
+
+/* cd_maxpool_2d against a naive max over the in-range taps of each window,
+ * bit for bit: widths up to 40 reach the 8-wide stride-1/2 path and its
+ * shifted last chunk, stride 3 the generic path; some inputs hold NaNs and
+ * signed zeros (which of -0/+0 wins, and NaN propagation, must match). */
 static void test_maxpool(void **state)
 {
     (void)state;
-    for (uint64_t seed = 1; seed <= 60; seed++) {
+    for (uint64_t seed = 1; seed <= 120; seed++) {
         uint64_t st = seed;
-        int64_t k[2] = {rnd(&st, 1, 3), rnd(&st, 1, 3)}, s2[2] = {rnd(&st, 1, 3), rnd(&st, 1, 2)};
-        int64_t d[2] = {rnd(&st, 1, 2), 1}, hw[2] = {rnd(&st, 6, 15), rnd(&st, 6, 15)};
+        int64_t k[2] = {rnd(&st, 1, 4), rnd(&st, 1, 4)}, s2[2] = {rnd(&st, 1, 3), rnd(&st, 1, 3)};
+        int64_t d[2] = {rnd(&st, 1, 2), rnd(&st, 1, 2)}, hw[2] = {rnd(&st, 6, 20), rnd(&st, 6, 40)};
         int64_t pads[4] = {rnd(&st, 0, 1), rnd(&st, 0, 1), rnd(&st, 0, 1), rnd(&st, 0, 1)};
         bool ceil_mode = rnd(&st, 0, 1) == 1;
+        int specials = (int)rnd(&st, 0, 2); /* 0: none, 1: signed zeros, 2: zeros and NaNs */
         cd_node n;
         cd_error err = {0};
         assert_int_equal(cd_node_init(&n, "MaxPool", 13, 1, 1, &err), CD_OK);
@@ -330,24 +361,33 @@ static void test_maxpool(void **state)
         assert_int_equal(cd_node_add_ints(&n, "pads", pads, 4, &err), CD_OK);
         assert_int_equal(cd_node_bind(&n, &err), CD_OK);
         cd_win_geom g;
-        assert_int_equal(cd_win_resolve(&n, 2, hw, k, ceil_mode, &g, &err), CD_OK);
+        if (cd_win_resolve(&n, 2, hw, k, ceil_mode, &g, &err) != CD_OK) {
+            cd_node_clear(&n); /* window larger than the padded input */
+            continue;
+        }
         int64_t planes = 3, xd[3] = {planes, hw[0], hw[1]}, yd[3] = {planes, g.out[0], g.out[1]};
         cd_tensor *x = tu_random(3, xd, seed, -1, 1), *y = tu_random(3, yd, 0, 0, 0);
+        float *xw = x->data;
+        for (int64_t i = 0; specials && i < planes * hw[0] * hw[1]; i++) {
+            int64_t r = rnd(&st, 0, 15);
+            if (r < 4) /* many ties between -0 and +0: all of a window's values <= 0 */
+                xw[i] = r % 2 ? -0.0f : 0.0f;
+            else if (r < 12)
+                xw[i] = -fabsf(xw[i]);
+            else if (r >= 12 && r <= 13 && specials == 2) /* two NaNs: which one wins shows */
+                xw[i] = r == 12 ? NAN : -NAN;
+        }
         cd_maxpool_2d(x->data, y->data, planes, &g);
         const float *xv = x->data, *yv = y->data;
         for (int64_t p = 0; p < planes; p++)
             for (int64_t oh = 0; oh < g.out[0]; oh++)
                 for (int64_t ow = 0; ow < g.out[1]; ow++) {
-                    float best = -INFINITY;
-                    for (int64_t a = 0; a < k[0]; a++)
-                        for (int64_t b = 0; b < k[1]; b++) {
-                            int64_t ih = oh * s2[0] - pads[0] + a * d[0];
-                            int64_t iw = ow * s2[1] - pads[1] + b * d[1];
-                            if (ih >= 0 && ih < hw[0] && iw >= 0 && iw < hw[1] &&
-                                xv[(p * hw[0] + ih) * hw[1] + iw] > best)
-                                best = xv[(p * hw[0] + ih) * hw[1] + iw];
-                        }
-                    assert_float_equal(yv[(p * g.out[0] + oh) * g.out[1] + ow], best, 0);
+                    float want = ref_window_max(xv + p * hw[0] * hw[1], hw, k, s2, d, pads, oh, ow);
+                    float got = yv[(p * g.out[0] + oh) * g.out[1] + ow];
+                    if (memcmp(&want, &got, sizeof got) != 0)
+                        fail_msg("seed %llu plane %lld (%lld,%lld): %g, want %g",
+                                 (unsigned long long)seed, (long long)p, (long long)oh,
+                                 (long long)ow, got, want);
                 }
         cd_tensor_free(x);
         cd_tensor_free(y);

@@ -190,6 +190,55 @@ static cd_model *se_net(void)
     return m;
 }
 
+/* SqueezeNet fire modules: x -> squeeze Conv1x1 + Relu -> [expand Conv1x1 + Relu,
+ * expand Conv3x3 + Relu] -> Concat(axis) twice over, then a Conv1x1 head. The
+ * second fire's Concat also gets the fire's input (the first Concat's output)
+ * as its middle input when `reuse_input` is set. */
+static int fire(cd_model *m, int x, int cin, int sq, int ex, int64_t axis, uint64_t seed,
+                const char *name, bool reuse_input)
+{
+    cd_error err;
+    char nm[64];
+    snprintf(nm, sizeof nm, "%s.sq", name);
+    int s = conv(m, x, cin, sq, 1, 1, seed, nm);
+    snprintf(nm, sizeof nm, "%s.sqr", name);
+    node(m, "Relu", 1, (int[]){s}, nm);
+    s = out_of(m);
+    snprintf(nm, sizeof nm, "%s.e1", name);
+    int e1 = conv(m, s, sq, ex, 1, 1, seed + 10, nm);
+    snprintf(nm, sizeof nm, "%s.e1r", name);
+    node(m, "Relu", 1, (int[]){e1}, nm);
+    e1 = out_of(m);
+    snprintf(nm, sizeof nm, "%s.e3", name);
+    int e3 = conv(m, s, sq, ex, 3, 1, seed + 20, nm);
+    snprintf(nm, sizeof nm, "%s.e3r", name);
+    node(m, "Relu", 1, (int[]){e3}, nm);
+    e3 = out_of(m);
+    snprintf(nm, sizeof nm, "%s.cat", name);
+    cd_node *c = reuse_input ? node(m, "Concat", 3, (int[]){e1, x, e3}, nm)
+                               : node(m, "Concat", 2, (int[]){e1, e3}, nm);
+    assert_int_equal(cd_node_add_int(c, "axis", axis, &err), CD_OK);
+    return out_of(m);
+}
+
+static cd_model *fire_net(bool reuse_input)
+{
+    cd_model *m = model_new();
+    int x = value(m, "x", NULL);
+    m->values[x].dtype = CD_FLOAT32;
+    m->values[x].is_graph_input = true;
+    m->inputs[m->n_inputs++] = x;
+    int f1 = fire(m, x, 16, 8, 12, 1, 100, "f1", false);
+    int f2 = fire(m, f1, 24, 6, 10, -3, 200, "f2", reuse_input);
+    int y = conv(m, f2, reuse_input ? 44 : 20, 5, 1, 1, 300, "head");
+    m->values[y].is_graph_output = true;
+    m->outputs[m->n_outputs++] = y;
+    cd_error err;
+    for (int i = 0; i < m->n_nodes; i++)
+        assert_int_equal(cd_node_bind(&m->nodes[i], &err), CD_OK);
+    return m;
+}
+
 static void model_free(cd_model *m)
 {
     for (int v = 0; v < m->n_values; v++) {
@@ -301,6 +350,44 @@ static void test_hard_swish_and_gate_fusion(void **state)
     model_free(m);
 }
 
+/* Channel Concats at batch 1 are removed: the expand convolutions write
+ * straight into their slices of the Concat's output. The results match the
+ * node-by-node plan (which copies) bit for bit, with one and two threads,
+ * run after run; at batch 2 the slices are not contiguous and the Concats
+ * run. A Concat whose input already holds slices (nested Concats) keeps its
+ * copy. */
+static void test_concat_slices(void **state)
+{
+    (void)state;
+    for (int variant = 0; variant < 2; variant++) {
+        bool reuse = variant == 1;
+        cd_model *m = fire_net(reuse);
+        for (int64_t batch = 1; batch <= 2; batch++) {
+            int64_t xd[4] = {batch, 16, 9, 11};
+            cd_tensor *x = tu_random(4, xd, 3 + (uint64_t)batch, -1, 1);
+            cd_error err = {0};
+            cd_plan *fast = NULL, *keep = NULL;
+            cd_plan_options ko = {.keep_activations = true};
+            const cd_tensor *xs[1] = {x};
+            assert_int_equal(cd_plan_build(m, xs, NULL, &fast, &err), CD_OK);
+            assert_int_equal(cd_plan_build(m, xs, &ko, &keep, &err), CD_OK);
+            int want = batch == 1 ? (reuse ? 1 : 2) : 0;
+            assert_int_equal(fast->n_sliced_concats, want);
+            cd_tensor *yk = run_plan(keep, x), *yf = run_plan(fast, x);
+            cd_tensor *y2 = run_plan_threads(fast, x, 2), *yf2 = run_plan(fast, x);
+            assert_true(tu_max_abs_diff(yf, yk) == 0);
+            assert_true(tu_max_abs_diff(y2, yk) == 0);
+            assert_true(tu_max_abs_diff(yf2, yk) == 0);
+            cd_tensor *all[] = {x, yk, yf, y2, yf2};
+            for (size_t i = 0; i < 5; i++)
+                cd_tensor_free(all[i]);
+            cd_plan_free(fast);
+            cd_plan_free(keep);
+        }
+        model_free(m);
+    }
+}
+
 /* Allocations made by one steady-state cd_session_run at batch size n. */
 static long steady_allocs(const cd_model *m, int64_t n, int threads)
 {
@@ -351,6 +438,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_fast_plan_matches_keep),
         cmocka_unit_test(test_hard_swish_and_gate_fusion),
+        cmocka_unit_test(test_concat_slices),
         cmocka_unit_test(test_steady_state_allocations),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -619,9 +619,10 @@ void cd_conv_kernel_free(cd_conv_kernel *k)
 
 cd_conv_algo cd_conv_kernel_algo(const cd_conv_kernel *k) { return k->algo; }
 
-/* im2col and the epilogue run on the pool in channel / map ranges (each
- * range writes its own rows). Tasks only when there is enough work to pay
- * for waking the workers: about one per 32 Ki floats, at most 8. */
+/* im2col runs on the pool in channel ranges (each range writes its own
+ * rows); tasks only when there is enough work to pay for waking the workers:
+ * about one per 32 Ki floats, at most 8. The epilogue runs inside the sgemm
+ * blocks (epilogue_block), except on the batched path (epilogue_range). */
 static int tasks_for(int64_t elems)
 {
     int64_t t = elems / 32768 + 1;
@@ -646,12 +647,35 @@ static void im2col_range(void *arg, int64_t lo, int64_t hi)
         im2col(j->x + lo * p->in_sp, hi - lo, &p->g, p->out_sp, j->col + lo * p->ksize * p->out_sp);
 }
 
+/* The epilogue over maps [lo, hi) as a pass of its own (the batched path,
+ * whose product is scattered before it). */
 static void epilogue_range(void *arg, int64_t lo, int64_t hi)
 {
     const gemm_side_job *j = arg;
     int64_t sp = j->p->out_sp;
     cd_epilogue_apply(&j->k->ep, j->y + lo * sp, j->bias ? j->bias + lo : NULL,
                       j->res ? j->res + lo * sp : NULL, hi - lo, sp);
+}
+
+/* Columns [c0, c1) of the im2col matrix, filled by the thread about to
+ * multiply them. */
+static void im2col_block(void *arg, int64_t r0, int64_t r1, int64_t c0, int64_t c1)
+{
+    const gemm_side_job *j = arg;
+    (void)r0, (void)r1;
+    cd_im2col_2d_cols(j->x, j->p->cg, &j->p->g, j->col, c0, c1);
+}
+
+/* The epilogue of one sgemm block of maps x positions, applied by the thread
+ * that computed it while it is in cache (element-wise: the same bits as a
+ * separate pass). */
+static void epilogue_block(void *arg, int64_t r0, int64_t r1, int64_t c0, int64_t c1)
+{
+    const gemm_side_job *j = arg;
+    int64_t sp = j->p->out_sp;
+    for (int64_t m = r0; m < r1; m++)
+        cd_epilogue_apply(&j->k->ep, j->y + m * sp + c0, j->bias ? j->bias + m : NULL,
+                          j->res ? j->res + m * sp + c0 : NULL, 1, c1 - c0);
 }
 
 /* Small maps in a batch: the column matrices of nb items side by side, so
@@ -735,12 +759,17 @@ static cd_status run_gemm(const cd_conv_kernel *k, const float *xall, const floa
             int64_t yoff = (bi * m_all + gi * p->mg) * p->out_sp;
             gemm_side_job j = {p, k, x, res ? res + yoff : NULL, col, yall + yoff,
                                k->bias ? k->bias + gi * p->mg : NULL};
-            if (!direct)
+            /* Column blocks fill their own columns of the im2col matrix
+             * right before their product (in cache, no pool round trip). */
+            bool cols = !direct && cd_im2col_2d_shifted(&p->g) &&
+                        !cd_sgemm_splits_rows(p->mg, p->out_sp);
+            if (!direct && !cols)
                 cd_pool_for(ctx->pool, p->cg, tasks_for((int64_t)p->col_elems), im2col_range, &j);
-            sgemm(ctx, false, false, p->mg, p->out_sp, kdim, k->w + gi * p->mg * kdim, kdim,
-                  direct ? x : col, p->out_sp, 0.0f, yall + yoff, p->out_sp);
-            if (k->ep.act != CD_ACT_NONE || j.bias || j.res)
-                cd_pool_for(ctx->pool, p->mg, tasks_for(p->mg * p->out_sp), epilogue_range, &j);
+            bool epi = k->ep.act != CD_ACT_NONE || j.bias || j.res;
+            cd_gemm_hooks hooks = {cols ? im2col_block : NULL, epi ? epilogue_block : NULL, &j};
+            cd_sgemm_then(ctx, false, false, p->mg, p->out_sp, kdim, 1.0f,
+                          k->w + gi * p->mg * kdim, kdim, direct ? x : col, p->out_sp, 0.0f,
+                          yall + yoff, p->out_sp, &hooks);
         }
     return CD_OK;
 }

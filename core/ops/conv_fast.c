@@ -107,6 +107,19 @@ size_t cd_dw_scratch_floats(const cd_win_geom *g)
     return (size_t)(hp * wph * g->s[1] + DW_SLACK);
 }
 
+/* The padded plane's zeros (rows and columns outside the input, the slack)
+ * are the same for every plane of a geometry, so cd_conv_depthwise zeroes
+ * the scratch once per call and dw_pad_plane only copies each plane's
+ * inside. Per plane, zeroing cost a memset call per border row and two more
+ * per row (GCC turns the zero loops into calls): most of the time of the
+ * 7x7 and 14x14 planes of MobileNet-v2's last blocks. */
+static void dw_pad_zero(const cd_win_geom *g, float *pad)
+{
+    int64_t hp, wph;
+    dw_padded_dims(g, &hp, &wph);
+    memset(pad, 0, (size_t)(hp * wph * g->s[1] + DW_SLACK) * sizeof *pad);
+}
+
 static void dw_pad_plane(const float *xc, const cd_win_geom *g, float *pad)
 {
     int64_t H = g->in[0], W = g->in[1], s1 = g->s[1], hp, wph;
@@ -115,19 +128,13 @@ static void dw_pad_plane(const float *xc, const cd_win_geom *g, float *pad)
     /* phase entries i read input column i*s1 + ph - pb1: [lo, hi) is inside */
     for (int64_t ph = 0; ph < s1; ph++)
         valid_range(ph - g->pb[1], s1, W, wph, &lo[ph], &hi[ph]);
-    for (int64_t r = 0; r < hp; r++) {
+    int64_t r0 = g->pb[0], r1 = H + g->pb[0] < hp ? H + g->pb[0] : hp; /* rows inside */
+    for (int64_t r = r0 < 0 ? 0 : r0; r < r1; r++) {
         float *dst = pad + r * s1 * wph;
-        int64_t ih = r - g->pb[0];
-        if (ih < 0 || ih >= H) {
-            memset(dst, 0, (size_t)(s1 * wph) * sizeof *dst);
-            continue;
-        }
-        const float *src = xc + ih * W;
+        const float *src = xc + (r - g->pb[0]) * W;
         for (int64_t ph = 0; ph < s1; ph++) {
             float *d = dst + ph * wph;
             const float *sp = src + ph - g->pb[1];
-            for (int64_t i = 0; i < lo[ph]; i++)
-                d[i] = 0.0f;
             if (s1 == 1)
                 memcpy(d + lo[ph], sp + lo[ph], (size_t)(hi[ph] - lo[ph]) * sizeof *d);
             else if (s1 == 2)
@@ -136,11 +143,8 @@ static void dw_pad_plane(const float *xc, const cd_win_geom *g, float *pad)
             else
                 for (int64_t i = lo[ph]; i < hi[ph]; i++)
                     d[i] = sp[i * s1];
-            for (int64_t i = hi[ph]; i < wph; i++)
-                d[i] = 0.0f;
         }
     }
-    memset(pad + hp * s1 * wph, 0, DW_SLACK * sizeof *pad);
 }
 
 /* The row kernel: outputs in 8-wide column chunks for DW_ROWS rows at once,
@@ -230,6 +234,7 @@ void cd_conv_depthwise(const float *x, const float *w, const float *bias, const 
             int64_t c = kw * g->d[1];
             tap[kh * KW + kw] = (kh * g->d[0] * s1 + c % s1) * wph + c / s1;
         }
+    dw_pad_zero(g, pad);
     for (int64_t c = 0; c < channels; c++) {
         float *yc = y + c * OH * OW;
         const float *wc = w + c * KH * KW;
@@ -247,6 +252,68 @@ void cd_conv_depthwise(const float *x, const float *w, const float *bias, const 
 
 /* im2col and max pooling over 2-D windows ------------------------------------- */
 
+/* One column-matrix row (tap offsets offh, offw) when stride is 1 and rows
+ * keep their width (OW == W, "same" padding): the row is the input plane
+ * shifted by offh * W + offw, so it is one memcpy, then zeros for the rows
+ * and the few columns whose tap falls outside the plane. Row-by-row copies
+ * cost a memcpy and two tiny memset calls per output row (SqueezeNet's
+ * 3x3 expand convolutions spent more time in them than copying). */
+static inline int64_t clamp64(int64_t v, int64_t lo, int64_t hi)
+{
+    return v < lo ? lo : v > hi ? hi : v;
+}
+
+/* Positions [p0, p1) of that row. */
+static void im2col_shift_row(const float *plane, const cd_win_geom *g, int64_t offh,
+                             int64_t offw, float *row, int64_t p0, int64_t p1)
+{
+    int64_t H = g->in[0], W = g->in[1], OH = g->out[0], oh0, oh1;
+    valid_range(offh, 1, H, OH, &oh0, &oh1);
+    int64_t z0 = clamp64(oh0 * W, p0, p1), z1 = clamp64(oh1 * W, p0, p1);
+    memset(row + p0, 0, (size_t)(z0 - p0) * sizeof *row); /* rows above the plane */
+    memset(row + z1, 0, (size_t)(p1 - z1) * sizeof *row); /* and below */
+    if (oh1 <= oh0)
+        return;
+    int64_t lo = oh0 * W + (offw < 0 ? -offw : 0), hi = oh1 * W - (offw > 0 ? offw : 0);
+    lo = clamp64(lo, p0, p1), hi = clamp64(hi, p0, p1);
+    if (hi > lo) /* source index i + offh*W + offw stays inside the plane */
+        memcpy(row + lo, plane + lo + offh * W + offw, (size_t)(hi - lo) * sizeof *row);
+    int64_t zlo = offw < 0 ? 0 : W - offw, zhi = offw < 0 ? -offw : W; /* columns to zero */
+    zlo = zlo < 0 ? 0 : zlo;
+    zhi = zhi > W ? W : zhi;
+    int64_t r0 = oh0 > p0 / W ? oh0 : p0 / W, r1 = oh1 < (p1 + W - 1) / W ? oh1 : (p1 + W - 1) / W;
+    for (int64_t oh = r0; offw != 0 && oh < r1; oh++) {
+        int64_t c0 = clamp64(oh * W + zlo, p0, p1), c1 = clamp64(oh * W + zhi, p0, p1);
+        for (int64_t i = c0; i < c1; i++)
+            row[i] = 0.0f;
+    }
+}
+
+bool cd_im2col_2d_shifted(const cd_win_geom *g)
+{
+    return g->s[0] == 1 && g->s[1] == 1 && g->out[1] == g->in[1] && g->k[2] == 1 &&
+           g->in[2] == 1;
+}
+
+/* Columns [p0, p1) of the shifted-plane im2col matrix with rows ld apart. */
+static void im2col_shifted(const float *img, int64_t channels, const cd_win_geom *g, float *col,
+                           int64_t ld, int64_t p0, int64_t p1)
+{
+    int64_t H = g->in[0], W = g->in[1], KH = g->k[0], KW = g->k[1];
+    for (int64_t c = 0; c < channels; c++)
+        for (int64_t kh = 0; kh < KH; kh++)
+            for (int64_t kw = 0; kw < KW; kw++)
+                im2col_shift_row(img + c * H * W, g, kh * g->d[0] - g->pb[0],
+                                 kw * g->d[1] - g->pb[1], col + ((c * KH + kh) * KW + kw) * ld,
+                                 p0, p1);
+}
+
+void cd_im2col_2d_cols(const float *img, int64_t channels, const cd_win_geom *g, float *col,
+                       int64_t p0, int64_t p1)
+{
+    im2col_shifted(img, channels, g, col, g->out[0] * g->out[1], p0, p1);
+}
+
 void cd_im2col_2d(const float *img, int64_t channels, const cd_win_geom *g, float *col)
 {
     cd_im2col_2d_ld(img, channels, g, col, g->out[0] * g->out[1]);
@@ -257,6 +324,10 @@ void cd_im2col_2d_ld(const float *img, int64_t channels, const cd_win_geom *g, f
 {
     int64_t H = g->in[0], W = g->in[1], OH = g->out[0], OW = g->out[1];
     int64_t KH = g->k[0], KW = g->k[1], s0 = g->s[0], s1 = g->s[1];
+    if (s0 == 1 && s1 == 1 && OW == W) {
+        im2col_shifted(img, channels, g, col, ld, 0, OH * OW);
+        return;
+    }
     for (int64_t c = 0; c < channels; c++)
         for (int64_t kh = 0; kh < KH; kh++)
             for (int64_t kw = 0; kw < KW; kw++) {
@@ -275,6 +346,9 @@ void cd_im2col_2d_ld(const float *img, int64_t channels, const cd_win_geom *g, f
                         dst[ow] = 0.0f;
                     if (s1 == 1)
                         memcpy(dst + ow0, src + ow0, (size_t)(ow1 - ow0) * sizeof *dst);
+                    else if (s1 == 2) /* a constant stride lets GCC vectorise the gather */
+                        for (int64_t ow = ow0; ow < ow1; ow++)
+                            dst[ow] = src[ow * 2];
                     else
                         for (int64_t ow = ow0; ow < ow1; ow++)
                             dst[ow] = src[ow * s1];
@@ -306,30 +380,143 @@ void cd_col2im_2d_add(const float *col, int64_t channels, const cd_win_geom *g, 
             }
 }
 
-void cd_maxpool_2d(const float *x, float *y, int64_t planes, const cd_win_geom *g)
+/* MaxPool's fold step: v replaces the running max when greater or NaN (NaN
+ * propagates, as in the reference MaxPool; ties keep the earlier value). */
+static inline float max_fold(float y, float v)
+{
+    /* written so that GCC emits maxss and a rarely taken NaN test instead of
+     * an unpredictable branch on the comparison */
+    float m = v > y ? v : y;
+    return v != v ? v : m;
+}
+
+typedef int32_t mp_v8i __attribute__((vector_size(32)));
+
+/* max_fold on 8 lanes (a bitwise select, so no C++-only vector ?:). */
+static inline void max_fold8(dw_v8 *y, const dw_v8 *v)
+{
+    mp_v8i m = (*v > *y) | (*v != *v), yi, vi;
+    memcpy(&yi, y, sizeof yi);
+    memcpy(&vi, v, sizeof vi);
+    yi = (vi & m) | (yi & ~m);
+    memcpy(y, &yi, sizeof yi);
+}
+
+/* Columns x[0], x[S], ..., x[7S] as a vector (S = 1 or 2); reads x[0..7S]
+ * only (the stride-2 pair of loads overlaps by one float). */
+static inline void mp_load(dw_v8 *v, const float *x, int64_t s)
+{
+    if (s == 1) {
+        memcpy(v, x, sizeof *v);
+        return;
+    }
+    dw_v8 a, b;
+    memcpy(&a, x, sizeof a);
+    memcpy(&b, x + 7, sizeof b);
+    *v = __builtin_shufflevector(a, b, 0, 2, 4, 6, 9, 11, 13, 15);
+}
+
+/* One output of the window at (oh, ow) over its in-range taps. */
+static float maxpool_one(const float *xp, const cd_win_geom *g, int64_t oh, int64_t ow)
+{
+    float acc = -INFINITY;
+    for (int64_t kh = 0; kh < g->k[0]; kh++) {
+        int64_t ih = oh * g->s[0] + kh * g->d[0] - g->pb[0];
+        if (ih < 0 || ih >= g->in[0])
+            continue;
+        float h = -INFINITY;
+        for (int64_t kw = 0; kw < g->k[1]; kw++) {
+            int64_t iw = ow * g->s[1] + kw * g->d[1] - g->pb[1];
+            if (iw >= 0 && iw < g->in[1])
+                h = max_fold(h, xp[ih * g->in[1] + iw]);
+        }
+        acc = max_fold(acc, h);
+    }
+    return acc;
+}
+
+/* Output columns [*a, *b) all of whose taps lie inside the row. */
+static void maxpool_inner_cols(const cd_win_geom *g, int64_t *a, int64_t *b)
+{
+    int64_t s = g->s[1], pb = g->pb[1], last = (g->k[1] - 1) * g->d[1];
+    *a = (pb + s - 1) / s; /* first ow with ow*s - pb >= 0 */
+    int64_t lim = g->in[1] + pb - last; /* ow * s < lim: last tap inside */
+    *b = lim <= 0 ? 0 : (lim - 1) / s + 1;
+    if (*b > g->out[1])
+        *b = g->out[1];
+    if (*b < *a)
+        *b = *a;
+}
+
+/* Stride-1/2 rows: each output row in 8-wide chunks, the taps of each input
+ * row folded first and the rows then folded in order. That is the reference's
+ * row-major order of the in-range taps, so the bits are the same (NaN and
+ * signed zeros included). Edge columns with out-of-row taps take the scalar
+ * path; the last chunk is moved back to end at b (recomputing a few outputs
+ * of the previous one) so no column between a and b is left to it. */
+static void maxpool_plane_rows(const float *xp, float *yp, const cd_win_geom *g, int64_t a,
+                               int64_t b)
+{
+    int64_t W = g->in[1], OW = g->out[1], s1 = g->s[1];
+    for (int64_t oh = 0; oh < g->out[0]; oh++) {
+        float *yr = yp + oh * OW;
+        int64_t ow = 0;
+        for (; ow < a; ow++)
+            yr[ow] = maxpool_one(xp, g, oh, ow);
+        for (int64_t c = a; b - a >= 8 && c < b; c += 8) {
+            ow = c + 8 <= b ? c : b - 8;
+            dw_v8 acc = {-INFINITY, -INFINITY, -INFINITY, -INFINITY,
+                         -INFINITY, -INFINITY, -INFINITY, -INFINITY};
+            for (int64_t kh = 0; kh < g->k[0]; kh++) {
+                int64_t ih = oh * g->s[0] + kh * g->d[0] - g->pb[0];
+                if (ih < 0 || ih >= g->in[0])
+                    continue;
+                const float *xr = xp + ih * W + ow * s1 - g->pb[1];
+                dw_v8 h, v;
+                mp_load(&h, xr, s1);
+                for (int64_t kw = 1; kw < g->k[1]; kw++) {
+                    mp_load(&v, xr + kw * g->d[1], s1);
+                    max_fold8(&h, &v);
+                }
+                max_fold8(&acc, &h);
+            }
+            memcpy(yr + ow, &acc, sizeof acc);
+        }
+        for (ow = b - a >= 8 ? b : a; ow < OW; ow++)
+            yr[ow] = maxpool_one(xp, g, oh, ow);
+    }
+}
+
+/* The generic order: tap by tap over whole planes (any stride). */
+static void maxpool_plane_any(const float *xp, float *yp, const cd_win_geom *g)
 {
     int64_t H = g->in[0], W = g->in[1], OH = g->out[0], OW = g->out[1];
-    for (int64_t p = 0; p < planes; p++) {
-        const float *xp = x + p * H * W;
-        float *yp = y + p * OH * OW;
-        for (int64_t i = 0; i < OH * OW; i++)
-            yp[i] = -INFINITY;
-        for (int64_t kh = 0; kh < g->k[0]; kh++) {
-            int64_t oh0, oh1;
-            valid_range(kh * g->d[0] - g->pb[0], g->s[0], H, OH, &oh0, &oh1);
-            for (int64_t kw = 0; kw < g->k[1]; kw++) {
-                int64_t offw = kw * g->d[1] - g->pb[1], ow0, ow1;
-                valid_range(offw, g->s[1], W, OW, &ow0, &ow1);
-                for (int64_t oh = oh0; oh < oh1; oh++) {
-                    const float *xr = xp + (oh * g->s[0] + kh * g->d[0] - g->pb[0]) * W + offw;
-                    float *yr = yp + oh * OW;
-                    for (int64_t ow = ow0; ow < ow1; ow++) {
-                        float v = xr[ow * g->s[1]];
-                        /* NaN propagates, as in the reference MaxPool. */
-                        yr[ow] = v > yr[ow] || v != v ? v : yr[ow];
-                    }
-                }
+    for (int64_t i = 0; i < OH * OW; i++)
+        yp[i] = -INFINITY;
+    for (int64_t kh = 0; kh < g->k[0]; kh++) {
+        int64_t oh0, oh1;
+        valid_range(kh * g->d[0] - g->pb[0], g->s[0], H, OH, &oh0, &oh1);
+        for (int64_t kw = 0; kw < g->k[1]; kw++) {
+            int64_t offw = kw * g->d[1] - g->pb[1], ow0, ow1;
+            valid_range(offw, g->s[1], W, OW, &ow0, &ow1);
+            for (int64_t oh = oh0; oh < oh1; oh++) {
+                const float *xr = xp + (oh * g->s[0] + kh * g->d[0] - g->pb[0]) * W + offw;
+                float *yr = yp + oh * OW;
+                for (int64_t ow = ow0; ow < ow1; ow++)
+                    yr[ow] = max_fold(yr[ow], xr[ow * g->s[1]]);
             }
         }
+    }
+}
+
+void cd_maxpool_2d(const float *x, float *y, int64_t planes, const cd_win_geom *g)
+{
+    int64_t in = g->in[0] * g->in[1], out = g->out[0] * g->out[1], a, b;
+    maxpool_inner_cols(g, &a, &b);
+    for (int64_t p = 0; p < planes; p++) {
+        if (g->s[1] <= 2 && g->k[1] >= 1)
+            maxpool_plane_rows(x + p * in, y + p * out, g, a, b);
+        else
+            maxpool_plane_any(x + p * in, y + p * out, g);
     }
 }

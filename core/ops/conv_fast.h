@@ -115,6 +115,13 @@ void cd_im2col_2d(const float *img, int64_t channels, const cd_win_geom *g, floa
  * several images' columns side by side. */
 void cd_im2col_2d_ld(const float *img, int64_t channels, const cd_win_geom *g, float *col,
                      int64_t ld);
+/* Stride 1 with rows keeping their width (OW == W): cd_im2col_2d copies
+ * shifted planes, and cd_im2col_2d_cols can fill any range of columns. */
+bool cd_im2col_2d_shifted(const cd_win_geom *g);
+/* Columns (output positions) [p0, p1) of cd_im2col_2d's matrix, for
+ * geometries where cd_im2col_2d_shifted holds. */
+void cd_im2col_2d_cols(const float *img, int64_t channels, const cd_win_geom *g, float *col,
+                       int64_t p0, int64_t p1);
 /* The adjoint of cd_im2col_2d: img[c, window(pos) + k] += col[(c*K + k), pos]
  * (2-D geometries only). Used by the Conv backward pass. */
 void cd_col2im_2d_add(const float *col, int64_t channels, const cd_win_geom *g, float *img);

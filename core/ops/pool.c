@@ -9,6 +9,7 @@
 #include <math.h>
 #include <string.h>
 
+#include "../parallel.h"
 #include "conv_ref.h"
 
 /* Taps of one window that fall inside the input: for spatial dim i the
@@ -373,6 +374,33 @@ static void global_sizes(const cd_tensor *x, int64_t *planes, int64_t *sp)
         *sp *= x->dims[i];
 }
 
+typedef struct gavg_job {
+    const float *x;
+    float *y;
+    int64_t sp;
+} gavg_job;
+
+/* Plane means in double. Four partial sums (elements i % 4) combined at the
+ * end: one running sum was bound by the add latency (SqueezeNet's
+ * 1000 x 13 x 13 head took 0.1 ms, serially). Planes are independent, so
+ * ranges of them run on the pool with the same bits for any thread count. */
+static void gavg_range(void *arg, int64_t lo, int64_t hi)
+{
+    const gavg_job *j = arg;
+    int64_t sp = j->sp;
+    for (int64_t pl = lo; pl < hi; pl++) {
+        const float *x = j->x + pl * sp;
+        double s[4] = {0, 0, 0, 0};
+        int64_t i = 0;
+        for (; i + 4 <= sp; i += 4)
+            for (int q = 0; q < 4; q++)
+                s[q] += x[i + q];
+        for (; i < sp; i++)
+            s[i % 4] += x[i];
+        j->y[pl] = (float)(((s[0] + s[1]) + (s[2] + s[3])) / (double)sp);
+    }
+}
+
 static cd_status gavg_forward(const cd_node *n, cd_tensor *const *in, cd_tensor **out,
                               cd_ctx *ctx)
 {
@@ -380,13 +408,9 @@ static cd_status gavg_forward(const cd_node *n, cd_tensor *const *in, cd_tensor 
     global_sizes(in[0], &planes, &sp);
     if (sp == 0)
         return cd_node_fail(n, ctx->err, CD_ERR_SHAPE, "empty spatial extent");
-    for (int64_t pl = 0; pl < planes; pl++) {
-        const float *x = cd_cf32(in[0]) + pl * sp;
-        double s = 0;
-        for (int64_t i = 0; i < sp; i++)
-            s += x[i];
-        cd_f32(out[0])[pl] = (float)(s / (double)sp);
-    }
+    gavg_job j = {cd_cf32(in[0]), cd_f32(out[0]), sp};
+    int64_t t = planes * sp / 32768 + 1; /* from the shape only */
+    cd_pool_for(ctx->pool, planes, t < 8 ? (int)t : 8, gavg_range, &j);
     return CD_OK;
 }
 
