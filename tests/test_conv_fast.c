@@ -33,6 +33,14 @@ static shape random_shape(cd_conv_algo algo, uint64_t *st)
                .bias = rnd(st, 0, 1) == 1};
     switch (algo) {
     case CD_CONV_GEMM_1X1: s.kh = s.kw = s.s = s.d = 1, s.pad = 0; break;
+    case CD_CONV_PACK1X1: /* odd channel/map counts, tiny to multi-block planes */
+        s.kh = s.kw = s.s = s.d = 1, s.pad = 0;
+        s.c = rnd(st, 1, 70), s.m = rnd(st, 1, 70);
+        if (rnd(st, 0, 3) == 0) /* 1x1 .. 4x4 planes: one short sub-block */
+            s.h = rnd(st, 1, 4), s.w = rnd(st, 1, 4);
+        else if (rnd(st, 0, 2) == 0) /* several pixel blocks per image */
+            s.h = rnd(st, 20, 48), s.w = rnd(st, 20, 48);
+        break;
     case CD_CONV_IM2COL:
         if (rnd(st, 0, 2) == 0) { /* "same" stride-1 geometry: im2col's shifted-plane path */
             s.s = 1, s.kw = 2 * rnd(st, 0, 2) + 1, s.pad = (s.kw - 1) * s.d / 2;
@@ -216,6 +224,31 @@ static void check_algo(cd_conv_algo algo)
 
 static void test_im2col(void **state) { (void)state; check_algo(CD_CONV_IM2COL); }
 static void test_gemm_1x1(void **state) { (void)state; check_algo(CD_CONV_GEMM_1X1); }
+static void test_pack1x1(void **state)
+{
+    (void)state;
+    check_algo(CD_CONV_PACK1X1);
+    /* Edges: group widths 12/11, a single map or channel, exactly 16 / 32
+     * pixels, 17 and 33 (one past a sub-block), many channels (32-pixel
+     * blocks, the cap), 7x7 with many maps (map chunks), batch 4. */
+    static const shape edge[] = {
+        {.batch = 1, .c = 1, .m = 1, .h = 1, .w = 1},
+        {.batch = 2, .c = 13, .m = 24, .h = 4, .w = 4},
+        {.batch = 1, .c = 7, .m = 23, .h = 4, .w = 8},
+        {.batch = 1, .c = 9, .m = 12, .h = 17, .w = 1},
+        {.batch = 3, .c = 5, .m = 37, .h = 3, .w = 11},
+        {.batch = 1, .c = 1100, .m = 13, .h = 5, .w = 9},
+        {.batch = 1, .c = 96, .m = 200, .h = 7, .w = 7, .bias = true},
+        {.batch = 4, .c = 24, .m = 40, .h = 14, .w = 14, .bias = true},
+        {.batch = 1, .c = 16, .m = 96, .h = 60, .w = 61}};
+    for (size_t i = 0; i < sizeof edge / sizeof *edge; i++) {
+        shape s = edge[i];
+        s.group = 1, s.kh = s.kw = s.s = s.d = 1;
+        for (uint64_t seed = 0; seed < 4; seed++)
+            assert_true(check_shape(CD_CONV_PACK1X1, s, 3000 * i + seed, seed * 41 + i) <= 1.0);
+    }
+}
+
 static void test_depthwise(void **state) { (void)state; check_algo(CD_CONV_DEPTHWISE); }
 static void test_winograd(void **state) { (void)state; check_algo(CD_CONV_WINOGRAD); }
 /* F(4x4, 3x3) and F(2x2, 3x3) (the same blocked code with 2x2 output tiles)
@@ -263,20 +296,26 @@ static void test_winograd4_selection(void **state)
 {
     (void)state;
     struct {
-        int64_t c, m, hw;
+        int64_t c, m, hw, ks;
         cd_conv_algo algo, want;
-    } cases[] = {{64, 64, 56, CD_CONV_AUTO, CD_CONV_WINOGRAD4},
-                 {64, 64, 7, CD_CONV_AUTO, CD_CONV_WINOGRAD},
-                 {64, 64, 7, CD_CONV_AUTO_EXACT, CD_CONV_WINOGRAD},
-                 {64, 64, 56, CD_CONV_AUTO_EXACT, CD_CONV_WINOGRAD},
-                 {3, 64, 56, CD_CONV_AUTO_EXACT, CD_CONV_IM2COL},
-                 {3, 64, 56, CD_CONV_AUTO, CD_CONV_IM2COL}};
+    } cases[] = {{64, 64, 56, 3, CD_CONV_AUTO, CD_CONV_WINOGRAD4},
+                 {64, 64, 7, 3, CD_CONV_AUTO, CD_CONV_WINOGRAD},
+                 {64, 64, 7, 3, CD_CONV_AUTO_EXACT, CD_CONV_WINOGRAD},
+                 {64, 64, 56, 3, CD_CONV_AUTO_EXACT, CD_CONV_WINOGRAD},
+                 {3, 64, 56, 3, CD_CONV_AUTO_EXACT, CD_CONV_IM2COL},
+                 {3, 64, 56, 3, CD_CONV_AUTO, CD_CONV_IM2COL},
+                 /* 1x1 stride 1 (mobilenet_v2's expand / project layers):
+                  * the packed kernel for fast and tape plans alike. */
+                 {32, 16, 112, 1, CD_CONV_AUTO, CD_CONV_PACK1X1},
+                 {160, 960, 7, 1, CD_CONV_AUTO, CD_CONV_PACK1X1},
+                 {96, 576, 14, 1, CD_CONV_AUTO_EXACT, CD_CONV_PACK1X1}};
     for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
         shape s = {.batch = 1, .c = cases[i].c, .m = cases[i].m, .group = 1, .h = cases[i].hw,
-                   .w = cases[i].hw, .kh = 3, .kw = 3, .s = 1, .d = 1, .pad = 1};
+                   .w = cases[i].hw, .kh = cases[i].ks, .kw = cases[i].ks, .s = 1, .d = 1,
+                   .pad = cases[i].ks / 2};
         cd_node n;
         make_node(&n, &s);
-        int64_t xd[4] = {1, s.c, s.h, s.w}, wd[4] = {s.m, s.c, 3, 3};
+        int64_t xd[4] = {1, s.c, s.h, s.w}, wd[4] = {s.m, s.c, s.kh, s.kw};
         cd_tensor *x = tu_random(4, xd, 1, -1, 1), *w = tu_random(4, wd, 2, -1, 1);
         cd_tensor *in[2] = {x, w};
         cd_error err = {0};
@@ -440,7 +479,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_im2col),     cmocka_unit_test(test_gemm_1x1),
-        cmocka_unit_test(test_depthwise),  cmocka_unit_test(test_winograd),
+        cmocka_unit_test(test_pack1x1),    cmocka_unit_test(test_depthwise),  cmocka_unit_test(test_winograd),
         cmocka_unit_test(test_winograd4),  cmocka_unit_test(test_winograd4_selection),
         cmocka_unit_test(test_refuses_inapplicable), cmocka_unit_test(test_maxpool),
         cmocka_unit_test(test_col2im_adjoint),

@@ -461,7 +461,8 @@ struct cd_conv_kernel {
     const float *w, *bias; /* [M][cg*K] and [M] (NULL = none); may point to own_* */
     float *own_w, *own_bias, *u; /* plan-owned copies (BN folded), Winograd weights */
     cd_epilogue ep;
-    cd_wino4_plan w4; /* CD_CONV_WINOGRAD4 only */
+    cd_wino4_plan w4; /* CD_CONV_WINOGRAD and CD_CONV_WINOGRAD4 only */
+    cd_pack1x1_plan pk; /* CD_CONV_PACK1X1 only */
 };
 
 static bool algo_applies(const conv_plan *p, cd_conv_algo a)
@@ -469,6 +470,7 @@ static bool algo_applies(const conv_plan *p, cd_conv_algo a)
     switch (a) {
     case CD_CONV_IM2COL: return true;
     case CD_CONV_GEMM_1X1: return p->direct;
+    case CD_CONV_PACK1X1: return p->direct && p->group == 1;
     case CD_CONV_DEPTHWISE:
         return p->cg == 1 && p->mg == 1 && p->g.k[2] == 1 && p->g.in[2] == 1 &&
                p->ksize <= CD_DW_MAX_TAPS && p->g.s[1] <= CD_DW_MAX_STRIDE;
@@ -500,13 +502,24 @@ static cd_conv_algo wino_variant(const conv_plan *p)
     return tiles4 < 16 ? CD_CONV_WINOGRAD : CD_CONV_WINOGRAD4;
 }
 
-static cd_conv_algo pick_algo(const conv_plan *p, bool allow_winograd)
+/* The packed 1x1 kernel (conv_pack1x1.c) against sgemm on the image: it
+ * computes whole 16- or 32-pixel rows per image, so planes under 32 pixels
+ * (mobilenet_v3's squeeze-excitation convs on 1x1 planes: 16x the work)
+ * stay on sgemm, which batches small planes across images. */
+static bool pack1x1_wins(const conv_plan *p) { return p->out_sp >= 32; }
+
+/* plan_time: algorithms that transform or pack the weights once (Winograd,
+ * packed 1x1) are allowed; the operator entry point runs once per call and
+ * takes the copy-free paths. */
+static cd_conv_algo pick_algo(const conv_plan *p, bool plan_time)
 {
+    if (plan_time && algo_applies(p, CD_CONV_PACK1X1) && pack1x1_wins(p))
+        return CD_CONV_PACK1X1;
     if (algo_applies(p, CD_CONV_GEMM_1X1))
         return CD_CONV_GEMM_1X1;
     if (algo_applies(p, CD_CONV_DEPTHWISE))
         return CD_CONV_DEPTHWISE;
-    if (allow_winograd && algo_applies(p, CD_CONV_WINOGRAD4) && wino_wins(p))
+    if (plan_time && algo_applies(p, CD_CONV_WINOGRAD4) && wino_wins(p))
         return wino_variant(p);
     return CD_CONV_IM2COL;
 }
@@ -552,9 +565,38 @@ static cd_status wino4_init(const cd_node *n, cd_conv_kernel *k, cd_error *err)
     return CD_OK;
 }
 
+/* Plans the packed 1x1 split and packs the weights once. */
+static cd_status pack1x1_init(const cd_node *n, cd_conv_kernel *k, cd_error *err)
+{
+    const conv_plan *p = &k->p;
+    cd_pack1x1_plan_init(&k->pk, p->batch, p->cg, p->mg, p->out_sp);
+    size_t bytes;
+    if (!cd_mul_size(cd_pack1x1_weight_floats(&k->pk), sizeof(float), &bytes))
+        return cd_node_fail(n, err, CD_ERR_LIMIT, "packed 1x1 weights too large");
+    k->u = malloc(bytes > 0 ? bytes : 1);
+    if (!k->u)
+        return cd_node_fail(n, err, CD_ERR_OUT_OF_MEMORY, "out of memory for packed 1x1 weights");
+    cd_pack1x1_weights(&k->pk, k->w, k->u);
+    /* Runs read only u (see wino4_init). */
+    free(k->own_w);
+    k->own_w = NULL;
+    k->w = NULL;
+    return CD_OK;
+}
+
+/* Plan-time weight preparation of the algorithms that have one. */
+static cd_status algo_init(const cd_node *n, cd_conv_kernel *k, cd_error *err)
+{
+    if (k->algo == CD_CONV_WINOGRAD || k->algo == CD_CONV_WINOGRAD4)
+        return wino4_init(n, k, err);
+    if (k->algo == CD_CONV_PACK1X1)
+        return pack1x1_init(n, k, err);
+    return CD_OK;
+}
+
 static cd_status kernel_init(cd_conv_kernel *k, const cd_node *n, cd_tensor *const *in,
                              const float *bn_scale, const float *bn_shift, const cd_epilogue *ep,
-                             cd_conv_algo algo, bool allow_winograd, cd_error *err)
+                             cd_conv_algo algo, bool plan_time, cd_error *err)
 {
     memset(k, 0, sizeof *k);
     cd_status st = conv_plan_make(n, in, &k->p, err);
@@ -569,7 +611,7 @@ static cd_status kernel_init(cd_conv_kernel *k, const cd_node *n, cd_tensor *con
         return cd_node_fail(n, err, CD_ERR_UNSUPPORTED, "weights must be known to specialise");
     if (algo == CD_CONV_AUTO || algo == CD_CONV_AUTO_EXACT) {
         cd_conv_algo auto_kind = algo;
-        algo = pick_algo(&k->p, allow_winograd);
+        algo = pick_algo(&k->p, plan_time);
         /* Tape plans: F(2x2) only (see CD_CONV_AUTO_EXACT in conv_fast.h). */
         if (auto_kind == CD_CONV_AUTO_EXACT && algo == CD_CONV_WINOGRAD4)
             algo = CD_CONV_WINOGRAD;
@@ -580,9 +622,7 @@ static cd_status kernel_init(cd_conv_kernel *k, const cd_node *n, cd_tensor *con
                             (int)k->algo);
     if (bn_scale && (st = fold_bn(k, bn_scale, bn_shift, err)) != CD_OK)
         return st;
-    if (k->algo == CD_CONV_WINOGRAD || k->algo == CD_CONV_WINOGRAD4)
-        return wino4_init(n, k, err);
-    return CD_OK;
+    return algo_init(n, k, err);
 }
 
 static void kernel_release(cd_conv_kernel *k)
@@ -837,6 +877,14 @@ cd_status cd_conv_kernel_run(const cd_conv_kernel *k, const float *x, const floa
         cd_wino4_run(ctx->pool, &k->w4, k->u, x, k->bias, residual, &k->ep, y, s);
         return CD_OK;
     }
+    if (k->algo == CD_CONV_PACK1X1) {
+        int workers = cd_pool_threads(ctx->pool);
+        float *s = scratch_floats(ctx, cd_pack1x1_scratch_floats(&k->pk, workers), 1);
+        if (!s)
+            return ctx->err->code;
+        cd_pack1x1_run(ctx->pool, &k->pk, k->u, x, k->bias, residual, &k->ep, y, s);
+        return CD_OK;
+    }
     return run_gemm(k, x, residual, y, ctx);
 }
 
@@ -903,8 +951,7 @@ cd_status cd_conv_kernel_create_input_grad(const cd_node *n, cd_tensor *const *i
             }
     k->w = k->own_w;
     k->algo = pick_algo(&k->p, true);
-    if ((k->algo == CD_CONV_WINOGRAD || k->algo == CD_CONV_WINOGRAD4) &&
-        (st = wino4_init(n, k, err)) != CD_OK) {
+    if ((st = algo_init(n, k, err)) != CD_OK) {
         cd_conv_kernel_free(k);
         return st;
     }

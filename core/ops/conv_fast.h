@@ -3,7 +3,8 @@
  * tests/test_conv_fast.c. Not installed.
  *
  * A cd_conv_kernel is a Conv node specialised at plan time to one input
- * shape: the algorithm is chosen once (1x1 straight to sgemm, im2col+sgemm,
+ * shape: the algorithm is chosen once (1x1 with weights packed for candor's
+ * own micro-kernel or straight to sgemm, im2col+sgemm,
  * direct depthwise, cache-blocked Winograd F(4x4,3x3) or F(2x2,3x3)),
  * weights are copied (optionally with a BatchNormalization folded in) and
  * pre-transformed, and the epilogue
@@ -36,7 +37,8 @@ typedef enum cd_conv_algo {
     CD_CONV_DEPTHWISE, /* group == channels == maps, direct loops */
     CD_CONV_WINOGRAD,  /* 3x3, stride 1, dilation 1, 2-D, group 1: F(2x2, 3x3) (conv_wino4.c) */
     CD_CONV_WINOGRAD4, /* same geometry: F(4x4, 3x3); both cache-blocked */
-    CD_CONV_AUTO_EXACT /* like AUTO, but never F(4x4) (see cd_conv_kernel_create) */
+    CD_CONV_AUTO_EXACT, /* like AUTO, but never F(4x4) (see cd_conv_kernel_create) */
+    CD_CONV_PACK1X1     /* 1x1, stride 1, no padding, group 1: own packed kernel (conv_pack1x1.c) */
 } cd_conv_algo;
 
 typedef struct cd_conv_kernel cd_conv_kernel;
@@ -108,6 +110,29 @@ size_t cd_wino4_scratch_floats(const cd_wino4_plan *p, int workers);
 void cd_wino4_run(struct cd_pool *pool, const cd_wino4_plan *p, const float *u, const float *x,
                   const float *bias, const float *res, const cd_epilogue *ep, float *y,
                   float *scratch);
+
+/* Packed 1x1 convolution (conv_pack1x1.c): y[m][p] = sum_c w[m][c] x[c][p]
+ * per image, weights packed once into map groups of up to 12. The plan holds
+ * the work split (images x pixel blocks x map chunks), chosen from the shape
+ * alone so results are the same for any thread count. */
+typedef struct cd_pack1x1_plan {
+    int64_t batch, channels, maps, sp; /* sp: pixels per image */
+    int64_t groups;                    /* map groups of <= 12, widths within one */
+    int64_t pix_block, n_pix_blocks;   /* pixels per block (a multiple of 32), per image */
+    int64_t n_map_chunks;              /* contiguous runs of groups */
+} cd_pack1x1_plan;
+void cd_pack1x1_plan_init(cd_pack1x1_plan *p, int64_t batch, int64_t channels, int64_t maps,
+                          int64_t sp);
+/* Packed weights (w: [maps][channels]) into u. */
+size_t cd_pack1x1_weight_floats(const cd_pack1x1_plan *p);
+void cd_pack1x1_weights(const cd_pack1x1_plan *p, const float *w, float *u);
+/* Scratch floats cd_pack1x1_run needs with a pool of `workers` threads. */
+size_t cd_pack1x1_scratch_floats(const cd_pack1x1_plan *p, int workers);
+/* x: [batch, channels, sp] -> y: [batch, maps, sp] with epilogue ep (bias
+ * and res, y's shape, may be NULL). */
+void cd_pack1x1_run(struct cd_pool *pool, const cd_pack1x1_plan *p, const float *u,
+                    const float *x, const float *bias, const float *res, const cd_epilogue *ep,
+                    float *y, float *scratch);
 
 /* im2col for 2-D geometry (spatial dim 2 unit): col[(c*KH+kh)*KW+kw][oh*OW+ow]. */
 void cd_im2col_2d(const float *img, int64_t channels, const cd_win_geom *g, float *col);

@@ -1,0 +1,292 @@
+/* Packed 1x1 convolution, stride 1, no padding, group 1 (cd_pack1x1_* in
+ * conv_fast.h): y[m][p] = sum_c W[m][c] x[c][p] per image.
+ *
+ * Why not sgemm: mobilenet_v2's 1x1 layers are many small products (C, M
+ * 16..1280, 7x7..112x112 pixels). Through OpenBLAS every call re-packed the
+ * weights, packed the image, zeroed C (beta = 0) and ran the epilogue as a
+ * later pass; those side passes were about half the time of the products.
+ * Here the weights are packed once at plan time into map groups of up to 12
+ * maps, [group][channel][width], and the register-blocked micro-kernel below
+ * holds 32 pixels (two 16-float vectors) by up to 12 maps of accumulators:
+ * per channel it loads the 32 pixels, broadcasts each map's weight and does
+ * 2 FMAs per map. Its rows are 32 consecutive pixels of one map, so it
+ * writes straight into y (no zeroing, no transpose); the only packing is
+ * copying a pixel block of x (channels x up to 32 pixels per sub-block)
+ * into contiguous rows.
+ *
+ * Work items are (image, pixel block, map chunk), cut from the shape only;
+ * each output value is one micro-kernel call summing all channels in order,
+ * so any thread count gives the same bits. Threads pull items from a shared
+ * counter; the thread decides only which scratch slot packs the block. */
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <string.h>
+#if defined(__AVX512F__)
+#include <immintrin.h>
+#endif
+
+#include "../parallel.h"
+#include "conv_fast.h"
+
+#define P1_NR 12 /* maps per micro-kernel call (broadcast operands) */
+#define P1_VL 16 /* floats per vector */
+#define P1_PX 32 /* pixels per sub-block: two vectors */
+
+typedef float p1_v16 __attribute__((vector_size(64)));
+
+/* Builds are -std=c11 (no FMA contraction): the fused multiply-add is
+ * spelled out where AVX-512 exists; elsewhere a multiply and an add. */
+#if defined(__AVX512F__)
+#define P1_FMA(acc, a, b) ((acc) = _mm512_fmadd_ps((a), (b), (acc)))
+#define P1_SPLAT(s) _mm512_set1_ps(s)
+#else
+#define P1_FMA(acc, a, b) ((acc) += (a) * (b))
+#define P1_SPLAT(s) ((p1_v16){0} + (s))
+#endif
+
+static int64_t cdiv(int64_t a, int64_t b) { return (a + b - 1) / b; }
+
+/* First map of group g: widths differ by at most one (16 maps are 8 + 8,
+ * not 12 + 4: a narrow call has too few accumulators to hide FMA latency). */
+static int64_t p1_group_start(const cd_pack1x1_plan *p, int64_t g)
+{
+    return g * p->maps / p->groups;
+}
+
+void cd_pack1x1_plan_init(cd_pack1x1_plan *p, int64_t batch, int64_t channels, int64_t maps,
+                          int64_t sp)
+{
+    memset(p, 0, sizeof *p);
+    p->batch = batch;
+    p->channels = channels;
+    p->maps = maps;
+    p->sp = sp;
+    p->groups = cdiv(maps, P1_NR);
+    /* A pixel block's packed x (channels x block) should stay in L2 while
+     * every weight group streams past it: 32 Ki floats, 32..1024 pixels. */
+    int64_t cap = 32768 / (channels > 0 ? channels : 1) / P1_PX * P1_PX;
+    cap = cap < P1_PX ? P1_PX : cap > 1024 ? 1024 : cap;
+    int64_t nb = cdiv(sp, cap), nk = 1;
+    /* At least 16 items so two or more threads stay balanced: first
+     * shorter pixel blocks while they keep >= 128 pixels (each streams all
+     * weights once more), then map chunks of >= 2 groups (each packs its
+     * pixel block once more), then blocks down to 32 pixels. */
+    while (batch * nb * nk < 16) {
+        if (cdiv(sp, nb + 1) >= 128)
+            nb++;
+        else if (p->groups / (nk * 2) >= 2)
+            nk *= 2;
+        else if (cdiv(sp, nb + 1) >= P1_PX)
+            nb++;
+        else
+            break;
+    }
+    /* Whole 32-pixel sub-blocks except at the end of an image. */
+    int64_t pb = cdiv(cdiv(sp, nb), P1_PX) * P1_PX;
+    p->pix_block = pb;
+    p->n_pix_blocks = cdiv(sp, pb);
+    p->n_map_chunks = nk;
+}
+
+size_t cd_pack1x1_weight_floats(const cd_pack1x1_plan *p)
+{
+    return (size_t)p->maps * (size_t)p->channels;
+}
+
+/* w: [maps][channels] -> u: group g at u + channels * first map of g, laid
+ * out [channel][width]: the maps one micro-kernel call broadcasts are
+ * adjacent for each channel. */
+void cd_pack1x1_weights(const cd_pack1x1_plan *p, const float *w, float *u)
+{
+    int64_t C = p->channels;
+    for (int64_t g = 0; g < p->groups; g++) {
+        int64_t m0 = p1_group_start(p, g), nr = p1_group_start(p, g + 1) - m0;
+        float *ug = u + C * m0;
+        for (int64_t c = 0; c < C; c++)
+            for (int64_t r = 0; r < nr; r++)
+                ug[c * nr + r] = w[(m0 + r) * C + c];
+    }
+}
+
+/* One worker's packed partial sub-block (channels x up to 32 pixel slots)
+ * and the bounce buffer for its rows. */
+static size_t p1_slot_floats(const cd_pack1x1_plan *p)
+{
+    return (size_t)p->channels * P1_PX + (size_t)P1_NR * P1_PX;
+}
+
+size_t cd_pack1x1_scratch_floats(const cd_pack1x1_plan *p, int workers)
+{
+    return (size_t)(workers > 1 ? workers : 1) * p1_slot_floats(p);
+}
+
+/* Micro-kernel ---------------------------------------------------------------- */
+
+/* y[r][0 .. 16 nv) = sum_c x[c][0 .. 16 nv) * w[c][r] for r < nr, x rows ldx
+ * floats apart, w rows nr floats apart, y rows ldy apart. nv and nr are
+ * compile-time constants in every instance, so the accumulators stay in
+ * registers. */
+static inline __attribute__((always_inline)) void p1_micro(int nv, int nr, int64_t C,
+                                                           const float *x, int64_t ldx,
+                                                           const float *w, float *y,
+                                                           int64_t ldy)
+{
+    p1_v16 a0[P1_NR], a1[P1_NR];
+    for (int r = 0; r < nr; r++)
+        a0[r] = a1[r] = (p1_v16){0};
+    for (int64_t c = 0; c < C; c++) {
+        p1_v16 x0, x1 = {0};
+        memcpy(&x0, x + c * ldx, sizeof x0);
+        if (nv == 2)
+            memcpy(&x1, x + c * ldx + P1_VL, sizeof x1);
+        const float *wc = w + c * nr;
+        for (int r = 0; r < nr; r++) {
+            p1_v16 b = P1_SPLAT(wc[r]);
+            P1_FMA(a0[r], x0, b);
+            if (nv == 2)
+                P1_FMA(a1[r], x1, b);
+        }
+    }
+    for (int r = 0; r < nr; r++) {
+        memcpy(y + r * ldy, &a0[r], sizeof a0[r]);
+        if (nv == 2)
+            memcpy(y + r * ldy + P1_VL, &a1[r], sizeof a1[r]);
+    }
+}
+
+typedef void (*p1_micro_fn)(int64_t C, const float *x, int64_t ldx, const float *w, float *y,
+                            int64_t ldy);
+#define P1_MICRO(V, N)                                                                      \
+    static void p1_micro_##V##_##N(int64_t C, const float *x, int64_t ldx, const float *w,  \
+                                   float *y, int64_t ldy)                                   \
+    {                                                                                       \
+        p1_micro(V, N, C, x, ldx, w, y, ldy);                                               \
+    }
+#define P1_MICROS(V)                                                                        \
+    P1_MICRO(V, 1)                                                                          \
+    P1_MICRO(V, 2)                                                                          \
+    P1_MICRO(V, 3)                                                                          \
+    P1_MICRO(V, 4)                                                                          \
+    P1_MICRO(V, 5)                                                                          \
+    P1_MICRO(V, 6)                                                                          \
+    P1_MICRO(V, 7)                                                                          \
+    P1_MICRO(V, 8)                                                                          \
+    P1_MICRO(V, 9)                                                                          \
+    P1_MICRO(V, 10)                                                                         \
+    P1_MICRO(V, 11)                                                                         \
+    P1_MICRO(V, 12)
+P1_MICROS(1)
+P1_MICROS(2)
+#undef P1_MICROS
+#undef P1_MICRO
+/* [vectors - 1][maps]: 16-pixel calls for the last <= 16 pixels of an image
+ * (7x7 maps: 49 = 32 + 17 would waste 15 of 64 slots with 32 only). */
+static const p1_micro_fn p1_micros[2][P1_NR + 1] = {
+    {NULL, p1_micro_1_1, p1_micro_1_2, p1_micro_1_3, p1_micro_1_4, p1_micro_1_5, p1_micro_1_6,
+     p1_micro_1_7, p1_micro_1_8, p1_micro_1_9, p1_micro_1_10, p1_micro_1_11, p1_micro_1_12},
+    {NULL, p1_micro_2_1, p1_micro_2_2, p1_micro_2_3, p1_micro_2_4, p1_micro_2_5, p1_micro_2_6,
+     p1_micro_2_7, p1_micro_2_8, p1_micro_2_9, p1_micro_2_10, p1_micro_2_11, p1_micro_2_12}};
+
+/* Work items ------------------------------------------------------------------ */
+
+typedef struct p1_job {
+    const cd_pack1x1_plan *p;
+    const float *u, *x, *bias, *res;
+    const cd_epilogue *ep;
+    float *y, *scratch;
+    size_t slot;
+    int64_t items;
+    atomic_llong next;
+} p1_job;
+
+/* Vectors per row of sub-block [q0, q0 + n): 1 when 16 slots hold it. */
+static int p1_vectors(int64_t n) { return n <= P1_VL ? 1 : 2; }
+
+/* Pixels [s0, s0 + n) of image xi, n < 32 and not 16, into rows of 16 or
+ * 32 pixel slots per channel; the slots past n are zeroed (their outputs go
+ * to the bounce buffer and are dropped). Whole sub-blocks need no copy: the
+ * micro-kernel reads them straight from the image, rows sp apart. */
+static void p1_pack_tail(const cd_pack1x1_plan *p, const float *xi, int64_t s0, int64_t n,
+                         float *xp)
+{
+    int64_t C = p->channels, sp = p->sp, wv = p1_vectors(n) * P1_VL;
+    for (int64_t c = 0; c < C; c++) {
+        int64_t i = 0;
+        for (; i < n; i++)
+            xp[c * wv + i] = xi[c * sp + s0 + i];
+        for (; i < wv; i++)
+            xp[c * wv + i] = 0.0f;
+    }
+}
+
+static void p1_item(const p1_job *j, int64_t item, float *s)
+{
+    const cd_pack1x1_plan *p = j->p;
+    int64_t C = p->channels, M = p->maps, sp = p->sp;
+    int64_t per_image = p->n_pix_blocks * p->n_map_chunks;
+    int64_t n = item / per_image, rem = item % per_image;
+    int64_t bq = rem / p->n_map_chunks, bk = rem % p->n_map_chunks;
+    int64_t q0 = bq * p->pix_block, q1 = q0 + p->pix_block < sp ? q0 + p->pix_block : sp;
+    int64_t g0 = bk * p->groups / p->n_map_chunks, g1 = (bk + 1) * p->groups / p->n_map_chunks;
+    float *xp = s, *bounce = s + (size_t)C * P1_PX;
+    const float *xi = j->x + n * C * sp;
+    float *yn = j->y + n * M * sp;
+    /* The one partial sub-block an image may end with. */
+    int64_t full = q0 + (q1 - q0) / P1_PX * P1_PX, tail = q1 - full;
+    bool packed = tail > 0 && tail != P1_VL;
+    if (packed)
+        p1_pack_tail(p, xi, full, tail, xp);
+
+    for (int64_t g = g0; g < g1; g++) {
+        int64_t m0 = p1_group_start(p, g), nr = p1_group_start(p, g + 1) - m0;
+        const float *ug = j->u + C * m0;
+        float *ym = yn + m0 * sp;
+        for (int64_t s0 = q0; s0 < full; s0 += P1_PX)
+            p1_micros[1][nr](C, xi + s0, sp, ug, ym + s0, sp);
+        if (tail == 0)
+            continue;
+        p1_micro_fn fn = p1_micros[p1_vectors(tail) - 1][nr];
+        if (!packed) {
+            fn(C, xi + full, sp, ug, ym + full, sp);
+            continue;
+        }
+        fn(C, xp, p1_vectors(tail) * P1_VL, ug, bounce, P1_PX);
+        for (int64_t r = 0; r < nr; r++)
+            for (int64_t i = 0; i < tail; i++)
+                ym[r * sp + full + i] = bounce[r * P1_PX + i];
+    }
+
+    /* The epilogue over the block's outputs, still in cache. */
+    int64_t m0 = p1_group_start(p, g0), m1 = p1_group_start(p, g1);
+    for (int64_t m = m0; m < m1; m++) {
+        int64_t off = (n * M + m) * sp + q0;
+        cd_epilogue_apply(j->ep, j->y + off, j->bias ? j->bias + m : NULL,
+                          j->res ? j->res + off : NULL, 1, q1 - q0);
+    }
+}
+
+static void p1_worker(void *arg, int task)
+{
+    p1_job *j = arg;
+    float *s = j->scratch + (size_t)task * j->slot;
+    for (;;) {
+        int64_t item = (int64_t)atomic_fetch_add(&j->next, 1);
+        if (item >= j->items)
+            break;
+        p1_item(j, item, s);
+    }
+}
+
+void cd_pack1x1_run(struct cd_pool *pool, const cd_pack1x1_plan *p, const float *u,
+                    const float *x, const float *bias, const float *res, const cd_epilogue *ep,
+                    float *y, float *scratch)
+{
+    p1_job j = {p, u, x, bias, res, ep, y, scratch, p1_slot_floats(p), 0, 0};
+    j.items = p->batch * p->n_pix_blocks * p->n_map_chunks;
+    atomic_init(&j.next, 0);
+    if (j.items <= 0)
+        return;
+    int64_t workers = cd_pool_threads(pool);
+    cd_pool_run(pool, (int)(workers < j.items ? workers : j.items), p1_worker, &j);
+}
