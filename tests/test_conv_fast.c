@@ -240,7 +240,23 @@ static void test_pack1x1(void **state)
         {.batch = 1, .c = 1100, .m = 13, .h = 5, .w = 9},
         {.batch = 1, .c = 96, .m = 200, .h = 7, .w = 7, .bias = true},
         {.batch = 4, .c = 24, .m = 40, .h = 14, .w = 14, .bias = true},
-        {.batch = 1, .c = 16, .m = 96, .h = 60, .w = 61}};
+        {.batch = 1, .c = 16, .m = 96, .h = 60, .w = 61},
+        /* maps mode (small planes, maps in vector lanes): whole and
+         * partial 32-map panels, one panel split by pixels, batch 2 */
+        {.batch = 1, .c = 160, .m = 960, .h = 7, .w = 7},
+        {.batch = 1, .c = 37, .m = 60, .h = 7, .w = 7, .bias = true},
+        {.batch = 2, .c = 20, .m = 32, .h = 5, .w = 5},
+        {.batch = 1, .c = 3, .m = 64, .h = 1, .w = 1}};
+    /* The mode is the one the comments above claim. */
+    cd_pack1x1_plan pl;
+    cd_pack1x1_plan_init(&pl, 1, 160, 960, 49);
+    assert_true(pl.maps_mode);
+    cd_pack1x1_plan_init(&pl, 1, 37, 60, 49);
+    assert_true(pl.maps_mode);
+    cd_pack1x1_plan_init(&pl, 1, 37, 50, 49); /* 50 of 64 maps waste as much */
+    assert_false(pl.maps_mode);
+    cd_pack1x1_plan_init(&pl, 1, 24, 144, 56 * 56);
+    assert_false(pl.maps_mode);
     for (size_t i = 0; i < sizeof edge / sizeof *edge; i++) {
         shape s = edge[i];
         s.group = 1, s.kh = s.kw = s.s = s.d = 1;

@@ -117,7 +117,9 @@ void cd_wino4_run(struct cd_pool *pool, const cd_wino4_plan *p, const float *u, 
  * alone so results are the same for any thread count. */
 typedef struct cd_pack1x1_plan {
     int64_t batch, channels, maps, sp; /* sp: pixels per image */
-    int64_t groups;                    /* map groups of <= 12, widths within one */
+    bool maps_mode;                    /* small planes: maps in vector lanes */
+    int64_t groups;                    /* map groups of <= 12, widths within one (maps
+                                          mode: 32-map panels) */
     int64_t pix_block, n_pix_blocks;   /* pixels per block (a multiple of 32), per image */
     int64_t n_map_chunks;              /* contiguous runs of groups */
 } cd_pack1x1_plan;
