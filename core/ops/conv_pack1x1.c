@@ -183,6 +183,10 @@ static inline __attribute__((always_inline)) void p1_micro(int nv, int nr, int64
                                                            float *y, int64_t ldy)
 {
     p1_v16 a0[P1_NR], a1[P1_NR];
+    /* Unrolled before GCC's loop distribution sees it: otherwise it became
+     * two memset calls on stack arrays per call (13% of a 32-channel
+     * layer's kernel time). */
+#pragma GCC unroll 12
     for (int r = 0; r < nr; r++)
         a0[r] = a1[r] = (p1_v16){0};
     for (int64_t c = 0; c < C; c++) {
