@@ -195,6 +195,7 @@ static inline __attribute__((always_inline)) void p1_micro(int nv, int nr, int64
         if (nv == 2)
             memcpy(&x1, x + c * ldx + P1_VL, sizeof x1);
         const float *wc = w + c * ldw;
+#pragma GCC unroll 12
         for (int r = 0; r < nr; r++) {
             p1_v16 b = P1_SPLAT(wc[r]);
             P1_FMA(a0[r], x0, b);
@@ -202,6 +203,7 @@ static inline __attribute__((always_inline)) void p1_micro(int nv, int nr, int64
                 P1_FMA(a1[r], x1, b);
         }
     }
+#pragma GCC unroll 12
     for (int r = 0; r < nr; r++) {
         memcpy(y + r * ldy, &a0[r], sizeof a0[r]);
         if (nv == 2)
