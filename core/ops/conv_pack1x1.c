@@ -10,9 +10,12 @@
  * holds 32 pixels (two 16-float vectors) by up to 12 maps of accumulators:
  * per channel it loads the 32 pixels, broadcasts each map's weight and does
  * 2 FMAs per map. Its rows are 32 consecutive pixels of one map, so it
- * writes straight into y (no zeroing, no transpose); the only packing is
- * copying a pixel block of x (channels x up to 32 pixels per sub-block)
- * into contiguous rows.
+ * writes straight into y (no zeroing, no transpose), and it reads whole
+ * 32-pixel sub-blocks straight from the image (rows a plane apart): the only
+ * copy is a plane's last partial sub-block, zero-filled. Small planes whose
+ * pixel count wastes many lanes (7x7: 49 of 64) use maps mode instead:
+ * 32-map weight panels in the lanes, up to 12 pixels broadcast, the result
+ * stored transposed.
  *
  * Work items are (image, pixel block, map chunk), cut from the shape only;
  * each output value is one micro-kernel call summing all channels in order,
