@@ -4,7 +4,7 @@
  * Why not sgemm: mobilenet_v2's 1x1 layers are many small products (C, M
  * 16..1280, 7x7..112x112 pixels). Through OpenBLAS every call re-packed the
  * weights, packed the image, zeroed C (beta = 0) and ran the epilogue as a
- * later pass; those side passes were about half the time of the products.
+ * later pass; those side passes took about a third of the products' time.
  * Here the weights are packed once at plan time into map groups of up to 12
  * maps, [group][channel][width], and the register-blocked micro-kernel below
  * holds 32 pixels (two 16-float vectors) by up to 12 maps of accumulators:
