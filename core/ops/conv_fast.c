@@ -147,77 +147,108 @@ static void dw_pad_plane(const float *xc, const cd_win_geom *g, float *pad)
     }
 }
 
-/* The row kernel: outputs in 8-wide column chunks for DW_ROWS rows at once,
+/* The row kernel: outputs in column chunks of one vector (16 floats where
+ * the output rows are at least that wide, else 8) for DW_ROWS rows at once,
  * every tap accumulated in registers (DW_ROWS independent chains hide the
- * FMA latency). A chunk may read up to 7 floats past a row's last output;
+ * FMA latency). A chunk may read up to 15 floats past a row's last output;
  * they land in the next padded row or in the zeroed slack at the end of the
  * scratch, and their lanes are never stored. KH/KW are compile-time
  * constants in the 3x3 and 5x5 instances, so the tap loop unrolls.
  *
+ * When a row is at least one vector wide its last chunk is shifted left to
+ * end at the row's end, overlapping the previous chunk: the overlapped
+ * outputs are recomputed with the same taps in the same order (same bits),
+ * and every store is a full vector. Partial stores (a variable-length
+ * memcpy, i.e. a libc call) remain only for rows narrower than 8.
+ *
+ * Each band of rows gets its epilogue (bias, residual, activation) right
+ * after it is computed, while it is still in L1, instead of in a second
+ * pass over the whole plane.
+ *
  * GCC's auto-vectoriser turned the plain-C form of this loop into scalar
  * code with stack spills, so the chunk is a GCC/Clang vector type (plain
- * arithmetic on it compiles to one AVX instruction, or SSE pairs without
- * AVX); loads and stores go through memcpy, which allows any alignment. */
+ * arithmetic on it compiles to one AVX-512 or AVX instruction, or pairs of
+ * narrower ones); loads and stores go through memcpy, which allows any
+ * alignment. */
 typedef float dw_v8 __attribute__((vector_size(32)));
-#define DW_LANES 8
+typedef float dw_v16 __attribute__((vector_size(64)));
 #define DW_ROWS 4
 
-/* src[off .. off+7] as a vector (a function returning dw_v8 would change
- * the ABI in builds without AVX, which GCC warns about). */
-static inline void dw_fma(dw_v8 *acc, float wv, const float *src)
-{
-    dw_v8 v;
-    memcpy(&v, src, sizeof v);
-    *acc += wv * v;
-}
+/* What a row kernel needs besides the plane: the epilogue of this plane. */
+typedef struct dw_out {
+    const cd_epilogue *ep;
+    const float *bias, *res; /* this plane's bias (one value) and residual, or NULL */
+    float *y;
+} dw_out;
 
-static inline void dw_store(float *y, const dw_v8 *acc, int64_t nc)
+static void dw_band_epilogue(const dw_out *o, int64_t oh, int64_t rows, int64_t OW)
 {
-    if (nc == DW_LANES)
-        memcpy(y, acc, sizeof *acc);
-    else
-        memcpy(y, acc, (size_t)nc * sizeof(float));
+    cd_epilogue_apply(o->ep, o->y + oh * OW, o->bias, o->res ? o->res + oh * OW : NULL, 1,
+                      rows * OW);
 }
 
 /* tap[i]: offset of tap i's run from the start of its output row's padded
- * rows, precomputed so the kernels do no divisions. */
-#define DW_KERNEL(NAME, NT_)                                                                \
+ * rows, precomputed so the kernels do no divisions. VT/L: vector type and
+ * its lanes. */
+#define DW_KERNEL(NAME, NT_, VT, L)                                                         \
+    static inline void NAME##_fma(VT *acc, float wv, const float *src)                     \
+    {                                                                                       \
+        VT v;                                                                               \
+        memcpy(&v, src, sizeof v);                                                          \
+        *acc += wv * v;                                                                     \
+    }                                                                                       \
+    static inline void NAME##_store(float *y, const VT *acc, int64_t nc)                   \
+    {                                                                                       \
+        if (nc == (L))                                                                      \
+            memcpy(y, acc, sizeof *acc);                                                    \
+        else                                                                                \
+            memcpy(y, acc, (size_t)nc * sizeof(float));                                     \
+    }                                                                                       \
     static void NAME(const float *pad, const float *w, const int64_t *tap, int64_t ntap,    \
-                     const cd_win_geom *g, int64_t wph, float *yc)                         \
+                     const cd_win_geom *g, int64_t wph, const dw_out *o)                    \
     {                                                                                       \
         const int64_t NT = (NT_), OW = g->out[1], OH = g->out[0];                           \
+        const int64_t nc = OW < (L) ? OW : (L), last = OW - nc;                             \
         int64_t rowstep = g->s[0] * g->s[1] * wph, oh = 0;                                  \
+        float *yc = o->y;                                                                   \
         (void)ntap;                                                                         \
         for (; oh + DW_ROWS <= OH; oh += DW_ROWS) {                                         \
             const float *base = pad + oh * rowstep;                                         \
-            for (int64_t ow = 0; ow < OW; ow += DW_LANES) {                                 \
-                dw_v8 a0 = {0}, a1 = {0}, a2 = {0}, a3 = {0};                               \
+            for (int64_t c = 0; c < OW; c += (L)) {                                         \
+                int64_t ow = c < last ? c : last;                                           \
+                VT a0 = {0}, a1 = {0}, a2 = {0}, a3 = {0};                                  \
                 for (int64_t i = 0; i < NT; i++) {                                          \
                     const float *src = base + tap[i] + ow;                                  \
-                    dw_fma(&a0, w[i], src);                                                 \
-                    dw_fma(&a1, w[i], src + rowstep);                                       \
-                    dw_fma(&a2, w[i], src + 2 * rowstep);                                   \
-                    dw_fma(&a3, w[i], src + 3 * rowstep);                                   \
+                    NAME##_fma(&a0, w[i], src);                                             \
+                    NAME##_fma(&a1, w[i], src + rowstep);                                   \
+                    NAME##_fma(&a2, w[i], src + 2 * rowstep);                               \
+                    NAME##_fma(&a3, w[i], src + 3 * rowstep);                               \
                 }                                                                           \
-                int64_t nc = OW - ow < DW_LANES ? OW - ow : DW_LANES;                       \
                 float *y0 = yc + oh * OW + ow;                                              \
-                dw_store(y0, &a0, nc);                                                      \
-                dw_store(y0 + OW, &a1, nc);                                                 \
-                dw_store(y0 + 2 * OW, &a2, nc);                                             \
-                dw_store(y0 + 3 * OW, &a3, nc);                                             \
+                NAME##_store(y0, &a0, nc);                                                  \
+                NAME##_store(y0 + OW, &a1, nc);                                             \
+                NAME##_store(y0 + 2 * OW, &a2, nc);                                         \
+                NAME##_store(y0 + 3 * OW, &a3, nc);                                         \
             }                                                                               \
+            dw_band_epilogue(o, oh, DW_ROWS, OW);                                           \
         }                                                                                   \
-        for (; oh < OH; oh++)                                                               \
-            for (int64_t ow = 0; ow < OW; ow += DW_LANES) {                                 \
-                dw_v8 a0 = {0};                                                             \
+        for (int64_t r = oh; r < OH; r++)                                                   \
+            for (int64_t c = 0; c < OW; c += (L)) {                                         \
+                int64_t ow = c < last ? c : last;                                           \
+                VT a0 = {0};                                                                \
                 for (int64_t i = 0; i < NT; i++)                                            \
-                    dw_fma(&a0, w[i], pad + oh * rowstep + tap[i] + ow);                    \
-                dw_store(yc + oh * OW + ow, &a0, OW - ow < DW_LANES ? OW - ow : DW_LANES);  \
+                    NAME##_fma(&a0, w[i], pad + r * rowstep + tap[i] + ow);                 \
+                NAME##_store(yc + r * OW + ow, &a0, nc);                                    \
             }                                                                               \
+        if (oh < OH)                                                                        \
+            dw_band_epilogue(o, oh, OH - oh, OW);                                           \
     }
-DW_KERNEL(dw_rows_3, 9)
-DW_KERNEL(dw_rows_5, 25)
-DW_KERNEL(dw_rows_any, ntap)
+DW_KERNEL(dw8_rows_3, 9, dw_v8, 8)
+DW_KERNEL(dw8_rows_5, 25, dw_v8, 8)
+DW_KERNEL(dw8_rows_any, ntap, dw_v8, 8)
+DW_KERNEL(dw16_rows_3, 9, dw_v16, 16)
+DW_KERNEL(dw16_rows_5, 25, dw_v16, 16)
+DW_KERNEL(dw16_rows_any, ntap, dw_v16, 16)
 #undef DW_KERNEL
 
 /* Uses spatial dims 0 and 1 of g (H, W); callers guarantee dim 2 is unit
@@ -234,19 +265,19 @@ void cd_conv_depthwise(const float *x, const float *w, const float *bias, const 
             int64_t c = kw * g->d[1];
             tap[kh * KW + kw] = (kh * g->d[0] * s1 + c % s1) * wph + c / s1;
         }
+    bool wide = OW >= 16, k3 = KH == 3 && KW == 3, k5 = KH == 5 && KW == 5;
     dw_pad_zero(g, pad);
     for (int64_t c = 0; c < channels; c++) {
-        float *yc = y + c * OH * OW;
         const float *wc = w + c * KH * KW;
+        dw_out o = {ep, bias ? bias + c : NULL, res ? res + c * OH * OW : NULL,
+                    y + c * OH * OW};
         dw_pad_plane(x + c * H * W, g, pad);
-        if (KH == 3 && KW == 3)
-            dw_rows_3(pad, wc, tap, 9, g, wph, yc);
-        else if (KH == 5 && KW == 5)
-            dw_rows_5(pad, wc, tap, 25, g, wph, yc);
+        if (k3)
+            (wide ? dw16_rows_3 : dw8_rows_3)(pad, wc, tap, 9, g, wph, &o);
+        else if (k5)
+            (wide ? dw16_rows_5 : dw8_rows_5)(pad, wc, tap, 25, g, wph, &o);
         else
-            dw_rows_any(pad, wc, tap, KH * KW, g, wph, yc);
-        cd_epilogue_apply(ep, yc, bias ? bias + c : NULL, res ? res + c * OH * OW : NULL, 1,
-                          OH * OW);
+            (wide ? dw16_rows_any : dw8_rows_any)(pad, wc, tap, KH * KW, g, wph, &o);
     }
 }
 
