@@ -182,22 +182,23 @@ typedef int32_t dw_i16 __attribute__((vector_size(64)));
  * instruction, so where the target has FMA it is asked for explicitly:
  * half the arithmetic instructions, one rounding instead of two. The
  * kernels are the same for any thread count, so results stay bit-identical
- * across threads either way. */
-static inline void dw_fma8(dw_v8 *acc, float w, dw_v8 v)
+ * across threads either way. Vectors go by pointer: by value they would
+ * change the ABI in builds without AVX (GCC warns). */
+static inline void dw_fma8(dw_v8 *acc, float w, const dw_v8 *v)
 {
 #ifdef __FMA__
-    *acc = (dw_v8)_mm256_fmadd_ps((__m256)v, _mm256_set1_ps(w), (__m256)*acc);
+    *acc = (dw_v8)_mm256_fmadd_ps((__m256)*v, _mm256_set1_ps(w), (__m256)*acc);
 #else
-    *acc += w * v;
+    *acc += w * *v;
 #endif
 }
 
-static inline void dw_fma16(dw_v16 *acc, float w, dw_v16 v)
+static inline void dw_fma16(dw_v16 *acc, float w, const dw_v16 *v)
 {
 #ifdef __AVX512F__
-    *acc = (dw_v16)_mm512_fmadd_ps((__m512)v, _mm512_set1_ps(w), (__m512)*acc);
+    *acc = (dw_v16)_mm512_fmadd_ps((__m512)*v, _mm512_set1_ps(w), (__m512)*acc);
 #else
-    *acc += w * v;
+    *acc += w * *v;
 #endif
 }
 
@@ -247,7 +248,7 @@ static void dw_band_epilogue(const dw_out *o, int64_t oh, int64_t rows, int64_t 
     {                                                                                       \
         VT v;                                                                               \
         memcpy(&v, src, sizeof v);                                                          \
-        dw_fma##L(acc, wv, v);                                                              \
+        dw_fma##L(acc, wv, &v);                                                             \
     }                                                                                       \
     /* cd_epilogue_apply's v + b then clampf(v, lo, hi), lane-wise (vector    \
      * comparisons give all-ones masks; GCC's C has no vector ?:). */                       \
