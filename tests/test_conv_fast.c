@@ -52,6 +52,11 @@ static shape random_shape(cd_conv_algo algo, uint64_t *st)
         s.pad = rnd(st, 0, 3), s.h = rnd(st, 9, 20), s.w = rnd(st, 9, 20);
         if (rnd(st, 0, 1)) /* the unrolled 3x3 / 5x5 kernels */
             s.kh = s.kw = rnd(st, 0, 1) ? 3 : 5;
+        if (rnd(st, 0, 2) == 0) { /* output rows around the 8- and 16-float chunk widths */
+            static const int64_t ow[] = {7, 8, 9, 15, 16, 17, 31, 32, 33};
+            int64_t o = ow[rnd(st, 0, 8)], ext = (s.kw - 1) * s.d + 1 - 2 * s.pad;
+            s.w = (o - 1) * s.s + ext; /* input width giving o outputs (>= 1 here) */
+        }
         break;
     case CD_CONV_WINOGRAD:
     case CD_CONV_WINOGRAD4:
@@ -216,9 +221,12 @@ static double check_case(cd_conv_algo algo, uint64_t seed)
     return check_shape(algo, s, seed, st);
 }
 
+/* Depthwise has more kernel branches (chunk widths, 3x3/5x5/any window). */
+static uint64_t n_cases(cd_conv_algo algo) { return algo == CD_CONV_DEPTHWISE ? 200 : 80; }
+
 static void check_algo(cd_conv_algo algo)
 {
-    for (uint64_t seed = 1; seed <= 80; seed++)
+    for (uint64_t seed = 1; seed <= n_cases(algo); seed++)
         assert_true(check_case(algo, seed) <= 1.0);
 }
 

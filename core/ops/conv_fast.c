@@ -4,6 +4,10 @@
 #include <math.h>
 #include <string.h>
 
+#if defined(__FMA__) || defined(__AVX512F__)
+#include <immintrin.h>
+#endif
+
 #include "conv_fast.h"
 
 /* Epilogue ----------------------------------------------------------------- */
@@ -147,77 +151,195 @@ static void dw_pad_plane(const float *xc, const cd_win_geom *g, float *pad)
     }
 }
 
-/* The row kernel: outputs in 8-wide column chunks for DW_ROWS rows at once,
- * every tap accumulated in registers (DW_ROWS independent chains hide the
- * FMA latency). A chunk may read up to 7 floats past a row's last output;
- * they land in the next padded row or in the zeroed slack at the end of the
- * scratch, and their lanes are never stored. KH/KW are compile-time
- * constants in the 3x3 and 5x5 instances, so the tap loop unrolls.
+/* The row kernel: outputs in column chunks of one vector (16 floats where
+ * the output rows are at least that wide, else 8) for bands of 8 rows at
+ * once (then 4, 2, 1 for the rest), every tap accumulated in registers
+ * (one independent FMA chain per row hides the latency). A chunk may read
+ * up to 15 floats past a row's last output; they land in the next padded
+ * row or in the zeroed slack at the end of the scratch, and their lanes are
+ * never stored. KH/KW are compile-time constants in the 3x3 and 5x5
+ * instances, so the tap loop unrolls.
+ *
+ * When a row is at least one vector wide its last chunk is shifted left to
+ * end at the row's end, overlapping the previous chunk: the overlapped
+ * outputs are recomputed with the same taps in the same order (same bits),
+ * and every store is a full vector. Partial stores (a variable-length
+ * memcpy, i.e. a libc call) remain only for rows narrower than 8.
+ *
+ * The epilogue is no second pass over the plane: see dw_out below.
  *
  * GCC's auto-vectoriser turned the plain-C form of this loop into scalar
  * code with stack spills, so the chunk is a GCC/Clang vector type (plain
- * arithmetic on it compiles to one AVX instruction, or SSE pairs without
- * AVX); loads and stores go through memcpy, which allows any alignment. */
+ * arithmetic on it compiles to one AVX-512 or AVX instruction, or pairs of
+ * narrower ones); loads and stores go through memcpy, which allows any
+ * alignment. */
 typedef float dw_v8 __attribute__((vector_size(32)));
-#define DW_LANES 8
-#define DW_ROWS 4
+typedef float dw_v16 __attribute__((vector_size(64)));
+typedef int32_t dw_i8 __attribute__((vector_size(32))); /* lane masks of comparisons */
+typedef int32_t dw_i16 __attribute__((vector_size(64)));
 
-/* src[off .. off+7] as a vector (a function returning dw_v8 would change
- * the ABI in builds without AVX, which GCC warns about). */
-static inline void dw_fma(dw_v8 *acc, float wv, const float *src)
+/* acc += w * v. ISO C mode keeps GCC from contracting a*b+c into one FMA
+ * instruction, so where the target has FMA it is asked for explicitly:
+ * half the arithmetic instructions, one rounding instead of two. The
+ * kernels are the same for any thread count, so results stay bit-identical
+ * across threads either way. Vectors go by pointer: by value they would
+ * change the ABI in builds without AVX (GCC warns). */
+static inline void dw_fma8(dw_v8 *acc, float w, const dw_v8 *v)
 {
-    dw_v8 v;
-    memcpy(&v, src, sizeof v);
-    *acc += wv * v;
+#ifdef __FMA__
+    *acc = (dw_v8)_mm256_fmadd_ps((__m256)*v, _mm256_set1_ps(w), (__m256)*acc);
+#else
+    *acc += w * *v;
+#endif
 }
 
-static inline void dw_store(float *y, const dw_v8 *acc, int64_t nc)
+static inline void dw_fma16(dw_v16 *acc, float w, const dw_v16 *v)
 {
-    if (nc == DW_LANES)
-        memcpy(y, acc, sizeof *acc);
-    else
-        memcpy(y, acc, (size_t)nc * sizeof(float));
+#ifdef __AVX512F__
+    *acc = (dw_v16)_mm512_fmadd_ps((__m512)*v, _mm512_set1_ps(w), (__m512)*acc);
+#else
+    *acc += w * *v;
+#endif
+}
+
+/* What a row kernel needs besides the plane: the epilogue of this plane.
+ * Bias + ReLU/Clip/nothing without a residual (MobileNets' depthwise
+ * layers) runs in registers before each chunk's store (the *_fused kernel
+ * instances); anything else is applied to each band of rows right after it
+ * is computed, while it is still in L1. */
+typedef struct dw_out {
+    const cd_epilogue *ep;
+    const float *bias, *res; /* this plane's bias (one value) and residual, or NULL */
+    float *y;
+    bool fused, band;        /* epilogue in registers / per band (at most one set) */
+    float b, lo, hi;         /* fused: bias (0 without), clamp bounds */
+} dw_out;
+
+static dw_out dw_out_make(const cd_epilogue *ep, const float *bias, const float *res, float *y)
+{
+    cd_act act = ep ? ep->act : CD_ACT_NONE;
+    dw_out o = {ep, bias, res, y, false, false, bias ? *bias : 0.0f, -INFINITY, INFINITY};
+    if (act == CD_ACT_NONE && !bias && !res)
+        return o; /* cd_epilogue_apply would do nothing either */
+    if (!res && (act == CD_ACT_NONE || act == CD_ACT_RELU || act == CD_ACT_CLIP)) {
+        o.fused = true; /* clamping to +-inf changes nothing, NaN included */
+        if (act == CD_ACT_RELU)
+            o.lo = 0.0f;
+        if (act == CD_ACT_CLIP)
+            o.lo = ep->lo, o.hi = ep->hi;
+    } else {
+        o.band = true;
+    }
+    return o;
+}
+
+static void dw_band_epilogue(const dw_out *o, int64_t oh, int64_t rows, int64_t OW)
+{
+    if (o->band)
+        cd_epilogue_apply(o->ep, o->y + oh * OW, o->bias, o->res ? o->res + oh * OW : NULL, 1,
+                          rows * OW);
 }
 
 /* tap[i]: offset of tap i's run from the start of its output row's padded
- * rows, precomputed so the kernels do no divisions. */
-#define DW_KERNEL(NAME, NT_)                                                                \
+ * rows, precomputed so the kernels do no divisions. VT/L: vector type and
+ * its lanes. */
+#define DW_KERNEL(NAME, NT_, VT, IVT, L, FUSE)                                                         \
+    static inline void NAME##_fma(VT *acc, float wv, const float *src)                     \
+    {                                                                                       \
+        VT v;                                                                               \
+        memcpy(&v, src, sizeof v);                                                          \
+        dw_fma##L(acc, wv, &v);                                                             \
+    }                                                                                       \
+    /* cd_epilogue_apply's v + b then clampf(v, lo, hi), lane-wise (vector    \
+     * comparisons give all-ones masks; GCC's C has no vector ?:). */                       \
+    static inline void NAME##_store(float *y, VT *acc, int64_t nc, float b, float lo,       \
+                                    float hi)                                               \
+    {                                                                                       \
+        if (FUSE) {                                                                         \
+            VT z = {0}, v = *acc + b, vlo = lo - z, vhi = hi - z; /* x - 0 == x exactly */ \
+            IVT m = v < vlo;                                                                \
+            v = (VT)((m & (IVT)vlo) | (~m & (IVT)v));                                       \
+            m = v > vhi;                                                                    \
+            *acc = (VT)((m & (IVT)vhi) | (~m & (IVT)v));                                    \
+        }                                                                                   \
+        if (nc == (L))                                                                      \
+            memcpy(y, acc, sizeof *acc);                                                    \
+        else                                                                                \
+            memcpy(y, acc, (size_t)nc * sizeof(float));                                     \
+    }                                                                                       \
+    /* R (1..8, a constant once inlined) rows starting at output row oh: one   \
+     * accumulator per row, R independent chains. */                                        \
+    static inline __attribute__((always_inline)) void NAME##_band(                          \
+        const float *pad, const float *w, const int64_t *tap, int64_t NT, int64_t rowstep,  \
+        int64_t OW, float *yc, int64_t oh, int R, float b, float lo, float hi)              \
+    {                                                                                       \
+        const int64_t nc = OW < (L) ? OW : (L), last = OW - nc;                             \
+        const float *base = pad + oh * rowstep;                                             \
+        for (int64_t c = 0; c < OW; c += (L)) {                                             \
+            int64_t ow = c < last ? c : last;                                               \
+            VT a0 = {0}, a1 = {0}, a2 = {0}, a3 = {0}, a4 = {0}, a5 = {0}, a6 = {0},        \
+               a7 = {0};                                                                    \
+            for (int64_t i = 0; i < NT; i++) {                                              \
+                const float *src = base + tap[i] + ow;                                      \
+                NAME##_fma(&a0, w[i], src);                                                 \
+                if (R > 1) NAME##_fma(&a1, w[i], src + rowstep);                            \
+                if (R > 2) NAME##_fma(&a2, w[i], src + 2 * rowstep);                        \
+                if (R > 3) NAME##_fma(&a3, w[i], src + 3 * rowstep);                        \
+                if (R > 4) NAME##_fma(&a4, w[i], src + 4 * rowstep);                        \
+                if (R > 5) NAME##_fma(&a5, w[i], src + 5 * rowstep);                        \
+                if (R > 6) NAME##_fma(&a6, w[i], src + 6 * rowstep);                        \
+                if (R > 7) NAME##_fma(&a7, w[i], src + 7 * rowstep);                        \
+            }                                                                               \
+            float *y0 = yc + oh * OW + ow;                                                  \
+            NAME##_store(y0, &a0, nc, b, lo, hi);                                           \
+            if (R > 1) NAME##_store(y0 + OW, &a1, nc, b, lo, hi);                           \
+            if (R > 2) NAME##_store(y0 + 2 * OW, &a2, nc, b, lo, hi);                       \
+            if (R > 3) NAME##_store(y0 + 3 * OW, &a3, nc, b, lo, hi);                       \
+            if (R > 4) NAME##_store(y0 + 4 * OW, &a4, nc, b, lo, hi);                       \
+            if (R > 5) NAME##_store(y0 + 5 * OW, &a5, nc, b, lo, hi);                       \
+            if (R > 6) NAME##_store(y0 + 6 * OW, &a6, nc, b, lo, hi);                       \
+            if (R > 7) NAME##_store(y0 + 7 * OW, &a7, nc, b, lo, hi);                       \
+        }                                                                                   \
+    }                                                                                       \
     static void NAME(const float *pad, const float *w, const int64_t *tap, int64_t ntap,    \
-                     const cd_win_geom *g, int64_t wph, float *yc)                         \
+                     const cd_win_geom *g, int64_t wph, const dw_out *o)                    \
     {                                                                                       \
         const int64_t NT = (NT_), OW = g->out[1], OH = g->out[0];                           \
         int64_t rowstep = g->s[0] * g->s[1] * wph, oh = 0;                                  \
+        float *yc = o->y;                                                                   \
+        const float b = o->b, lo = o->lo, hi = o->hi;                                       \
         (void)ntap;                                                                         \
-        for (; oh + DW_ROWS <= OH; oh += DW_ROWS) {                                         \
-            const float *base = pad + oh * rowstep;                                         \
-            for (int64_t ow = 0; ow < OW; ow += DW_LANES) {                                 \
-                dw_v8 a0 = {0}, a1 = {0}, a2 = {0}, a3 = {0};                               \
-                for (int64_t i = 0; i < NT; i++) {                                          \
-                    const float *src = base + tap[i] + ow;                                  \
-                    dw_fma(&a0, w[i], src);                                                 \
-                    dw_fma(&a1, w[i], src + rowstep);                                       \
-                    dw_fma(&a2, w[i], src + 2 * rowstep);                                   \
-                    dw_fma(&a3, w[i], src + 3 * rowstep);                                   \
-                }                                                                           \
-                int64_t nc = OW - ow < DW_LANES ? OW - ow : DW_LANES;                       \
-                float *y0 = yc + oh * OW + ow;                                              \
-                dw_store(y0, &a0, nc);                                                      \
-                dw_store(y0 + OW, &a1, nc);                                                 \
-                dw_store(y0 + 2 * OW, &a2, nc);                                             \
-                dw_store(y0 + 3 * OW, &a3, nc);                                             \
-            }                                                                               \
+        for (; oh + 8 <= OH; oh += 8) {                                                     \
+            NAME##_band(pad, w, tap, NT, rowstep, OW, yc, oh, 8, b, lo, hi);                \
+            dw_band_epilogue(o, oh, 8, OW);                                                 \
         }                                                                                   \
-        for (; oh < OH; oh++)                                                               \
-            for (int64_t ow = 0; ow < OW; ow += DW_LANES) {                                 \
-                dw_v8 a0 = {0};                                                             \
-                for (int64_t i = 0; i < NT; i++)                                            \
-                    dw_fma(&a0, w[i], pad + oh * rowstep + tap[i] + ow);                    \
-                dw_store(yc + oh * OW + ow, &a0, OW - ow < DW_LANES ? OW - ow : DW_LANES);  \
-            }                                                                               \
+        if (oh + 4 <= OH) {                                                                 \
+            NAME##_band(pad, w, tap, NT, rowstep, OW, yc, oh, 4, b, lo, hi);                \
+            dw_band_epilogue(o, oh, 4, OW);                                                 \
+            oh += 4;                                                                        \
+        }                                                                                   \
+        if (oh + 2 <= OH) {                                                                 \
+            NAME##_band(pad, w, tap, NT, rowstep, OW, yc, oh, 2, b, lo, hi);                \
+            dw_band_epilogue(o, oh, 2, OW);                                                 \
+            oh += 2;                                                                        \
+        }                                                                                   \
+        if (oh < OH) {                                                                      \
+            NAME##_band(pad, w, tap, NT, rowstep, OW, yc, oh, 1, b, lo, hi);                \
+            dw_band_epilogue(o, oh, 1, OW);                                                 \
+        }                                                                                   \
     }
-DW_KERNEL(dw_rows_3, 9)
-DW_KERNEL(dw_rows_5, 25)
-DW_KERNEL(dw_rows_any, ntap)
+DW_KERNEL(dw8_rows_3, 9, dw_v8, dw_i8, 8, 0)
+DW_KERNEL(dw8_rows_5, 25, dw_v8, dw_i8, 8, 0)
+DW_KERNEL(dw8_rows_any, ntap, dw_v8, dw_i8, 8, 0)
+DW_KERNEL(dw16_rows_3, 9, dw_v16, dw_i16, 16, 0)
+DW_KERNEL(dw16_rows_5, 25, dw_v16, dw_i16, 16, 0)
+DW_KERNEL(dw16_rows_any, ntap, dw_v16, dw_i16, 16, 0)
+DW_KERNEL(dw8_rows_3_fused, 9, dw_v8, dw_i8, 8, 1)
+DW_KERNEL(dw8_rows_5_fused, 25, dw_v8, dw_i8, 8, 1)
+DW_KERNEL(dw8_rows_any_fused, ntap, dw_v8, dw_i8, 8, 1)
+DW_KERNEL(dw16_rows_3_fused, 9, dw_v16, dw_i16, 16, 1)
+DW_KERNEL(dw16_rows_5_fused, 25, dw_v16, dw_i16, 16, 1)
+DW_KERNEL(dw16_rows_any_fused, ntap, dw_v16, dw_i16, 16, 1)
 #undef DW_KERNEL
 
 /* Uses spatial dims 0 and 1 of g (H, W); callers guarantee dim 2 is unit
@@ -234,19 +356,25 @@ void cd_conv_depthwise(const float *x, const float *w, const float *bias, const 
             int64_t c = kw * g->d[1];
             tap[kh * KW + kw] = (kh * g->d[0] * s1 + c % s1) * wph + c / s1;
         }
+    bool wide = OW >= 16, k3 = KH == 3 && KW == 3, k5 = KH == 5 && KW == 5;
     dw_pad_zero(g, pad);
     for (int64_t c = 0; c < channels; c++) {
-        float *yc = y + c * OH * OW;
         const float *wc = w + c * KH * KW;
+        dw_out o = dw_out_make(ep, bias ? bias + c : NULL, res ? res + c * OH * OW : NULL,
+                               y + c * OH * OW);
         dw_pad_plane(x + c * H * W, g, pad);
-        if (KH == 3 && KW == 3)
-            dw_rows_3(pad, wc, tap, 9, g, wph, yc);
-        else if (KH == 5 && KW == 5)
-            dw_rows_5(pad, wc, tap, 25, g, wph, yc);
+        if (o.fused && k3)
+            (wide ? dw16_rows_3_fused : dw8_rows_3_fused)(pad, wc, tap, 9, g, wph, &o);
+        else if (o.fused && k5)
+            (wide ? dw16_rows_5_fused : dw8_rows_5_fused)(pad, wc, tap, 25, g, wph, &o);
+        else if (o.fused)
+            (wide ? dw16_rows_any_fused : dw8_rows_any_fused)(pad, wc, tap, KH * KW, g, wph, &o);
+        else if (k3)
+            (wide ? dw16_rows_3 : dw8_rows_3)(pad, wc, tap, 9, g, wph, &o);
+        else if (k5)
+            (wide ? dw16_rows_5 : dw8_rows_5)(pad, wc, tap, 25, g, wph, &o);
         else
-            dw_rows_any(pad, wc, tap, KH * KW, g, wph, yc);
-        cd_epilogue_apply(ep, yc, bias ? bias + c : NULL, res ? res + c * OH * OW : NULL, 1,
-                          OH * OW);
+            (wide ? dw16_rows_any : dw8_rows_any)(pad, wc, tap, KH * KW, g, wph, &o);
     }
 }
 
