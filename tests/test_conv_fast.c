@@ -125,12 +125,12 @@ static cd_epilogue random_epilogue(uint64_t *st)
     return ep;
 }
 
-/* One case of shape s (epilogue, BN and residual drawn from st): returns
- * max |fast - ref| / (1e-4 * (1 + |ref|)), i.e. <= 1 is within tolerance. */
-static double check_shape(cd_conv_algo algo, shape s, uint64_t seed, uint64_t st)
+/* One case of shape s with epilogue ep, folded BN and residual as given:
+ * returns max |fast - ref| / (1e-4 * (1 + |ref|)), i.e. <= 1 is within
+ * tolerance. */
+static double check_shape_ep(cd_conv_algo algo, shape s, uint64_t seed, cd_epilogue ep,
+                             bool use_bn, bool use_res)
 {
-    cd_epilogue ep = random_epilogue(&st);
-    bool use_bn = rnd(&st, 0, 1) == 1, use_res = rnd(&st, 0, 1) == 1;
     cd_node n;
     make_node(&n, &s);
     int64_t xd[4] = {s.batch, s.c, s.h, s.w}, wd[4] = {s.m, s.c / s.group, s.kh, s.kw};
@@ -213,6 +213,14 @@ static double check_shape(cd_conv_algo algo, shape s, uint64_t seed, uint64_t st
     return worst;
 }
 
+/* check_shape_ep with epilogue, BN and residual drawn from st. */
+static double check_shape(cd_conv_algo algo, shape s, uint64_t seed, uint64_t st)
+{
+    cd_epilogue ep = random_epilogue(&st);
+    bool use_bn = rnd(&st, 0, 1) == 1, use_res = rnd(&st, 0, 1) == 1;
+    return check_shape_ep(algo, s, seed, ep, use_bn, use_res);
+}
+
 /* One random case of the shapes random_shape draws for algo. */
 static double check_case(cd_conv_algo algo, uint64_t seed)
 {
@@ -271,6 +279,75 @@ static void test_pack1x1(void **state)
         for (uint64_t seed = 0; seed < 4; seed++)
             assert_true(check_shape(CD_CONV_PACK1X1, s, 3000 * i + seed, seed * 41 + i) <= 1.0);
     }
+}
+
+/* The packed 1x1 kernel's outputs with epilogue (bias, residual, act) must
+ * be bit for bit those of a plain run followed by cd_epilogue_apply: its
+ * fused stores (none/ReLU/Clip) claim the same arithmetic. Inputs include
+ * exact zeros, -0 and values at the Clip bounds so ties take the same side. */
+static void check_pack1x1_bits(int64_t c, int64_t m, int64_t sp, cd_act act, bool bias,
+                               bool res, uint64_t seed)
+{
+    cd_pack1x1_plan pl;
+    cd_pack1x1_plan_init(&pl, 2, c, m, sp);
+    int64_t xd[1] = {2 * c * sp}, wd[1] = {m * c}, yd[1] = {2 * m * sp}, bd[1] = {m};
+    cd_tensor *x = tu_random(1, xd, seed + 1, -1, 1), *w = tu_random(1, wd, seed + 2, -1, 1);
+    cd_tensor *b = tu_random(1, bd, seed + 3, -1, 1), *r = tu_random(1, yd, seed + 4, -1, 1);
+    float *xv = x->data, *bv = b->data, *rv = r->data;
+    for (int64_t i = 0; i < 2 * c * sp; i += 7) /* some all-zero sums */
+        xv[i] = 0.0f;
+    bv[0] = -0.0f, bv[m - 1] = 0.5f, rv[0] = -0.5f;
+    cd_tensor *u = tu_random(1, (int64_t[]){(int64_t)cd_pack1x1_weight_floats(&pl)}, 0, 0, 0);
+    cd_pack1x1_weights(&pl, w->data, u->data);
+    float *scratch = calloc(cd_pack1x1_scratch_floats(&pl, 2), sizeof(float));
+    cd_tensor *want = tu_random(1, yd, 5, 0, 0), *got = tu_random(1, yd, 6, 3, 3);
+    cd_epilogue ep = {.act = act, .lo = -0.5f, .hi = 0.5f};
+    cd_pack1x1_run(NULL, &pl, u->data, x->data, NULL, NULL, NULL, want->data, scratch);
+    for (int64_t n = 0; n < 2; n++)
+        cd_epilogue_apply(&ep, (float *)want->data + n * m * sp, bias ? bv : NULL,
+                          res ? rv + n * m * sp : NULL, m, sp);
+    cd_error err = {0};
+    cd_pool *pool = NULL;
+    assert_int_equal(cd_pool_create(2, &pool, &err), CD_OK);
+    for (int threads = 1; threads <= 2; threads++) {
+        cd_pack1x1_run(threads == 2 ? pool : NULL, &pl, u->data, x->data, bias ? bv : NULL,
+                       res ? rv : NULL, &ep, got->data, scratch);
+        assert_memory_equal(got->data, want->data, (size_t)(2 * m * sp) * sizeof(float));
+    }
+    cd_pool_free(pool);
+    free(scratch);
+    cd_tensor *all[] = {x, w, b, r, u, want, got};
+    for (size_t i = 0; i < sizeof all / sizeof *all; i++)
+        cd_tensor_free(all[i]);
+}
+
+/* Every epilogue the packed 1x1 kernel fuses into its stores (no
+ * activation, ReLU, Clip; with and without bias and residual), in pixel
+ * mode (whole, 16-pixel and packed partial sub-blocks) and maps mode (7x7
+ * planes), against cd_conv_ref (with 1 and 2 threads giving the same bits)
+ * and bit for bit against the unfused pass. */
+static void test_pack1x1_fused(void **state)
+{
+    (void)state;
+    static const cd_act acts[] = {CD_ACT_NONE, CD_ACT_RELU, CD_ACT_CLIP, CD_ACT_HARD_SWISH};
+    static const shape shapes[] = {
+        {.batch = 2, .c = 19, .m = 30, .h = 9, .w = 9},   /* 81 = 2 x 32 + 17: packed tail */
+        {.batch = 1, .c = 24, .m = 25, .h = 6, .w = 8},   /* 48 = 32 + 16 */
+        {.batch = 1, .c = 40, .m = 70, .h = 7, .w = 7},   /* maps mode */
+        {.batch = 2, .c = 16, .m = 200, .h = 7, .w = 7}}; /* maps mode, map chunks */
+    uint64_t seed = 0;
+    for (size_t a = 0; a < sizeof acts / sizeof *acts; a++)
+        for (int flags = 0; flags < 4; flags++)
+            for (size_t i = 0; i < sizeof shapes / sizeof *shapes; i++) {
+                shape s = shapes[i];
+                s.group = 1, s.kh = s.kw = s.s = s.d = 1, s.bias = flags & 1;
+                cd_epilogue ep = {.act = acts[a], .lo = -0.5f, .hi = 1.5f};
+                seed++;
+                assert_true(check_shape_ep(CD_CONV_PACK1X1, s, 7000 + seed, ep, false,
+                                           (flags & 2) != 0) <= 1.0);
+                check_pack1x1_bits(s.c, s.m, s.h * s.w, acts[a], flags & 1, (flags & 2) != 0,
+                                   9000 + seed);
+            }
 }
 
 static void test_depthwise(void **state) { (void)state; check_algo(CD_CONV_DEPTHWISE); }
@@ -503,7 +580,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_im2col),     cmocka_unit_test(test_gemm_1x1),
-        cmocka_unit_test(test_pack1x1),    cmocka_unit_test(test_depthwise),  cmocka_unit_test(test_winograd),
+        cmocka_unit_test(test_pack1x1),    cmocka_unit_test(test_pack1x1_fused),    cmocka_unit_test(test_depthwise),  cmocka_unit_test(test_winograd),
         cmocka_unit_test(test_winograd4),  cmocka_unit_test(test_winograd4_selection),
         cmocka_unit_test(test_refuses_inapplicable), cmocka_unit_test(test_maxpool),
         cmocka_unit_test(test_col2im_adjoint),
