@@ -20,7 +20,10 @@
  * Work items are (image, pixel block, map chunk), cut from the shape only;
  * each output value is one micro-kernel call summing all channels in order,
  * so any thread count gives the same bits. Threads pull items from a shared
- * counter; the thread decides only which scratch slot packs the block. */
+ * counter; the thread decides only which scratch slot packs the block.
+ *
+ * Bias, residual and ReLU/Clip are applied to the accumulators before the
+ * stores (p1_epi); other activations run as a pass over each block. */
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
