@@ -333,8 +333,14 @@ static void test_pack1x1_fused(void **state)
     static const shape shapes[] = {
         {.batch = 2, .c = 19, .m = 30, .h = 9, .w = 9},   /* 81 = 2 x 32 + 17: packed tail */
         {.batch = 1, .c = 24, .m = 25, .h = 6, .w = 8},   /* 48 = 32 + 16 */
-        {.batch = 1, .c = 40, .m = 70, .h = 7, .w = 7},   /* maps mode */
+        {.batch = 1, .c = 40, .m = 60, .h = 7, .w = 7},   /* maps mode */
         {.batch = 2, .c = 16, .m = 200, .h = 7, .w = 7}}; /* maps mode, map chunks */
+    for (size_t i = 0; i < sizeof shapes / sizeof *shapes; i++) { /* modes as claimed */
+        cd_pack1x1_plan pl;
+        cd_pack1x1_plan_init(&pl, shapes[i].batch, shapes[i].c, shapes[i].m,
+                             shapes[i].h * shapes[i].w);
+        assert_int_equal(pl.maps_mode, i >= 2);
+    }
     uint64_t seed = 0;
     for (size_t a = 0; a < sizeof acts / sizeof *acts; a++)
         for (int flags = 0; flags < 4; flags++)
