@@ -200,15 +200,17 @@ typedef struct p1_epi {
 
 typedef int32_t p1_i16 __attribute__((vector_size(64)));
 
-/* s in every lane, exactly (0 + s would turn -0 into +0; s - 0 keeps it). */
-static inline p1_v16 p1_splat_exact(float s) { return s - (p1_v16){0}; }
+/* s in every lane, exactly (0 + s would turn -0 into +0; s - 0 keeps it).
+ * Macros and pointers, not vector arguments or returns: without AVX-512
+ * (Debug builds) those change the ABI and GCC warns (-Wpsabi). */
+#define P1_SPLAT_EXACT(s) ((s) - (p1_v16){0})
 
 /* cd_epilogue_apply's per-value steps on one vector (GCC's C has no
  * vector ?:, so selects are masks: comparisons give all-ones lanes). */
-static inline __attribute__((always_inline)) p1_v16 p1_epi_vec(const p1_epi *e, p1_v16 v,
-                                                               p1_v16 b, const float *res)
+static inline __attribute__((always_inline)) void p1_epi_vec(const p1_epi *e, p1_v16 *acc,
+                                                             const p1_v16 *b, const float *res)
 {
-    v = v + b;
+    p1_v16 v = *acc + *b;
     if (res) {
         p1_v16 r;
         memcpy(&r, res, sizeof r);
@@ -218,13 +220,13 @@ static inline __attribute__((always_inline)) p1_v16 p1_epi_vec(const p1_epi *e, 
         p1_i16 m = v > (p1_v16){0};
         v = (p1_v16)(m & (p1_i16)v);
     } else if (e->mode == P1_EPI_CLIP) {
-        p1_v16 lo = p1_splat_exact(e->lo), hi = p1_splat_exact(e->hi);
+        p1_v16 lo = P1_SPLAT_EXACT(e->lo), hi = P1_SPLAT_EXACT(e->hi);
         p1_i16 m = v < lo;
         v = (p1_v16)((m & (p1_i16)lo) | (~m & (p1_i16)v));
         m = v > hi;
         v = (p1_v16)((m & (p1_i16)hi) | (~m & (p1_i16)v));
     }
-    return v;
+    *acc = v;
 }
 
 /* y[r][0 .. 16 nv) = sum_c x[c][0 .. 16 nv) * w[c][r] for r < nr, x rows ldx
@@ -263,11 +265,11 @@ static inline __attribute__((always_inline)) void p1_micro(int nv, int nr, int64
     if (e && e->mode != P1_EPI_OFF) {
 #pragma GCC unroll 12
         for (int r = 0; r < nr; r++) {
-            p1_v16 b = p1_splat_exact(e->bias ? e->bias[r] : 0.0f);
+            p1_v16 b = P1_SPLAT_EXACT(e->bias ? e->bias[r] : 0.0f);
             const float *res = e->res ? e->res + r * ldy : NULL;
-            a0[r] = p1_epi_vec(e, a0[r], b, res);
+            p1_epi_vec(e, &a0[r], &b, res);
             if (nv == 2)
-                a1[r] = p1_epi_vec(e, a1[r], b, res ? res + P1_VL : NULL);
+                p1_epi_vec(e, &a1[r], &b, res ? res + P1_VL : NULL);
         }
     }
 #pragma GCC unroll 12
