@@ -52,6 +52,26 @@ static void dc_valid(int64_t off, int64_t s, int64_t in, int64_t out, int64_t *l
     *hi = b < out ? b : out;
 }
 
+typedef float dc_v8 __attribute__((vector_size(32)));
+
+/* d[i] = x[i * s] for i < n. Stride 2 (first layers) eight at a time: two
+ * overlapping loads of x[0..7] and x[7..14] hold the eight even elements,
+ * so nothing past x[(n - 1) * 2] is read. */
+static void dc_copy_strided(float *d, const float *x, int64_t s, int64_t n)
+{
+    int64_t i = 0;
+    if (s == 2)
+        for (; i + 8 <= n; i += 8) {
+            dc_v8 lo, hi;
+            memcpy(&lo, x + 2 * i, sizeof lo);
+            memcpy(&hi, x + 2 * i + 7, sizeof hi);
+            dc_v8 v = __builtin_shufflevector(lo, hi, 0, 2, 4, 6, 9, 11, 13, 15);
+            memcpy(d + i, &v, sizeof v);
+        }
+    for (; i < n; i++)
+        d[i] = x[i * s];
+}
+
 /* col[k][j] = x at tap k of output pixel p0 + j (0 outside the image) for
  * j < n; columns n..DC_PIX-1 are zero. */
 static void dc_gather(const float *x, int64_t channels, const cd_win_geom *g, int64_t p0,
@@ -76,8 +96,7 @@ static void dc_gather(const float *x, int64_t channels, const cd_win_geom *g, in
                     b = b < a ? a : b > ow0 + len ? ow0 + len : b;
                     for (int64_t ow = ow0; ow < a; ow++)
                         d[ow - ow0] = 0.0f;
-                    for (int64_t ow = a; ow < b; ow++)
-                        d[ow - ow0] = xr[ow * g->s[1] + off];
+                    dc_copy_strided(d + (a - ow0), xr + a * g->s[1] + off, g->s[1], b - a);
                     for (int64_t ow = b; ow < ow0 + len; ow++)
                         d[ow - ow0] = 0.0f;
                 }
