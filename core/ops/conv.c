@@ -513,9 +513,10 @@ static bool pack1x1_wins(const conv_plan *p) { return p->out_sp >= 32; }
 
 /* The direct kernel (conv_direct.c) against im2col + sgemm for thin
  * products (K = channels * kernel <= 32): squeezenet's first conv (3 -> 64
- * maps, 3x3 stride 2, 111x111 out) took 0.4 ms against 1.0 ms plus a
- * separate epilogue pass on one thread (docs/performance.md). It needs
- * planes of a few blocks and enough maps to fill its 8-map kernel. */
+ * maps, 3x3 stride 2, 111x111 out) took about 0.6 ms against 0.9 ms for
+ * im2col + sgemm (zeroing C, packing) + epilogue, one thread, perf shares
+ * (docs/performance.md). It needs planes of a few 64-pixel blocks and
+ * enough maps to fill its 8-map kernel. */
 static bool direct_wins(const conv_plan *p) { return p->out_sp >= 256 && p->mg >= 8; }
 
 /* plan_time: algorithms that transform or pack the weights once (Winograd,
