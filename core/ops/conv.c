@@ -513,8 +513,9 @@ static bool pack1x1_wins(const conv_plan *p) { return p->out_sp >= 32; }
 
 /* The direct kernel (conv_direct.c) against im2col + sgemm for thin
  * products (K = channels * kernel <= 32): squeezenet's first conv (3 -> 64
- * maps, 3x3 stride 2, 111x111 out) took about 0.6 ms against 0.9 ms for
- * im2col + sgemm (zeroing C, packing) + epilogue, one thread, perf shares
+ * maps, 3x3 stride 2, 111x111 out) took 0.62-0.66 ms against 0.7-1.2 ms
+ * for im2col + sgemm (zeroing C, packing) + epilogue alone, one thread;
+ * in the model, where writing the output dominates, ~1% of the run
  * (docs/performance.md). It needs planes of a few 64-pixel blocks and
  * enough maps to fill its 8-map kernel. */
 static bool direct_wins(const conv_plan *p) { return p->out_sp >= 256 && p->mg >= 8; }

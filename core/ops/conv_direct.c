@@ -103,7 +103,7 @@ static void dc_gather(const float *x, int64_t channels, const cd_win_geom *g, in
             }
         p += len;
     }
-    for (int64_t k = 0; k < K; k++)
+    for (int64_t k = 0; n < DC_PIX && k < K; k++)
         memset(col + k * DC_PIX + n, 0, (size_t)(DC_PIX - n) * sizeof(float));
 }
 
@@ -112,8 +112,9 @@ static void dc_gather(const float *x, int64_t channels, const cd_win_geom *g, in
 static void dc_micro8(const float *col, const float *w, int64_t K, float *out)
 {
     for (int j = 0; j < DC_PIX; j += 2 * DC_VW) {
-        dc_v acc[DC_MAPS][2];
-        memset(acc, 0, sizeof acc);
+        dc_v acc[DC_MAPS][2], zero = {0}; /* no memset: GCC made it a 1 KiB call */
+        for (int m = 0; m < DC_MAPS; m++)
+            acc[m][0] = acc[m][1] = zero;
         for (int64_t k = 0; k < K; k++) {
             dc_v a0, a1;
             memcpy(&a0, col + k * DC_PIX + j, sizeof a0);
@@ -135,8 +136,7 @@ static void dc_micro8(const float *col, const float *w, int64_t K, float *out)
 static void dc_micro1(const float *col, const float *w, int64_t K, float *out)
 {
     for (int j = 0; j < DC_PIX; j += DC_VW) {
-        dc_v acc;
-        memset(&acc, 0, sizeof acc);
+        dc_v acc = {0};
         for (int64_t k = 0; k < K; k++) {
             dc_v a;
             memcpy(&a, col + k * DC_PIX + j, sizeof a);
@@ -144,6 +144,17 @@ static void dc_micro1(const float *col, const float *w, int64_t K, float *out)
         }
         memcpy(out + j, &acc, sizeof acc);
     }
+}
+
+/* y[0..n) = o[0..n): a fixed-size copy (inlined vector moves) for whole
+ * blocks; a libc call per map and block had cost as much as the gather. */
+static inline void dc_store(float *y, const float *o, int64_t n)
+{
+    if (n == DC_PIX)
+        memcpy(y, o, DC_PIX * sizeof(float));
+    else
+        for (int64_t i = 0; i < n; i++)
+            y[i] = o[i];
 }
 
 int64_t cd_conv_direct_blocks(const cd_win_geom *g)
@@ -182,7 +193,7 @@ void cd_conv_direct_block(const float *x, const float *w, const float *bias, con
                 else
                     for (int i = 0; i < DC_PIX; i++)
                         o[i] += b;
-                memcpy(yr, o, (size_t)n * sizeof(float));
+                dc_store(yr, o, n);
             } else {
                 memcpy(yr, o, (size_t)n * sizeof(float));
                 cd_epilogue_apply(ep, yr, bias ? bias + m0 + m : NULL,
