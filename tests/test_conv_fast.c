@@ -63,6 +63,13 @@ static shape random_shape(cd_conv_algo algo, uint64_t *st)
         s.kh = s.kw = 3, s.s = s.d = 1, s.pad = rnd(st, 0, 1);
         s.c = rnd(st, 1, 40), s.m = rnd(st, 1, 40);
         break;
+    case CD_CONV_DIRECT: /* channels * window <= 32; 8-map groups plus a tail; one
+                          * to many 64-pixel blocks, some crossing output rows */
+        s.c = rnd(st, 1, 3), s.m = rnd(st, 1, 20), s.pad_extra = rnd(st, 0, 1);
+        s.h = rnd(st, 3, 40), s.w = rnd(st, 3, 40);
+        s.h = s.h > (s.kh - 1) * s.d + 1 ? s.h : (s.kh - 1) * s.d + 1; /* >= 1 output */
+        s.w = s.w > (s.kw - 1) * s.d + 1 ? s.w : (s.kw - 1) * s.d + 1;
+        break;
     default: break;
     }
     return s;
@@ -357,6 +364,7 @@ static void test_pack1x1_fused(void **state)
 }
 
 static void test_depthwise(void **state) { (void)state; check_algo(CD_CONV_DEPTHWISE); }
+static void test_direct(void **state) { (void)state; check_algo(CD_CONV_DIRECT); }
 static void test_winograd(void **state) { (void)state; check_algo(CD_CONV_WINOGRAD); }
 /* F(4x4, 3x3) and F(2x2, 3x3) (the same blocked code with 2x2 output tiles)
  * on shapes that reach every branch of their work split: several
@@ -409,8 +417,11 @@ static void test_winograd4_selection(void **state)
                  {64, 64, 7, 3, CD_CONV_AUTO, CD_CONV_WINOGRAD},
                  {64, 64, 7, 3, CD_CONV_AUTO_EXACT, CD_CONV_WINOGRAD},
                  {64, 64, 56, 3, CD_CONV_AUTO_EXACT, CD_CONV_WINOGRAD},
-                 {3, 64, 56, 3, CD_CONV_AUTO_EXACT, CD_CONV_IM2COL},
-                 {3, 64, 56, 3, CD_CONV_AUTO, CD_CONV_IM2COL},
+                 /* thin first layers (K = 27): the direct kernel */
+                 {3, 64, 56, 3, CD_CONV_AUTO_EXACT, CD_CONV_DIRECT},
+                 {3, 64, 56, 3, CD_CONV_AUTO, CD_CONV_DIRECT},
+                 {4, 64, 56, 3, CD_CONV_AUTO, CD_CONV_IM2COL}, /* K = 36 */
+                 {3, 4, 56, 3, CD_CONV_AUTO, CD_CONV_IM2COL},  /* under 8 maps */
                  /* 1x1 stride 1 (mobilenet_v2's expand / project layers):
                   * the packed kernel for fast and tape plans alike. */
                  {32, 16, 112, 1, CD_CONV_AUTO, CD_CONV_PACK1X1},
@@ -586,7 +597,9 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_im2col),     cmocka_unit_test(test_gemm_1x1),
-        cmocka_unit_test(test_pack1x1),    cmocka_unit_test(test_pack1x1_fused),    cmocka_unit_test(test_depthwise),  cmocka_unit_test(test_winograd),
+        cmocka_unit_test(test_pack1x1),    cmocka_unit_test(test_pack1x1_fused),
+        cmocka_unit_test(test_depthwise),  cmocka_unit_test(test_direct),
+        cmocka_unit_test(test_winograd),
         cmocka_unit_test(test_winograd4),  cmocka_unit_test(test_winograd4_selection),
         cmocka_unit_test(test_refuses_inapplicable), cmocka_unit_test(test_maxpool),
         cmocka_unit_test(test_col2im_adjoint),

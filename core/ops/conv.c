@@ -471,6 +471,9 @@ static bool algo_applies(const conv_plan *p, cd_conv_algo a)
     case CD_CONV_IM2COL: return true;
     case CD_CONV_GEMM_1X1: return p->direct;
     case CD_CONV_PACK1X1: return p->direct && p->group == 1;
+    case CD_CONV_DIRECT:
+        return p->group == 1 && p->g.nsp <= 2 && p->g.k[2] == 1 && p->g.in[2] == 1 &&
+               p->cg * p->ksize <= CD_DIRECT_MAX_K;
     case CD_CONV_DEPTHWISE:
         return p->cg == 1 && p->mg == 1 && p->g.k[2] == 1 && p->g.in[2] == 1 &&
                p->ksize <= CD_DW_MAX_TAPS && p->g.s[1] <= CD_DW_MAX_STRIDE;
@@ -508,6 +511,15 @@ static cd_conv_algo wino_variant(const conv_plan *p)
  * stay on sgemm, which batches small planes across images. */
 static bool pack1x1_wins(const conv_plan *p) { return p->out_sp >= 32; }
 
+/* The direct kernel (conv_direct.c) against im2col + sgemm for thin
+ * products (K = channels * kernel <= 32): squeezenet's first conv (3 -> 64
+ * maps, 3x3 stride 2, 111x111 out) took 0.62-0.66 ms against 0.7-1.2 ms
+ * for im2col + sgemm (zeroing C, packing) + epilogue alone, one thread;
+ * in the model, where writing the output dominates, ~1% of the run
+ * (docs/performance.md). It needs planes of a few 64-pixel blocks and
+ * enough maps to fill its 8-map kernel. */
+static bool direct_wins(const conv_plan *p) { return p->out_sp >= 256 && p->mg >= 8; }
+
 /* plan_time: algorithms that transform or pack the weights once (Winograd,
  * packed 1x1) are allowed; the operator entry point runs once per call and
  * takes the copy-free paths. */
@@ -521,6 +533,8 @@ static cd_conv_algo pick_algo(const conv_plan *p, bool plan_time)
         return CD_CONV_DEPTHWISE;
     if (plan_time && algo_applies(p, CD_CONV_WINOGRAD4) && wino_wins(p))
         return wino_variant(p);
+    if (plan_time && algo_applies(p, CD_CONV_DIRECT) && direct_wins(p))
+        return CD_CONV_DIRECT;
     return CD_CONV_IM2COL;
 }
 
@@ -864,6 +878,37 @@ static cd_status run_depthwise(const cd_conv_kernel *k, const float *x, const fl
     return CD_OK;
 }
 
+typedef struct direct_job {
+    const cd_conv_kernel *k;
+    const float *x, *res;
+    float *y;
+    int64_t blocks; /* per image */
+} direct_job;
+
+static void direct_range(void *arg, int64_t lo, int64_t hi)
+{
+    const direct_job *j = arg;
+    const conv_plan *p = &j->k->p;
+    for (int64_t u = lo; u < hi; u++) {
+        int64_t b = u / j->blocks, off = b * p->mg * p->out_sp;
+        cd_conv_direct_block(j->x + b * p->cg * p->in_sp, j->k->w, j->k->bias,
+                             j->res ? j->res + off : NULL, &j->k->ep, j->y + off, p->cg, p->mg,
+                             &p->g, u % j->blocks);
+    }
+}
+
+/* Pixel blocks of all images on the pool, in at most 64 ranges (the cut
+ * depends on the shape only; every block is computed whole by one task). */
+static cd_status run_direct(const cd_conv_kernel *k, const float *x, const float *residual,
+                            float *y, cd_ctx *ctx)
+{
+    const conv_plan *p = &k->p;
+    direct_job j = {k, x, residual, y, cd_conv_direct_blocks(&p->g)};
+    int64_t units = p->batch * j.blocks;
+    cd_pool_for(ctx->pool, units, units < 64 ? (int)units : 64, direct_range, &j);
+    return CD_OK;
+}
+
 cd_status cd_conv_kernel_run(const cd_conv_kernel *k, const float *x, const float *residual,
                              float *y, cd_ctx *ctx)
 {
@@ -877,6 +922,8 @@ cd_status cd_conv_kernel_run(const cd_conv_kernel *k, const float *x, const floa
         cd_wino4_run(ctx->pool, &k->w4, k->u, x, k->bias, residual, &k->ep, y, s);
         return CD_OK;
     }
+    if (k->algo == CD_CONV_DIRECT)
+        return run_direct(k, x, residual, y, ctx);
     if (k->algo == CD_CONV_PACK1X1) {
         int workers = cd_pool_threads(ctx->pool);
         float *s = scratch_floats(ctx, cd_pack1x1_scratch_floats(&k->pk, workers), 1);
