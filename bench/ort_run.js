@@ -6,7 +6,7 @@
 //
 // Feeds INPUT.npy (float32; float64 is converted) to the model's first input,
 // writes the first output as a float32 .npy. With --runs R it times R runs
-// after one warm-up run and prints one JSON line on stdout:
+// after --warmup untimed runs (default 1) and prints one JSON line on stdout:
 //   {"runtime":"onnxruntime-node","version":..,"threads":N,"runs":R,
 //    "median_ms":..,"min_ms":..,"cpu_ms_per_run":..,"max_rss_kib":..}
 // cpu_ms_per_run is the process's user+system CPU time over the timed runs.
@@ -19,18 +19,18 @@ const fs = require('fs');
 function usage(msg) {
   if (msg) process.stderr.write(`ort_run: ${msg}\n`);
   process.stderr.write(
-    'usage: node ort_run.js MODEL.onnx INPUT.npy OUTPUT.npy [--threads N] [--runs R]\n');
+    'usage: node ort_run.js MODEL.onnx INPUT.npy OUTPUT.npy [--threads N] [--runs R] [--warmup W]\n');
   process.exit(2);
 }
 
 function parseArgs(argv) {
   const pos = [];
-  const opt = { threads: 1, runs: 0 };
+  const opt = { threads: 1, runs: 0, warmup: 1 };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
-    if (a === '--threads' || a === '--runs') {
+    if (a === '--threads' || a === '--runs' || a === '--warmup') {
       const v = Number(argv[++i]);
-      if (!Number.isInteger(v) || v < (a === '--runs' ? 0 : 1)) usage(`bad value for ${a}`);
+      if (!Number.isInteger(v) || v < (a === '--threads' ? 1 : 0)) usage(`bad value for ${a}`);
       opt[a.slice(2)] = v;
     } else if (a === '-h' || a === '--help') {
       usage();
@@ -122,6 +122,7 @@ async function main() {
   const feeds = { [session.inputNames[0]]: new ort.Tensor('float32', x.data, x.dims) };
   const outName = session.outputNames[0];
   let result = await session.run(feeds);
+  for (let r = 1; r < opt.warmup; r++) result = await session.run(feeds);
   const times = [];
   const cpu0 = process.cpuUsage();
   for (let r = 0; r < opt.runs; r++) {
