@@ -310,13 +310,16 @@ static void test_maximize_reproducible(void **state)
     assert_memory_equal(a.score, b.score, (size_t)a.n_points * sizeof(double));
     assert_int_equal(a.n_points, 31);
     assert_true(a.final_score > a.start_score);
-    /* The recorded final score is the logit of the returned image. */
+    /* The recorded final score is the logit of the returned image. It comes
+     * from the gradient (tape) plan and the check from the fast plan, whose
+     * 3x3 convs may take different Winograd tile sizes (F(2x2) vs F(4x4),
+     * conv_fast.h): equal up to float32 rounding, not bit for bit. */
     cd_objective o;
     cd_objective_default(&o);
     o.target = 8;
     double s = 0;
     assert_int_equal(cd_explain_scores(e, a.image, &o, &s, NULL, &err), CD_OK);
-    assert_true(fabs(s - a.final_score) < 1e-9);
+    assert_true(fabs(s - a.final_score) <= 1e-6 * fmax(1.0, fabs(s)));
     p.target = 99;
     cd_maximize_result c = {0};
     assert_int_not_equal(cd_explain_maximize(e, &p, &c, &err), CD_OK);
