@@ -568,6 +568,8 @@ static void maxpool_inner_cols(const cd_win_geom *g, int64_t *a, int64_t *b)
 {
     int64_t s = g->s[1], pb = g->pb[1], last = (g->k[1] - 1) * g->d[1];
     *a = (pb + s - 1) / s; /* first ow with ow*s - pb >= 0 */
+    if (*a > g->out[1]) /* a begin pad wider than the whole output row */
+        *a = g->out[1];
     int64_t lim = g->in[1] + pb - last; /* ow * s < lim: last tap inside */
     *b = lim <= 0 ? 0 : (lim - 1) / s + 1;
     if (*b > g->out[1])
