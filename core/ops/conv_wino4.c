@@ -604,6 +604,55 @@ static void w4_unit(const w4_job *j, int64_t unit, float *s)
     w4_transform(j, t0, t1, c0, c1, v, true, w4_slot_rows(p, s));
 }
 
+/* The epilogue fused into the output tiles (no residual; bias and/or ReLU
+ * or Clip): applied to the 16-map vectors of a tile before they are stored,
+ * with cd_epilogue_apply's arithmetic per value (v = y + b with b = 0
+ * without a bias, then v > 0 ? v : 0 or the clamp v < lo ? lo : v,
+ * v > hi ? hi : v), so the bits are those of the separate pass it replaces.
+ * Vector comparisons give all-ones lane masks; GCC's C has no vector ?:. */
+typedef int32_t w4_i16 __attribute__((vector_size(64)));
+
+typedef struct w4_epi {
+    bool on;      /* fused here; else the segment pass (or nothing) */
+    cd_act act;   /* CD_ACT_NONE, CD_ACT_RELU or CD_ACT_CLIP */
+    float lo, hi; /* Clip bounds */
+} w4_epi;
+
+static w4_epi w4_epi_make(const w4_job *j)
+{
+    cd_act act = j->ep ? j->ep->act : CD_ACT_NONE;
+    w4_epi e = {false, act, 0.0f, 0.0f};
+    if (j->res || (act == CD_ACT_NONE && !j->bias))
+        return e; /* a residual: the segment pass; nothing: nothing at all */
+    if (act == CD_ACT_CLIP)
+        e.lo = j->ep->lo, e.hi = j->ep->hi;
+    e.on = act == CD_ACT_NONE || act == CD_ACT_RELU || act == CD_ACT_CLIP;
+    return e;
+}
+
+static inline w4_v16 w4_select(w4_i16 m, w4_v16 a, w4_v16 b)
+{
+    return (w4_v16)((m & (w4_i16)a) | (~m & (w4_i16)b));
+}
+
+/* o[0..npos) (16 maps each) += b, then the activation. */
+static void w4_epi_apply(const w4_epi *e, float *o, int npos, const w4_v16 *b)
+{
+    w4_v16 z = {0}, lo = e->lo - z, hi = e->hi - z; /* x - 0 == x: broadcasts */
+    for (int i = 0; i < npos; i++) {
+        w4_v16 v;
+        memcpy(&v, o + i * W4_VL, sizeof v);
+        v = v + *b;
+        if (e->act == CD_ACT_RELU) {
+            v = w4_select(v > z, v, z);
+        } else if (e->act == CD_ACT_CLIP) {
+            v = w4_select(v < lo, lo, v);
+            v = w4_select(v > hi, hi, v);
+        }
+        memcpy(o + i * W4_VL, &v, sizeof v);
+    }
+}
+
 static void w4_item(const w4_job *j, int64_t item, float *s)
 {
     const cd_wino4_plan *p = j->p;
@@ -643,6 +692,7 @@ static void w4_item(const w4_job *j, int64_t item, float *s)
     }
 
     int64_t mt = p->m;
+    w4_epi epi = w4_epi_make(j);
     for (int64_t i = 0; i < nseg; i++) {
         const w4_seg *sg = &seg[i];
         int64_t rows = OH - mt * sg->ti < mt ? OH - mt * sg->ti : mt;
@@ -652,8 +702,13 @@ static void w4_item(const w4_job *j, int64_t item, float *s)
             for (int64_t kg = k0; kg < k1; kg += W4_VL) {
                 int64_t nl = k1 - kg < W4_VL ? k1 - kg : W4_VL;
                 float *yk = j->y + (sg->n * K + kg) * osp + mt * sg->ti * OW + ox;
+                w4_v16 bv = {0}; /* this group's biases (0 without: see w4_epi) */
+                if (epi.on && j->bias)
+                    memcpy(&bv, j->bias + kg, (size_t)nl * sizeof(float));
                 if (mt == 2) {
                     w2_output_tile(m + tt * kb + (kg - k0), mxs, o);
+                    if (epi.on)
+                        w4_epi_apply(&epi, o, 4, &bv);
                     for (int64_t l = 0; l < nl; l++, yk += osp)
                         for (int64_t a = 0; a < rows; a++)
                             for (int64_t b = 0; b < cols; b++)
@@ -661,6 +716,8 @@ static void w4_item(const w4_job *j, int64_t item, float *s)
                     continue;
                 }
                 w4_output_tile(m + tt * kb + (kg - k0), mxs, o);
+                if (epi.on)
+                    w4_epi_apply(&epi, o, 16, &bv);
                 w4_transpose16(o);
                 for (int64_t l = 0; l < nl; l++, yk += osp)
                     for (int64_t a = 0; a < rows; a++) {
@@ -673,7 +730,9 @@ static void w4_item(const w4_job *j, int64_t item, float *s)
                     }
             }
         }
-        /* The epilogue over this segment's output rows, still in cache. */
+        /* Else the epilogue over this segment's output rows, still in cache. */
+        if (epi.on)
+            continue;
         int64_t ox = mt * sg->tj, len = OW - ox < mt * sg->ns ? OW - ox : mt * sg->ns;
         for (int64_t k = k0; k < k1; k++)
             for (int64_t a = 0; a < rows; a++) {
