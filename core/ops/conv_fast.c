@@ -617,6 +617,55 @@ static void maxpool_plane_rows(const float *xp, float *yp, const cd_win_geom *g,
     }
 }
 
+#if defined(__AVX512F__)
+/* The same rows 16 wide where a row has at least 16 inner columns: x86's
+ * max (v > acc ? v : acc, acc when either is NaN) and then v itself where v
+ * is NaN is max_fold exactly, in two instructions and a blend instead of the
+ * generic mask arithmetic. Stride 2 takes x[0..15] and x[15..30] (31 floats,
+ * nothing past the chunk's last tap) and one permute. */
+static inline __m512 mp_load16(const float *x, int64_t s)
+{
+    if (s == 1)
+        return _mm512_loadu_ps(x);
+    const __m512i idx = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 17, 19, 21, 23, 25, 27,
+                                          29, 31);
+    return _mm512_permutex2var_ps(_mm512_loadu_ps(x), idx, _mm512_loadu_ps(x + 15));
+}
+
+static inline __m512 max_fold16(__m512 acc, __m512 v)
+{
+    return _mm512_mask_mov_ps(_mm512_max_ps(v, acc), _mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q), v);
+}
+
+static void maxpool_plane_rows16(const float *xp, float *yp, const cd_win_geom *g, int64_t a,
+                                 int64_t b)
+{
+    int64_t W = g->in[1], OW = g->out[1], s1 = g->s[1];
+    for (int64_t oh = 0; oh < g->out[0]; oh++) {
+        float *yr = yp + oh * OW;
+        for (int64_t ow = 0; ow < a; ow++)
+            yr[ow] = maxpool_one(xp, g, oh, ow);
+        for (int64_t c = a; c < b; c += 16) {
+            int64_t ow = c + 16 <= b ? c : b - 16;
+            __m512 acc = _mm512_set1_ps(-INFINITY);
+            for (int64_t kh = 0; kh < g->k[0]; kh++) {
+                int64_t ih = oh * g->s[0] + kh * g->d[0] - g->pb[0];
+                if (ih < 0 || ih >= g->in[0])
+                    continue;
+                const float *xr = xp + ih * W + ow * s1 - g->pb[1];
+                __m512 h = mp_load16(xr, s1);
+                for (int64_t kw = 1; kw < g->k[1]; kw++)
+                    h = max_fold16(h, mp_load16(xr + kw * g->d[1], s1));
+                acc = max_fold16(acc, h);
+            }
+            _mm512_storeu_ps(yr + ow, acc);
+        }
+        for (int64_t ow = b; ow < OW; ow++)
+            yr[ow] = maxpool_one(xp, g, oh, ow);
+    }
+}
+#endif
+
 /* The generic order: tap by tap over whole planes (any stride). */
 static void maxpool_plane_any(const float *xp, float *yp, const cd_win_geom *g)
 {
@@ -644,6 +693,11 @@ void cd_maxpool_2d(const float *x, float *y, int64_t planes, const cd_win_geom *
     int64_t in = g->in[0] * g->in[1], out = g->out[0] * g->out[1], a, b;
     maxpool_inner_cols(g, &a, &b);
     for (int64_t p = 0; p < planes; p++) {
+#if defined(__AVX512F__)
+        if (g->s[1] <= 2 && g->k[1] >= 1 && b - a >= 16)
+            maxpool_plane_rows16(x + p * in, y + p * out, g, a, b);
+        else
+#endif
         if (g->s[1] <= 2 && g->k[1] >= 1)
             maxpool_plane_rows(x + p * in, y + p * out, g, a, b);
         else
