@@ -132,6 +132,42 @@ static void dc_micro8(const float *col, const float *w, int64_t K, float *out)
     }
 }
 
+/* dc_micro8 for a whole block with bias (0 without) and ReLU or no
+ * activation applied in registers and the results stored straight into the
+ * DC_MAPS output rows y + m * sp: the arithmetic of the out-buffer path
+ * below (v = acc + b, then v > 0 ? v : 0; all-ones lane masks keep the
+ * lanes above zero, the rest become +0), without its extra pass. */
+typedef int32_t dc_vi __attribute__((vector_size(sizeof(dc_v))));
+
+static void dc_micro8_store(const float *col, const float *w, int64_t K, const float *bias,
+                            bool relu, float *y, int64_t sp)
+{
+    for (int j = 0; j < DC_PIX; j += 2 * DC_VW) {
+        dc_v acc[DC_MAPS][2], zero = {0};
+        for (int m = 0; m < DC_MAPS; m++)
+            acc[m][0] = acc[m][1] = zero;
+        for (int64_t k = 0; k < K; k++) {
+            dc_v a0, a1;
+            memcpy(&a0, col + k * DC_PIX + j, sizeof a0);
+            memcpy(&a1, col + k * DC_PIX + j + DC_VW, sizeof a1);
+            for (int m = 0; m < DC_MAPS; m++) {
+                float wv = w[m * K + k];
+                DC_FMA(acc[m][0], a0, wv);
+                DC_FMA(acc[m][1], a1, wv);
+            }
+        }
+        for (int m = 0; m < DC_MAPS; m++) {
+            float b = bias ? bias[m] : 0.0f;
+            for (int h = 0; h < 2; h++) {
+                dc_v v = acc[m][h] + b;
+                if (relu)
+                    v = (dc_v)((v > zero) & (dc_vi)v);
+                memcpy(y + m * sp + j + h * DC_VW, &v, sizeof v);
+            }
+        }
+    }
+}
+
 /* The same for one map (the maps beyond the last multiple of DC_MAPS). */
 static void dc_micro1(const float *col, const float *w, int64_t K, float *out)
 {
@@ -174,6 +210,11 @@ void cd_conv_direct_block(const float *x, const float *w, const float *bias, con
     dc_gather(x, channels, g, p0, n, col);
     for (int64_t m0 = 0; m0 < maps; m0 += DC_MAPS) {
         int64_t mb = maps - m0 < DC_MAPS ? maps - m0 : DC_MAPS;
+        if (mb == DC_MAPS && simple && n == DC_PIX) {
+            dc_micro8_store(col, w + m0 * K, K, bias ? bias + m0 : NULL, relu,
+                            y + m0 * sp + p0, sp);
+            continue;
+        }
         if (mb == DC_MAPS)
             dc_micro8(col, w + m0 * K, K, out);
         else
