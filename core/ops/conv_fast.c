@@ -342,6 +342,90 @@ DW_KERNEL(dw16_rows_5_fused, 25, dw_v16, dw_i16, 16, 1)
 DW_KERNEL(dw16_rows_any_fused, ntap, dw_v16, dw_i16, 16, 1)
 #undef DW_KERNEL
 
+#if defined(__AVX512F__)
+/* 3x3, stride 1, dilation 1 (MobileNets' most common depthwise layer)
+ * without the padded copy: each 16-wide output chunk reads the plane itself
+ * with AVX-512 masked loads whose lanes outside the row are zeros, and
+ * input rows outside the plane are a zero vector. That is exactly what the
+ * padded scratch held, with the same FMAs in the same order (taps kh-major,
+ * kw-minor, one chain per output row), so the bits are those of the padded
+ * kernels; only the copy (a libc call per row, most of the small planes'
+ * time) and the scratch's zeroing are gone. Bands of up to 4 output rows
+ * share the 6 input rows they read: each row is loaded once per column
+ * shift and feeds up to 3 accumulators. Stores are masked to the row. */
+static inline __mmask16 dw3_lanes(int64_t col0, int64_t W)
+{
+    int64_t lo = col0 < 0 ? -col0 : 0, hi = W - col0 < 16 ? W - col0 : 16;
+    if (hi <= lo)
+        return 0;
+    return (__mmask16)((((uint32_t)1 << hi) - 1) & ~(((uint32_t)1 << lo) - 1));
+}
+
+static inline __attribute__((always_inline)) void dw3s1_band(const float *xc,
+                                                             const float *w,
+                                                             const cd_win_geom *g,
+                                                             const dw_out *o, int64_t oh,
+                                                             int R)
+{
+    const int64_t H = g->in[0], W = g->in[1], OW = g->out[1], pt = g->pb[0], pl = g->pb[1];
+    const __m512 zero = _mm512_setzero_ps();
+    for (int64_t ow = 0; ow < OW; ow += 16) {
+        int64_t nc = OW - ow < 16 ? OW - ow : 16;
+        __mmask16 m[3];
+        #pragma GCC unroll 8
+        for (int kw = 0; kw < 3; kw++)
+            m[kw] = dw3_lanes(ow + kw - pl, W);
+        __m512 acc[4] = {zero, zero, zero, zero};
+        /* input row oh - pt + r feeds output row oh + i at tap kh = r - i */
+        #pragma GCC unroll 8
+        for (int r = 0; r < R + 2; r++) {
+            int64_t ih = oh - pt + r;
+            __m512 v[3] = {zero, zero, zero};
+            if (ih >= 0 && ih < H) {
+                const float *row = xc + ih * W + ow - pl;
+                #pragma GCC unroll 8
+                for (int kw = 0; kw < 3; kw++)
+                    v[kw] = _mm512_maskz_loadu_ps(m[kw], row + kw);
+            }
+            #pragma GCC unroll 8
+            for (int i = 0; i < R; i++) {
+                int kh = r - i;
+                if (kh < 0 || kh > 2)
+                    continue;
+                #pragma GCC unroll 8
+                for (int kw = 0; kw < 3; kw++)
+                    acc[i] = _mm512_fmadd_ps(v[kw], _mm512_set1_ps(w[kh * 3 + kw]), acc[i]);
+            }
+        }
+        __mmask16 st = (__mmask16)(((uint32_t)1 << nc) - 1);
+        #pragma GCC unroll 8
+        for (int i = 0; i < R; i++) {
+            __m512 a = acc[i];
+            if (o->fused) { /* dw16_rows_3_fused's store: v + b, then the clamp */
+                __m512 v = _mm512_add_ps(a, _mm512_set1_ps(o->b));
+                __m512 lo = _mm512_set1_ps(o->lo), hi = _mm512_set1_ps(o->hi);
+                v = _mm512_mask_mov_ps(v, _mm512_cmp_ps_mask(v, lo, _CMP_LT_OQ), lo);
+                a = _mm512_mask_mov_ps(v, _mm512_cmp_ps_mask(v, hi, _CMP_GT_OQ), hi);
+            }
+            _mm512_mask_storeu_ps(o->y + (oh + i) * OW + ow, st, a);
+        }
+    }
+}
+
+static void dw3s1_plane(const float *xc, const float *w, const cd_win_geom *g, const dw_out *o)
+{
+    int64_t OH = g->out[0], oh = 0;
+    for (; oh + 4 <= OH; oh += 4) {
+        dw3s1_band(xc, w, g, o, oh, 4);
+        dw_band_epilogue(o, oh, 4, g->out[1]);
+    }
+    for (; oh < OH; oh++) {
+        dw3s1_band(xc, w, g, o, oh, 1);
+        dw_band_epilogue(o, oh, 1, g->out[1]);
+    }
+}
+#endif
+
 /* Uses spatial dims 0 and 1 of g (H, W); callers guarantee dim 2 is unit
  * and k[0]*k[1] <= CD_DW_MAX_TAPS. */
 void cd_conv_depthwise(const float *x, const float *w, const float *bias, const float *res,
@@ -357,6 +441,16 @@ void cd_conv_depthwise(const float *x, const float *w, const float *bias, const 
             tap[kh * KW + kw] = (kh * g->d[0] * s1 + c % s1) * wph + c / s1;
         }
     bool wide = OW >= 16, k3 = KH == 3 && KW == 3, k5 = KH == 5 && KW == 5;
+#if defined(__AVX512F__)
+    if (k3 && g->s[0] == 1 && s1 == 1 && g->d[0] == 1 && g->d[1] == 1) {
+        for (int64_t c = 0; c < channels; c++) {
+            dw_out o = dw_out_make(ep, bias ? bias + c : NULL, res ? res + c * OH * OW : NULL,
+                                   y + c * OH * OW);
+            dw3s1_plane(x + c * H * W, w + c * 9, g, &o);
+        }
+        return;
+    }
+#endif
     dw_pad_zero(g, pad);
     for (int64_t c = 0; c < channels; c++) {
         const float *wc = w + c * KH * KW;
