@@ -343,7 +343,7 @@ DW_KERNEL(dw16_rows_any_fused, ntap, dw_v16, dw_i16, 16, 1)
 #undef DW_KERNEL
 
 #if defined(__AVX512F__)
-/* 3x3, stride 1, dilation 1 (MobileNets' most common depthwise layer)
+/* 3x3, stride 1 or 2 (both ways), dilation 1 (MobileNets' depthwise layers)
  * without the padded copy: each 16-wide output chunk reads the plane itself
  * with AVX-512 masked loads whose lanes outside the row are zeros, and
  * input rows outside the plane are a zero vector. That is exactly what the
@@ -351,8 +351,9 @@ DW_KERNEL(dw16_rows_any_fused, ntap, dw_v16, dw_i16, 16, 1)
  * kw-minor, one chain per output row), so the bits are those of the padded
  * kernels; only the copy (a libc call per row, most of the small planes'
  * time) and the scratch's zeroing are gone. Bands of up to 4 output rows
- * share the 6 input rows they read: each row is loaded once per column
- * shift and feeds up to 3 accumulators. Stores are masked to the row. */
+ * share the input rows they read (6 at stride 1, 9 at stride 2): each row's
+ * taps are loaded once and feed every accumulator they belong to. Stores
+ * are masked to the row. */
 static inline __mmask16 dw3_lanes(int64_t col0, int64_t W)
 {
     int64_t lo = col0 < 0 ? -col0 : 0, hi = W - col0 < 16 ? W - col0 : 16;
@@ -361,44 +362,70 @@ static inline __mmask16 dw3_lanes(int64_t col0, int64_t W)
     return (__mmask16)((((uint32_t)1 << hi) - 1) & ~(((uint32_t)1 << lo) - 1));
 }
 
-static inline __attribute__((always_inline)) void dw3s1_band(const float *xc,
-                                                             const float *w,
-                                                             const cd_win_geom *g,
-                                                             const dw_out *o, int64_t oh,
-                                                             int R)
+/* The three column taps of one input row for output chunk ow: v[kw] holds
+ * x[row][S * (ow + l) + kw - pl] for lanes l (zero outside the row). S = 2
+ * takes 33 floats in three masked loads and deinterleaves them with
+ * permutes: even lanes for kw 0, odd for kw 1, even from the next float
+ * for kw 2. */
+static inline __attribute__((always_inline)) void dw3_taps(const float *row, int64_t W,
+                                                           int64_t ow, int64_t pl, int S,
+                                                           __m512 *v)
+{
+    if (S == 1) {
+#pragma GCC unroll 3
+        for (int kw = 0; kw < 3; kw++) {
+            int64_t c0 = ow + kw - pl;
+            v[kw] = _mm512_maskz_loadu_ps(dw3_lanes(c0, W), row + c0);
+        }
+        return;
+    }
+    int64_t c0 = 2 * ow - pl;
+    __m512 a = _mm512_maskz_loadu_ps(dw3_lanes(c0, W), row + c0);
+    __m512 b = _mm512_maskz_loadu_ps(dw3_lanes(c0 + 16, W), row + c0 + 16);
+    __m512 c = _mm512_maskz_loadu_ps(dw3_lanes(c0 + 32, W) & 1, row + c0 + 32);
+    const __m512i even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26,
+                                           28, 30);
+    const __m512i odd = _mm512_setr_epi32(1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29,
+                                          31);
+    const __m512i even2 = _mm512_setr_epi32(2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28,
+                                            30, 0);
+    const __m512i last = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14,
+                                           16);
+    v[0] = _mm512_permutex2var_ps(a, even, b);
+    v[1] = _mm512_permutex2var_ps(a, odd, b);
+    v[2] = _mm512_permutex2var_ps(_mm512_permutex2var_ps(a, even2, b), last, c);
+}
+
+/* R output rows from oh at stride S (1 or 2; constants once inlined). */
+static inline __attribute__((always_inline)) void dw3_band(const float *xc, const float *w,
+                                                           const cd_win_geom *g,
+                                                           const dw_out *o, int64_t oh, int R,
+                                                           int S)
 {
     const int64_t H = g->in[0], W = g->in[1], OW = g->out[1], pt = g->pb[0], pl = g->pb[1];
     const __m512 zero = _mm512_setzero_ps();
     for (int64_t ow = 0; ow < OW; ow += 16) {
         int64_t nc = OW - ow < 16 ? OW - ow : 16;
-        __mmask16 m[3];
-        #pragma GCC unroll 8
-        for (int kw = 0; kw < 3; kw++)
-            m[kw] = dw3_lanes(ow + kw - pl, W);
         __m512 acc[4] = {zero, zero, zero, zero};
-        /* input row oh - pt + r feeds output row oh + i at tap kh = r - i */
-        #pragma GCC unroll 8
-        for (int r = 0; r < R + 2; r++) {
-            int64_t ih = oh - pt + r;
+        /* input row S * oh - pt + r feeds output row oh + i at tap kh = r - S * i */
+#pragma GCC unroll 9
+        for (int r = 0; r < S * (R - 1) + 3; r++) {
+            int64_t ih = S * oh - pt + r;
             __m512 v[3] = {zero, zero, zero};
-            if (ih >= 0 && ih < H) {
-                const float *row = xc + ih * W + ow - pl;
-                #pragma GCC unroll 8
-                for (int kw = 0; kw < 3; kw++)
-                    v[kw] = _mm512_maskz_loadu_ps(m[kw], row + kw);
-            }
-            #pragma GCC unroll 8
+            if (ih >= 0 && ih < H)
+                dw3_taps(xc + ih * W, W, ow, pl, S, v);
+#pragma GCC unroll 4
             for (int i = 0; i < R; i++) {
-                int kh = r - i;
+                int kh = r - S * i;
                 if (kh < 0 || kh > 2)
                     continue;
-                #pragma GCC unroll 8
+#pragma GCC unroll 3
                 for (int kw = 0; kw < 3; kw++)
                     acc[i] = _mm512_fmadd_ps(v[kw], _mm512_set1_ps(w[kh * 3 + kw]), acc[i]);
             }
         }
         __mmask16 st = (__mmask16)(((uint32_t)1 << nc) - 1);
-        #pragma GCC unroll 8
+#pragma GCC unroll 4
         for (int i = 0; i < R; i++) {
             __m512 a = acc[i];
             if (o->fused) { /* dw16_rows_3_fused's store: v + b, then the clamp */
@@ -412,15 +439,22 @@ static inline __attribute__((always_inline)) void dw3s1_band(const float *xc,
     }
 }
 
-static void dw3s1_plane(const float *xc, const float *w, const cd_win_geom *g, const dw_out *o)
+static void dw3_plane(const float *xc, const float *w, const cd_win_geom *g, const dw_out *o,
+                      int S)
 {
     int64_t OH = g->out[0], oh = 0;
     for (; oh + 4 <= OH; oh += 4) {
-        dw3s1_band(xc, w, g, o, oh, 4);
+        if (S == 1)
+            dw3_band(xc, w, g, o, oh, 4, 1);
+        else
+            dw3_band(xc, w, g, o, oh, 4, 2);
         dw_band_epilogue(o, oh, 4, g->out[1]);
     }
     for (; oh < OH; oh++) {
-        dw3s1_band(xc, w, g, o, oh, 1);
+        if (S == 1)
+            dw3_band(xc, w, g, o, oh, 1, 1);
+        else
+            dw3_band(xc, w, g, o, oh, 1, 2);
         dw_band_epilogue(o, oh, 1, g->out[1]);
     }
 }
@@ -442,11 +476,11 @@ void cd_conv_depthwise(const float *x, const float *w, const float *bias, const 
         }
     bool wide = OW >= 16, k3 = KH == 3 && KW == 3, k5 = KH == 5 && KW == 5;
 #if defined(__AVX512F__)
-    if (k3 && g->s[0] == 1 && s1 == 1 && g->d[0] == 1 && g->d[1] == 1) {
+    if (k3 && g->s[0] == s1 && (s1 == 1 || s1 == 2) && g->d[0] == 1 && g->d[1] == 1) {
         for (int64_t c = 0; c < channels; c++) {
             dw_out o = dw_out_make(ep, bias ? bias + c : NULL, res ? res + c * OH * OW : NULL,
                                    y + c * OH * OW);
-            dw3s1_plane(x + c * H * W, w + c * 9, g, &o);
+            dw3_plane(x + c * H * W, w + c * 9, g, &o, (int)s1);
         }
         return;
     }
