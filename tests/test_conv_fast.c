@@ -63,9 +63,13 @@ static shape random_shape(cd_conv_algo algo, uint64_t *st)
         s.kh = s.kw = 3, s.s = s.d = 1, s.pad = rnd(st, 0, 1);
         s.c = rnd(st, 1, 40), s.m = rnd(st, 1, 40);
         break;
-    case CD_CONV_DIRECT: /* channels * window <= 32; 8-map groups plus a tail; one
-                          * to many 64-pixel blocks, some crossing output rows */
+    case CD_CONV_DIRECT: /* channels * window <= 160; 8-map groups plus a tail;
+                          * one to many 64-pixel blocks, some crossing output rows */
         s.c = rnd(st, 1, 3), s.m = rnd(st, 1, 20), s.pad_extra = rnd(st, 0, 1);
+        if (rnd(st, 0, 3) == 0) /* resnet's 7x7 first layer (K up to 147) */
+            s.kh = s.kw = 7, s.pad = rnd(st, 0, 3);
+        else if (rnd(st, 0, 2) == 0) /* more channels: K up to 17 * 9 = 153 */
+            s.c = rnd(st, 4, 17), s.kh = s.kw = 3;
         s.h = rnd(st, 3, 40), s.w = rnd(st, 3, 40);
         s.h = s.h > (s.kh - 1) * s.d + 1 ? s.h : (s.kh - 1) * s.d + 1; /* >= 1 output */
         s.w = s.w > (s.kw - 1) * s.d + 1 ? s.w : (s.kw - 1) * s.d + 1;
@@ -405,8 +409,8 @@ static void test_winograd4(void **state)
 
 /* CD_CONV_AUTO takes F(4x4, 3x3) on a resnet-like layer and F(2x2, 3x3) on
  * 7x7 maps (4 tiles of 4x4); CD_CONV_AUTO_EXACT (plans kept for backward
- * passes) takes F(2x2) where AUTO takes F(4x4); 3 input channels stay on
- * im2col. */
+ * passes) takes F(2x2) where AUTO takes F(4x4); thin products take the
+ * direct kernel. */
 static void test_winograd4_selection(void **state)
 {
     (void)state;
@@ -417,10 +421,13 @@ static void test_winograd4_selection(void **state)
                  {64, 64, 7, 3, CD_CONV_AUTO, CD_CONV_WINOGRAD},
                  {64, 64, 7, 3, CD_CONV_AUTO_EXACT, CD_CONV_WINOGRAD},
                  {64, 64, 56, 3, CD_CONV_AUTO_EXACT, CD_CONV_WINOGRAD},
-                 /* thin first layers (K = 27): the direct kernel */
+                 /* thin products (K = channels * window <= 160; first
+                  * layers: K = 27, resnet's 7x7 K = 147): the direct kernel */
                  {3, 64, 56, 3, CD_CONV_AUTO_EXACT, CD_CONV_DIRECT},
                  {3, 64, 56, 3, CD_CONV_AUTO, CD_CONV_DIRECT},
-                 {4, 64, 56, 3, CD_CONV_AUTO, CD_CONV_IM2COL}, /* K = 36 */
+                 {3, 64, 56, 7, CD_CONV_AUTO, CD_CONV_DIRECT},
+                 {17, 8, 56, 3, CD_CONV_AUTO, CD_CONV_DIRECT}, /* K = 153 */
+                 {18, 8, 56, 3, CD_CONV_AUTO, CD_CONV_IM2COL}, /* K = 162 */
                  {3, 4, 56, 3, CD_CONV_AUTO, CD_CONV_IM2COL},  /* under 8 maps */
                  /* 1x1 stride 1 (mobilenet_v2's expand / project layers):
                   * the packed kernel for fast and tape plans alike. */

@@ -511,14 +511,19 @@ static cd_conv_algo wino_variant(const conv_plan *p)
  * stay on sgemm, which batches small planes across images. */
 static bool pack1x1_wins(const conv_plan *p) { return p->out_sp >= 32; }
 
-/* The direct kernel (conv_direct.c) against im2col + sgemm for thin
- * products (K = channels * kernel <= 32): squeezenet's first conv (3 -> 64
- * maps, 3x3 stride 2, 111x111 out) took 0.62-0.66 ms against 0.7-1.2 ms
- * for im2col + sgemm (zeroing C, packing) + epilogue alone, one thread;
- * in the model, where writing the output dominates, ~1% of the run
- * (docs/performance.md). It needs planes of a few 64-pixel blocks and
- * enough maps to fill its 8-map kernel. */
-static bool direct_wins(const conv_plan *p) { return p->out_sp >= 256 && p->mg >= 8; }
+/* The direct kernel (conv_direct.c) against im2col + sgemm for products
+ * with K = channels * kernel <= CD_DIRECT_MAX_K: squeezenet's first conv
+ * (3 -> 64 maps, 3x3 stride 2, 111x111 out, K = 27) took 0.62-0.66 ms
+ * against 0.7-1.2 ms for im2col + sgemm (zeroing C, packing) + epilogue
+ * alone; resnet18's (3 -> 64, 7x7 stride 2, 112x112, K = 147) 3.0-3.1 ms
+ * against 5.2 ms, one thread (docs/performance.md). It needs planes of a
+ * few 64-pixel blocks and enough maps to fill its 8-map kernel; 1x1
+ * windows (resnet18's stride-2 downsample, K = 64: 0.25-0.31 against 0.22
+ * ms) gain nothing from its gather and stay on sgemm. */
+static bool direct_wins(const conv_plan *p)
+{
+    return p->out_sp >= 256 && p->mg >= 8 && p->ksize > 1;
+}
 
 /* plan_time: algorithms that transform or pack the weights once (Winograd,
  * packed 1x1) are allowed; the operator entry point runs once per call and
@@ -598,6 +603,26 @@ static cd_status pack1x1_init(const cd_node *n, cd_conv_kernel *k, cd_error *err
     return CD_OK;
 }
 
+/* Packs the direct kernel's weights once, 8 maps interleaved per channel
+ * tap (cd_conv_direct_pack). */
+static cd_status direct_init(const cd_node *n, cd_conv_kernel *k, cd_error *err)
+{
+    const conv_plan *p = &k->p;
+    size_t bytes;
+    if (!cd_mul_size(cd_conv_direct_packed_floats(p->cg * p->ksize, p->mg), sizeof(float),
+                     &bytes))
+        return cd_node_fail(n, err, CD_ERR_LIMIT, "packed direct weights too large");
+    k->u = malloc(bytes);
+    if (!k->u)
+        return cd_node_fail(n, err, CD_ERR_OUT_OF_MEMORY, "out of memory for packed weights");
+    cd_conv_direct_pack(k->w, p->cg * p->ksize, p->mg, k->u);
+    /* Runs read only u (see wino4_init). */
+    free(k->own_w);
+    k->own_w = NULL;
+    k->w = NULL;
+    return CD_OK;
+}
+
 /* Plan-time weight preparation of the algorithms that have one. */
 static cd_status algo_init(const cd_node *n, cd_conv_kernel *k, cd_error *err)
 {
@@ -605,6 +630,8 @@ static cd_status algo_init(const cd_node *n, cd_conv_kernel *k, cd_error *err)
         return wino4_init(n, k, err);
     if (k->algo == CD_CONV_PACK1X1)
         return pack1x1_init(n, k, err);
+    if (k->algo == CD_CONV_DIRECT)
+        return direct_init(n, k, err);
     return CD_OK;
 }
 
@@ -891,7 +918,7 @@ static void direct_range(void *arg, int64_t lo, int64_t hi)
     const conv_plan *p = &j->k->p;
     for (int64_t u = lo; u < hi; u++) {
         int64_t b = u / j->blocks, off = b * p->mg * p->out_sp;
-        cd_conv_direct_block(j->x + b * p->cg * p->in_sp, j->k->w, j->k->bias,
+        cd_conv_direct_block(j->x + b * p->cg * p->in_sp, j->k->u, j->k->bias,
                              j->res ? j->res + off : NULL, &j->k->ep, j->y + off, p->cg, p->mg,
                              &p->g, u % j->blocks);
     }

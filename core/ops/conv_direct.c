@@ -1,6 +1,7 @@
 /* Direct convolution for few input channels (cd_conv_direct_* in
  * conv_fast.h): the first layer of image models (3 channels, 3x3: K = 27
- * products per output).
+ * products per output; resnet's 7x7: K = 147) and other short products
+ * (K <= CD_DIRECT_MAX_K).
  *
  * Why not im2col + sgemm there: with K = 27 the product is thin, so sgemm
  * spends as long zeroing C (beta = 0), packing and re-reading the 12k-column
@@ -9,7 +10,8 @@
  * cut into fixed blocks of DC_PIX consecutive pixels (flat over rows); one
  * block gathers its own K x DC_PIX column block into an L1 buffer, multiplies
  * 8 maps at a time with accumulators held in registers, and applies the
- * epilogue while the block is still in cache. Every output is the sum over
+ * epilogue while the block is still in cache. The weights are packed once
+ * per plan, 8 maps interleaved per tap. Every output is the sum over
  * k = 0..K-1 in order, inside one block, so the blocks (and the thread
  * count) never change a bit. */
 #include "conv_fast.h"
@@ -107,7 +109,8 @@ static void dc_gather(const float *x, int64_t channels, const cd_win_geom *g, in
         memset(col + k * DC_PIX + n, 0, (size_t)(DC_PIX - n) * sizeof(float));
 }
 
-/* out[m][j] = sum_k w[m][k] col[k][j] for DC_MAPS maps, all DC_PIX columns,
+/* out[m][j] = sum_k w[k][m] col[k][j] for DC_MAPS maps (w packed by
+ * cd_conv_direct_pack), all DC_PIX columns,
  * two vectors of columns at a time (16 accumulators). */
 static void dc_micro8(const float *col, const float *w, int64_t K, float *out)
 {
@@ -120,7 +123,7 @@ static void dc_micro8(const float *col, const float *w, int64_t K, float *out)
             memcpy(&a0, col + k * DC_PIX + j, sizeof a0);
             memcpy(&a1, col + k * DC_PIX + j + DC_VW, sizeof a1);
             for (int m = 0; m < DC_MAPS; m++) {
-                float wv = w[m * K + k];
+                float wv = w[k * DC_MAPS + m];
                 DC_FMA(acc[m][0], a0, wv);
                 DC_FMA(acc[m][1], a1, wv);
             }
@@ -151,7 +154,7 @@ static void dc_micro8_store(const float *col, const float *w, int64_t K, const f
             memcpy(&a0, col + k * DC_PIX + j, sizeof a0);
             memcpy(&a1, col + k * DC_PIX + j + DC_VW, sizeof a1);
             for (int m = 0; m < DC_MAPS; m++) {
-                float wv = w[m * K + k];
+                float wv = w[k * DC_MAPS + m];
                 DC_FMA(acc[m][0], a0, wv);
                 DC_FMA(acc[m][1], a1, wv);
             }
@@ -165,20 +168,6 @@ static void dc_micro8_store(const float *col, const float *w, int64_t K, const f
                 memcpy(y + m * sp + j + h * DC_VW, &v, sizeof v);
             }
         }
-    }
-}
-
-/* The same for one map (the maps beyond the last multiple of DC_MAPS). */
-static void dc_micro1(const float *col, const float *w, int64_t K, float *out)
-{
-    for (int j = 0; j < DC_PIX; j += DC_VW) {
-        dc_v acc = {0};
-        for (int64_t k = 0; k < K; k++) {
-            dc_v a;
-            memcpy(&a, col + k * DC_PIX + j, sizeof a);
-            DC_FMA(acc, a, w[k]);
-        }
-        memcpy(out + j, &acc, sizeof acc);
     }
 }
 
@@ -198,7 +187,26 @@ int64_t cd_conv_direct_blocks(const cd_win_geom *g)
     return (g->out[0] * g->out[1] + DC_PIX - 1) / DC_PIX;
 }
 
-void cd_conv_direct_block(const float *x, const float *w, const float *bias, const float *res,
+size_t cd_conv_direct_packed_floats(int64_t K, int64_t maps)
+{
+    return (size_t)((maps + DC_MAPS - 1) / DC_MAPS * DC_MAPS * K);
+}
+
+/* u[group][k][m] = w[group * DC_MAPS + m][k], maps past the last zero: the
+ * micro-kernel's eight broadcasts per tap then come from one pointer (with
+ * eight row pointers GCC ran out of registers and reloaded them per tap). */
+void cd_conv_direct_pack(const float *w, int64_t K, int64_t maps, float *u)
+{
+    int64_t groups = (maps + DC_MAPS - 1) / DC_MAPS;
+    for (int64_t g = 0; g < groups; g++)
+        for (int64_t k = 0; k < K; k++)
+            for (int64_t m = 0; m < DC_MAPS; m++) {
+                int64_t map = g * DC_MAPS + m;
+                u[(g * K + k) * DC_MAPS + m] = map < maps ? w[map * K + k] : 0.0f;
+            }
+}
+
+void cd_conv_direct_block(const float *x, const float *u, const float *bias, const float *res,
                           const cd_epilogue *ep, float *y, int64_t channels, int64_t maps,
                           const cd_win_geom *g, int64_t block)
 {
@@ -210,16 +218,12 @@ void cd_conv_direct_block(const float *x, const float *w, const float *bias, con
     dc_gather(x, channels, g, p0, n, col);
     for (int64_t m0 = 0; m0 < maps; m0 += DC_MAPS) {
         int64_t mb = maps - m0 < DC_MAPS ? maps - m0 : DC_MAPS;
+        const float *wg = u + m0 * K; /* this group's [K][DC_MAPS] panel */
         if (mb == DC_MAPS && simple && n == DC_PIX) {
-            dc_micro8_store(col, w + m0 * K, K, bias ? bias + m0 : NULL, relu,
-                            y + m0 * sp + p0, sp);
+            dc_micro8_store(col, wg, K, bias ? bias + m0 : NULL, relu, y + m0 * sp + p0, sp);
             continue;
         }
-        if (mb == DC_MAPS)
-            dc_micro8(col, w + m0 * K, K, out);
-        else
-            for (int64_t m = 0; m < mb; m++)
-                dc_micro1(col, w + (m0 + m) * K, K, out + m * DC_PIX);
+        dc_micro8(col, wg, K, out); /* a last short group: its zero maps are not stored */
         for (int64_t m = 0; m < mb; m++) {
             float *yr = y + (m0 + m) * sp + p0, *o = out + m * DC_PIX;
             if (simple) {

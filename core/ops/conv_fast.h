@@ -39,7 +39,7 @@ typedef enum cd_conv_algo {
     CD_CONV_WINOGRAD4, /* same geometry: F(4x4, 3x3); both cache-blocked */
     CD_CONV_AUTO_EXACT, /* like AUTO, but never F(4x4) (see cd_conv_kernel_create) */
     CD_CONV_PACK1X1,    /* 1x1, stride 1, no padding, group 1: own packed kernel (conv_pack1x1.c) */
-    CD_CONV_DIRECT      /* 2-D, group 1, channels * kernel <= 32: direct loops (conv_direct.c) */
+    CD_CONV_DIRECT      /* 2-D, group 1, channels * kernel <= CD_DIRECT_MAX_K: conv_direct.c */
 } cd_conv_algo;
 
 typedef struct cd_conv_kernel cd_conv_kernel;
@@ -80,12 +80,15 @@ void cd_epilogue_apply(const cd_epilogue *ep, float *y, const float *bias, const
  * CD_DW_MAX_TAPS elements, horizontal stride up to CD_DW_MAX_STRIDE. */
 /* Direct convolution for few input channels (conv_direct.c): x one image
  * [channels][H][W], y its [maps][OH][OW] (res the same or NULL), 2-D, group
- * 1, channels * kernel elements <= CD_DIRECT_MAX_K; w [maps][channels*KH*KW].
- * The output is cut into cd_conv_direct_blocks(g) fixed pixel blocks
- * (from the shape alone); each call computes one, epilogue included. */
-#define CD_DIRECT_MAX_K 32
+ * 1, channels * kernel elements K <= CD_DIRECT_MAX_K; u the weights
+ * [maps][K] packed by cd_conv_direct_pack into cd_conv_direct_packed_floats
+ * floats. The output is cut into cd_conv_direct_blocks(g) fixed pixel
+ * blocks (from the shape alone); each call computes one, epilogue included. */
+#define CD_DIRECT_MAX_K 160
+size_t cd_conv_direct_packed_floats(int64_t K, int64_t maps);
+void cd_conv_direct_pack(const float *w, int64_t K, int64_t maps, float *u);
 int64_t cd_conv_direct_blocks(const cd_win_geom *g);
-void cd_conv_direct_block(const float *x, const float *w, const float *bias, const float *res,
+void cd_conv_direct_block(const float *x, const float *u, const float *bias, const float *res,
                           const cd_epilogue *ep, float *y, int64_t channels, int64_t maps,
                           const cd_win_geom *g, int64_t block);
 #define CD_DW_MAX_TAPS 256
