@@ -63,6 +63,12 @@ static shape random_shape(cd_conv_algo algo, uint64_t *st)
         s.kh = s.kw = 3, s.s = s.d = 1, s.pad = rnd(st, 0, 1);
         s.c = rnd(st, 1, 40), s.m = rnd(st, 1, 40);
         break;
+    case CD_CONV_IM2COL_PACK: /* any 2-D window; planes from one pixel to several
+                               * 32-pixel sub-blocks, long column matrices */
+        s.c = rnd(st, 1, 40), s.m = rnd(st, 1, 40);
+        if (rnd(st, 0, 2) == 0)
+            s.h = rnd(st, 12, 30), s.w = rnd(st, 12, 30);
+        break;
     case CD_CONV_DIRECT: /* channels * window <= 160; 8-map groups plus a tail;
                           * one to many 64-pixel blocks, some crossing output rows */
         s.c = rnd(st, 1, 3), s.m = rnd(st, 1, 20), s.pad_extra = rnd(st, 0, 1);
@@ -369,6 +375,7 @@ static void test_pack1x1_fused(void **state)
 
 static void test_depthwise(void **state) { (void)state; check_algo(CD_CONV_DEPTHWISE); }
 static void test_direct(void **state) { (void)state; check_algo(CD_CONV_DIRECT); }
+static void test_im2col_pack(void **state) { (void)state; check_algo(CD_CONV_IM2COL_PACK); }
 static void test_winograd(void **state) { (void)state; check_algo(CD_CONV_WINOGRAD); }
 /* F(4x4, 3x3) and F(2x2, 3x3) (the same blocked code with 2x2 output tiles)
  * on shapes that reach every branch of their work split: several
@@ -410,33 +417,44 @@ static void test_winograd4(void **state)
 /* CD_CONV_AUTO takes F(4x4, 3x3) on a resnet-like layer and F(2x2, 3x3) on
  * 7x7 maps (4 tiles of 4x4); CD_CONV_AUTO_EXACT (plans kept for backward
  * passes) takes F(2x2) where AUTO takes F(4x4); thin products take the
- * direct kernel. */
+ * direct kernel, other stride-1 windows im2col + sgemm, strided ones im2col
+ * + the packed kernel. */
 static void test_winograd4_selection(void **state)
 {
     (void)state;
     struct {
         int64_t c, m, hw, ks;
         cd_conv_algo algo, want;
-    } cases[] = {{64, 64, 56, 3, CD_CONV_AUTO, CD_CONV_WINOGRAD4},
-                 {64, 64, 7, 3, CD_CONV_AUTO, CD_CONV_WINOGRAD},
-                 {64, 64, 7, 3, CD_CONV_AUTO_EXACT, CD_CONV_WINOGRAD},
-                 {64, 64, 56, 3, CD_CONV_AUTO_EXACT, CD_CONV_WINOGRAD},
+        int64_t stride;
+    } cases[] = {{64, 64, 56, 3, CD_CONV_AUTO, CD_CONV_WINOGRAD4, 1},
+                 {64, 64, 7, 3, CD_CONV_AUTO, CD_CONV_WINOGRAD, 1},
+                 {64, 64, 7, 3, CD_CONV_AUTO_EXACT, CD_CONV_WINOGRAD, 1},
+                 {64, 64, 56, 3, CD_CONV_AUTO_EXACT, CD_CONV_WINOGRAD, 1},
                  /* thin products (K = channels * window <= 160; first
                   * layers: K = 27, resnet's 7x7 K = 147): the direct kernel */
-                 {3, 64, 56, 3, CD_CONV_AUTO_EXACT, CD_CONV_DIRECT},
-                 {3, 64, 56, 3, CD_CONV_AUTO, CD_CONV_DIRECT},
-                 {3, 64, 56, 7, CD_CONV_AUTO, CD_CONV_DIRECT},
-                 {17, 8, 56, 3, CD_CONV_AUTO, CD_CONV_DIRECT}, /* K = 153 */
-                 {18, 8, 56, 3, CD_CONV_AUTO, CD_CONV_IM2COL}, /* K = 162 */
-                 {3, 4, 56, 3, CD_CONV_AUTO, CD_CONV_IM2COL},  /* under 8 maps */
+                 {3, 64, 56, 3, CD_CONV_AUTO_EXACT, CD_CONV_DIRECT, 1},
+                 {3, 64, 56, 3, CD_CONV_AUTO, CD_CONV_DIRECT, 1},
+                 {3, 64, 56, 7, CD_CONV_AUTO, CD_CONV_DIRECT, 1},
+                 {17, 8, 56, 3, CD_CONV_AUTO, CD_CONV_DIRECT, 1}, /* K = 153 */
+                 {18, 8, 56, 3, CD_CONV_AUTO, CD_CONV_IM2COL, 1}, /* K = 162 */
+                 {3, 4, 56, 3, CD_CONV_AUTO, CD_CONV_IM2COL, 1},  /* under 8 maps */
+                 {64, 8, 56, 3, CD_CONV_AUTO, CD_CONV_IM2COL, 1}, /* Winograd: 32+ maps */
                  /* 1x1 stride 1 (mobilenet_v2's expand / project layers):
                   * the packed kernel for fast and tape plans alike. */
-                 {32, 16, 112, 1, CD_CONV_AUTO, CD_CONV_PACK1X1},
-                 {160, 960, 7, 1, CD_CONV_AUTO, CD_CONV_PACK1X1},
-                 {96, 576, 14, 1, CD_CONV_AUTO_EXACT, CD_CONV_PACK1X1}};
+                 {32, 16, 112, 1, CD_CONV_AUTO, CD_CONV_PACK1X1, 1},
+                 {160, 960, 7, 1, CD_CONV_AUTO, CD_CONV_PACK1X1, 1},
+                 {96, 576, 14, 1, CD_CONV_AUTO_EXACT, CD_CONV_PACK1X1, 1},
+                 /* strided windows (resnet18's stride-2 3x3 convs): im2col
+                  * + the packed kernel; strided 1x1 stays on sgemm, thin
+                  * products on the direct kernel */
+                 {64, 128, 56, 3, CD_CONV_AUTO, CD_CONV_IM2COL_PACK, 2},
+                 {256, 512, 14, 3, CD_CONV_AUTO_EXACT, CD_CONV_IM2COL_PACK, 2},
+                 {64, 128, 56, 1, CD_CONV_AUTO, CD_CONV_IM2COL, 2},
+                 {3, 64, 224, 7, CD_CONV_AUTO, CD_CONV_DIRECT, 2}};
     for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
         shape s = {.batch = 1, .c = cases[i].c, .m = cases[i].m, .group = 1, .h = cases[i].hw,
-                   .w = cases[i].hw, .kh = cases[i].ks, .kw = cases[i].ks, .s = 1, .d = 1,
+                   .w = cases[i].hw, .kh = cases[i].ks, .kw = cases[i].ks,
+                   .s = cases[i].stride, .d = 1,
                    .pad = cases[i].ks / 2};
         cd_node n;
         make_node(&n, &s);
@@ -611,6 +629,7 @@ int main(void)
         cmocka_unit_test(test_im2col),     cmocka_unit_test(test_gemm_1x1),
         cmocka_unit_test(test_pack1x1),    cmocka_unit_test(test_pack1x1_fused),
         cmocka_unit_test(test_depthwise),  cmocka_unit_test(test_direct),
+        cmocka_unit_test(test_im2col_pack),
         cmocka_unit_test(test_winograd),
         cmocka_unit_test(test_winograd4),  cmocka_unit_test(test_winograd4_selection),
         cmocka_unit_test(test_refuses_inapplicable), cmocka_unit_test(test_maxpool),

@@ -474,6 +474,8 @@ static bool algo_applies(const conv_plan *p, cd_conv_algo a)
     case CD_CONV_DIRECT:
         return p->group == 1 && p->g.nsp <= 2 && p->g.k[2] == 1 && p->g.in[2] == 1 &&
                p->cg * p->ksize <= CD_DIRECT_MAX_K;
+    case CD_CONV_IM2COL_PACK:
+        return p->group == 1 && p->g.nsp <= 2 && p->g.k[2] == 1 && p->g.in[2] == 1;
     case CD_CONV_DEPTHWISE:
         return p->cg == 1 && p->mg == 1 && p->g.k[2] == 1 && p->g.in[2] == 1 &&
                p->ksize <= CD_DW_MAX_TAPS && p->g.s[1] <= CD_DW_MAX_STRIDE;
@@ -525,6 +527,21 @@ static bool direct_wins(const conv_plan *p)
     return p->out_sp >= 256 && p->mg >= 8 && p->ksize > 1;
 }
 
+/* im2col + the packed 1x1 kernel (conv_pack1x1.c) on the column matrix
+ * against im2col + sgemm, for strided 2-D windows the kernels above do not
+ * take (resnet18's stride-2 3x3 convs, K = 576..2304): the packed kernel
+ * runs near the FMA peak with its epilogue fused and packs the weights
+ * once, where sgemm packs both operands per call: 1.45-1.5 ms against
+ * 1.7-2.2 ms, one thread (docs/performance.md). The column matrix is one
+ * image's, as for sgemm. Stride 1 stays on sgemm, which fills "same"
+ * columns block by block inside its product (the U-Net's 3x3 convs with
+ * 16 maps were slower here), as do planes under 32 pixels (see
+ * pack1x1_wins) and 1-D convs (tiny). */
+static bool im2col_pack_wins(const conv_plan *p)
+{
+    return p->g.nsp == 2 && p->ksize > 1 && p->out_sp >= 32 && (p->g.s[0] > 1 || p->g.s[1] > 1);
+}
+
 /* plan_time: algorithms that transform or pack the weights once (Winograd,
  * packed 1x1) are allowed; the operator entry point runs once per call and
  * takes the copy-free paths. */
@@ -540,6 +557,8 @@ static cd_conv_algo pick_algo(const conv_plan *p, bool plan_time)
         return wino_variant(p);
     if (plan_time && algo_applies(p, CD_CONV_DIRECT) && direct_wins(p))
         return CD_CONV_DIRECT;
+    if (plan_time && algo_applies(p, CD_CONV_IM2COL_PACK) && im2col_pack_wins(p))
+        return CD_CONV_IM2COL_PACK;
     return CD_CONV_IM2COL;
 }
 
@@ -584,11 +603,15 @@ static cd_status wino4_init(const cd_node *n, cd_conv_kernel *k, cd_error *err)
     return CD_OK;
 }
 
-/* Plans the packed 1x1 split and packs the weights once. */
+/* Plans the packed 1x1 split and packs the weights once; for
+ * CD_CONV_IM2COL_PACK the "image" is one image's column matrix. */
 static cd_status pack1x1_init(const cd_node *n, cd_conv_kernel *k, cd_error *err)
 {
     const conv_plan *p = &k->p;
-    cd_pack1x1_plan_init(&k->pk, p->batch, p->cg, p->mg, p->out_sp);
+    if (k->algo == CD_CONV_IM2COL_PACK)
+        cd_pack1x1_plan_init(&k->pk, 1, p->cg * p->ksize, p->mg, p->out_sp);
+    else
+        cd_pack1x1_plan_init(&k->pk, p->batch, p->cg, p->mg, p->out_sp);
     size_t bytes;
     if (!cd_mul_size(cd_pack1x1_weight_floats(&k->pk), sizeof(float), &bytes))
         return cd_node_fail(n, err, CD_ERR_LIMIT, "packed 1x1 weights too large");
@@ -628,7 +651,7 @@ static cd_status algo_init(const cd_node *n, cd_conv_kernel *k, cd_error *err)
 {
     if (k->algo == CD_CONV_WINOGRAD || k->algo == CD_CONV_WINOGRAD4)
         return wino4_init(n, k, err);
-    if (k->algo == CD_CONV_PACK1X1)
+    if (k->algo == CD_CONV_PACK1X1 || k->algo == CD_CONV_IM2COL_PACK)
         return pack1x1_init(n, k, err);
     if (k->algo == CD_CONV_DIRECT)
         return direct_init(n, k, err);
@@ -936,9 +959,31 @@ static cd_status run_direct(const cd_conv_kernel *k, const float *x, const float
     return CD_OK;
 }
 
+/* Image by image: its column matrix on the pool (channel ranges), then the
+ * packed kernel over it with the epilogue fused. */
+static cd_status run_im2col_pack(const cd_conv_kernel *k, const float *xall,
+                                 const float *residual, float *yall, cd_ctx *ctx)
+{
+    const conv_plan *p = &k->p;
+    size_t pf = cd_pack1x1_scratch_floats(&k->pk, cd_pool_threads(ctx->pool));
+    float *col = scratch_floats(ctx, p->col_elems + pf, 1);
+    if (!col)
+        return ctx->err->code;
+    for (int64_t bi = 0; bi < p->batch; bi++) {
+        int64_t yoff = bi * p->mg * p->out_sp;
+        gemm_side_job j = {p, k, xall + bi * p->cg * p->in_sp, NULL, col, NULL, NULL};
+        cd_pool_for(ctx->pool, p->cg, tasks_for((int64_t)p->col_elems), im2col_range, &j);
+        cd_pack1x1_run(ctx->pool, &k->pk, k->u, col, k->bias, residual ? residual + yoff : NULL,
+                       &k->ep, yall + yoff, col + p->col_elems);
+    }
+    return CD_OK;
+}
+
 cd_status cd_conv_kernel_run(const cd_conv_kernel *k, const float *x, const float *residual,
                              float *y, cd_ctx *ctx)
 {
+    if (k->algo == CD_CONV_IM2COL_PACK)
+        return run_im2col_pack(k, x, residual, y, ctx);
     if (k->algo == CD_CONV_DEPTHWISE)
         return run_depthwise(k, x, residual, y, ctx);
     if (k->algo == CD_CONV_WINOGRAD || k->algo == CD_CONV_WINOGRAD4) {

@@ -39,7 +39,8 @@ typedef enum cd_conv_algo {
     CD_CONV_WINOGRAD4, /* same geometry: F(4x4, 3x3); both cache-blocked */
     CD_CONV_AUTO_EXACT, /* like AUTO, but never F(4x4) (see cd_conv_kernel_create) */
     CD_CONV_PACK1X1,    /* 1x1, stride 1, no padding, group 1: own packed kernel (conv_pack1x1.c) */
-    CD_CONV_DIRECT      /* 2-D, group 1, channels * kernel <= CD_DIRECT_MAX_K: conv_direct.c */
+    CD_CONV_DIRECT,     /* 2-D, group 1, channels * kernel <= CD_DIRECT_MAX_K: conv_direct.c */
+    CD_CONV_IM2COL_PACK /* 2-D, group 1: im2col, then the packed 1x1 kernel on the columns */
 } cd_conv_algo;
 
 typedef struct cd_conv_kernel cd_conv_kernel;
