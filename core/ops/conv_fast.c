@@ -434,7 +434,16 @@ static inline __attribute__((always_inline)) void dw3_band(const float *xc, cons
                 v = _mm512_mask_mov_ps(v, _mm512_cmp_ps_mask(v, lo, _CMP_LT_OQ), lo);
                 a = _mm512_mask_mov_ps(v, _mm512_cmp_ps_mask(v, hi, _CMP_GT_OQ), hi);
             }
-            _mm512_mask_storeu_ps(o->y + (oh + i) * OW + ow, st, a);
+            /* A masked store is slow (tens of cycles on AMD Zen 4), so a
+             * short chunk is stored whole where its extra lanes land in
+             * rows of this plane that are stored (and given their
+             * epilogue) after it: any later row when a row is one chunk,
+             * else (chunks are the outer loop) only rows of later bands. */
+            if (nc == 16 || ((OW <= 16 || i == R - 1) &&
+                             (oh + i) * OW + ow + 16 <= g->out[0] * OW))
+                _mm512_storeu_ps(o->y + (oh + i) * OW + ow, a);
+            else
+                _mm512_mask_storeu_ps(o->y + (oh + i) * OW + ow, st, a);
         }
     }
 }
