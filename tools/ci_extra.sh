@@ -4,10 +4,14 @@
 #   1. build the libFuzzer targets (clang) and run each for
 #      $CANDOR_FUZZ_SECONDS seconds (default 60), two at a time;
 #   2. build with ThreadSanitizer (-DCANDOR_TSAN=ON) and run test_threads;
-#   3. run the CLI end-to-end test under valgrind memcheck.
+#   3. run the CLI end-to-end test under valgrind memcheck;
+#   4. the kernel unit tests under ASan+UBSan in a -march=native build: the
+#      main sanitizer pass is built for the generic target, so the AVX-512
+#      kernels (masked loads, whole-vector stores into later rows) would
+#      otherwise never run under the sanitizers.
 # Build trees go under $CANDOR_CI_DIR (default <source>/build-ci-extra).
-# About 10-12 minutes on 2 cores with the default fuzz time.
-#   tools/ci_extra.sh [fuzz|tsan|valgrind]...   (default: all three)
+# About 12-14 minutes on 2 cores with the default fuzz time.
+#   tools/ci_extra.sh [fuzz|tsan|valgrind|native-asan]...   (default: all four)
 set -uo pipefail
 SRC=$(cd "$(dirname "$0")/.." && pwd)
 OUT=${CANDOR_CI_DIR:-$SRC/build-ci-extra}
@@ -15,7 +19,7 @@ JOBS=${CANDOR_JOBS:-2}
 export CANDOR_FUZZ_SECONDS=${CANDOR_FUZZ_SECONDS:-60}
 export CANDOR_ONNX_TESTS=${CANDOR_ONNX_TESTS:-$SRC/../shared/onnx-tests}
 steps=("$@")
-[ ${#steps[@]} -gt 0 ] || steps=(fuzz tsan valgrind)
+[ ${#steps[@]} -gt 0 ] || steps=(fuzz tsan valgrind native-asan)
 status=0
 mkdir -p "$OUT"
 stamp() { echo "== $(date +%H:%M:%S) $*"; }
@@ -55,7 +59,24 @@ for step in "${steps[@]}"; do
         CANDOR_SOURCE_DIR="$SRC" CANDOR_BINARY_DIR="$OUT/valgrind" CANDOR_CLI="$OUT/valgrind/candor" \
             bash "$SRC/tests/cli/test_valgrind.sh" || status=1
         ;;
-    *) echo "unknown step '$step' (fuzz, tsan, valgrind)"; exit 2 ;;
+    native-asan)
+        kernels=(test_conv_fast test_perf_plan test_grad_fast test_ops_conv test_ops_pool)
+        stamp "native-asan: build ${kernels[*]} (Release -march=native, ASan+UBSan)"
+        if ! { cmake -S "$SRC" -B "$OUT/native-asan" -DCMAKE_BUILD_TYPE=Release -DCANDOR_SANITIZE=ON &&
+               cmake --build "$OUT/native-asan" -j"$JOBS" --target "${kernels[@]}"; } \
+            >"$OUT/native-asan-build.log" 2>&1; then
+            tail -20 "$OUT/native-asan-build.log"; echo "FAIL: native-asan build"; status=1; continue
+        fi
+        for t in "${kernels[@]}"; do
+            if CANDOR_SOURCE_DIR="$SRC" CANDOR_BINARY_DIR="$OUT/native-asan" \
+                "$OUT/native-asan/tests/$t" >"$OUT/native-asan-$t.log" 2>&1; then
+                echo "ok   native-asan: $t"
+            else
+                tail -30 "$OUT/native-asan-$t.log"; echo "FAIL: native-asan: $t"; status=1
+            fi
+        done
+        ;;
+    *) echo "unknown step '$step' (fuzz, tsan, valgrind, native-asan)"; exit 2 ;;
     esac
 done
 stamp "ci_extra: $([ $status = 0 ] && echo passed || echo FAILED)"
