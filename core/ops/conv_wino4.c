@@ -202,6 +202,47 @@ static inline void w4_st(float *d, const w4_v16 *v, int64_t n)
 #endif
 }
 
+/* Rows y0 .. y0+nrows-1 of plane xc (H x W), columns x0 .. x0+cw-1, into
+ * R (row r at R + r * cw), zero outside the plane: the input rows of one
+ * tile row, so both transform passes run over plain contiguous rows. */
+static inline void win_load_rows(const float *restrict xc, int64_t H, int64_t W, int64_t y0,
+                                 int64_t x0, int nrows, int64_t cw, float *restrict R)
+{
+    int64_t lo = x0 < 0 ? -x0 : 0, hi = W - x0 < cw ? W - x0 : cw; /* in-range columns */
+    hi = hi < lo ? lo : hi;
+    for (int r = 0; r < nrows; r++) {
+        int64_t yy = y0 + r;
+        float *row = R + r * cw;
+        if (yy < 0 || yy >= H) {
+            memset(row, 0, (size_t)cw * sizeof *row);
+            continue;
+        }
+        memset(row, 0, (size_t)lo * sizeof *row);
+        memcpy(row + lo, xc + yy * W + x0 + lo, (size_t)(hi - lo) * sizeof *row);
+        memset(row + hi, 0, (size_t)(cw - hi) * sizeof *row);
+    }
+}
+
+/* t = B^T d for F(4x4, 3x3), lane-wise: both passes of w4_input_row. */
+static inline __attribute__((always_inline)) void w4_bt(const w4_v16 d[6], w4_v16 t[6])
+{
+    t[0] = 4.0f * d[0] - 5.0f * d[2] + d[4];
+    t[1] = d[3] + d[4] - 4.0f * (d[1] + d[2]);
+    t[2] = d[4] - d[3] + 4.0f * (d[1] - d[2]);
+    t[3] = d[4] - d[2] + 2.0f * (d[3] - d[1]);
+    t[4] = d[4] - d[2] + 2.0f * (d[1] - d[3]);
+    t[5] = 4.0f * d[1] - 5.0f * d[3] + d[5];
+}
+
+/* t = B^T d for F(2x2, 3x3): both passes of w2_input_row. */
+static inline __attribute__((always_inline)) void w2_bt(const w4_v16 d[4], w4_v16 t[4])
+{
+    t[0] = d[0] - d[2];
+    t[1] = d[1] + d[2];
+    t[2] = d[2] - d[1];
+    t[3] = d[1] - d[3];
+}
+
 /* Splits n entries of four column phases out of src (4n floats, readable
  * in whole 64-float chunks): dst[s * ld + j] = src[4j + s]. Stores whole
  * vectors: up to 15 floats past an entry run are clobbered, which lands in
@@ -243,32 +284,13 @@ static void w4_input_row(const cd_win_geom *g, const float *restrict xc, int64_t
     int64_t H = g->in[0], W = g->in[1], L = ns + 1, n4 = 4 * L;
     int64_t cw = cdiv(n4, 64) * 64, rs = cdiv(n4, W4_VL) * W4_VL;
     float *R = buf, *T = R + 6 * cw, *Q = T + 6 * cw;
-    int64_t x0 = 4 * tj - g->pb[1];
-    int64_t lo = x0 < 0 ? -x0 : 0, hi = W - x0 < cw ? W - x0 : cw; /* in-range columns */
-    hi = hi < lo ? lo : hi;
-    for (int r = 0; r < 6; r++) {
-        int64_t yy = 4 * ti - g->pb[0] + r;
-        float *row = R + r * cw;
-        if (yy < 0 || yy >= H) {
-            memset(row, 0, (size_t)cw * sizeof *row);
-            continue;
-        }
-        memset(row, 0, (size_t)lo * sizeof *row);
-        memcpy(row + lo, xc + yy * W + x0 + lo, (size_t)(hi - lo) * sizeof *row);
-        memset(row + hi, 0, (size_t)(cw - hi) * sizeof *row);
-    }
+    win_load_rows(xc, H, W, 4 * ti - g->pb[0], 4 * tj - g->pb[1], 6, cw, R);
     /* Vertical pass: rows of B^T over the six input rows. */
     for (int64_t i = 0; i < cw; i += W4_VL) {
-        w4_v16 d0, d1, d2, d3, d4, d5;
-        w4_ld(&d0, R + i);
-        w4_ld(&d1, R + cw + i);
-        w4_ld(&d2, R + 2 * cw + i);
-        w4_ld(&d3, R + 3 * cw + i);
-        w4_ld(&d4, R + 4 * cw + i);
-        w4_ld(&d5, R + 5 * cw + i);
-        w4_v16 t[6] = {4.0f * d0 - 5.0f * d2 + d4,         d3 + d4 - 4.0f * (d1 + d2),
-                       d4 - d3 + 4.0f * (d1 - d2),         d4 - d2 + 2.0f * (d3 - d1),
-                       d4 - d2 + 2.0f * (d1 - d3),         4.0f * d1 - 5.0f * d3 + d5};
+        w4_v16 d[6], t[6];
+        for (int r = 0; r < 6; r++)
+            w4_ld(&d[r], R + r * cw + i);
+        w4_bt(d, t);
         for (int a = 0; a < 6; a++)
             memcpy(T + a * cw + i, &t[a], sizeof t[a]);
     }
@@ -283,16 +305,14 @@ static void w4_input_row(const cd_win_geom *g, const float *restrict xc, int64_t
         const float *e = Q + a * rs;
         float *o = v + (size_t)(a * 6) * xs;
         for (int64_t j = 0; j < ns; j += W4_VL) {
-            w4_v16 e0, e1, e2, e3, e4, e5;
-            w4_ld(&e0, e + j);
-            w4_ld(&e1, e + L + j);
-            w4_ld(&e2, e + 2 * L + j);
-            w4_ld(&e3, e + 3 * L + j);
-            w4_ld(&e4, e + j + 1);
-            w4_ld(&e5, e + L + j + 1);
-            w4_v16 r[6] = {4.0f * e0 - 5.0f * e2 + e4,         e3 + e4 - 4.0f * (e1 + e2),
-                           e4 - e3 + 4.0f * (e1 - e2),         e4 - e2 + 2.0f * (e3 - e1),
-                           e4 - e2 + 2.0f * (e1 - e3),         4.0f * e1 - 5.0f * e3 + e5};
+            w4_v16 q[6], r[6];
+            w4_ld(&q[0], e + j);
+            w4_ld(&q[1], e + L + j);
+            w4_ld(&q[2], e + 2 * L + j);
+            w4_ld(&q[3], e + 3 * L + j);
+            w4_ld(&q[4], e + j + 1);
+            w4_ld(&q[5], e + L + j + 1);
+            w4_bt(q, r);
             int64_t n = exact && ns - j < W4_VL ? ns - j : W4_VL;
             for (int b = 0; b < 6; b++)
                 w4_st(o + (size_t)b * xs + j, &r[b], n);
@@ -330,27 +350,12 @@ static void w2_input_row(const cd_win_geom *g, const float *restrict xc, int64_t
     int64_t H = g->in[0], W = g->in[1], L = ns + 1, n2 = 2 * L;
     int64_t cw = cdiv(n2, 64) * 64, rs = cdiv(n2, W4_VL) * W4_VL;
     float *R = buf, *T = R + 4 * cw, *Q = T + 4 * cw;
-    int64_t x0 = 2 * tj - g->pb[1];
-    int64_t lo = x0 < 0 ? -x0 : 0, hi = W - x0 < cw ? W - x0 : cw;
-    hi = hi < lo ? lo : hi;
-    for (int r = 0; r < 4; r++) {
-        int64_t yy = 2 * ti - g->pb[0] + r;
-        float *row = R + r * cw;
-        if (yy < 0 || yy >= H) {
-            memset(row, 0, (size_t)cw * sizeof *row);
-            continue;
-        }
-        memset(row, 0, (size_t)lo * sizeof *row);
-        memcpy(row + lo, xc + yy * W + x0 + lo, (size_t)(hi - lo) * sizeof *row);
-        memset(row + hi, 0, (size_t)(cw - hi) * sizeof *row);
-    }
+    win_load_rows(xc, H, W, 2 * ti - g->pb[0], 2 * tj - g->pb[1], 4, cw, R);
     for (int64_t i = 0; i < cw; i += W4_VL) {
-        w4_v16 d0, d1, d2, d3;
-        w4_ld(&d0, R + i);
-        w4_ld(&d1, R + cw + i);
-        w4_ld(&d2, R + 2 * cw + i);
-        w4_ld(&d3, R + 3 * cw + i);
-        w4_v16 t[4] = {d0 - d2, d1 + d2, d2 - d1, d1 - d3};
+        w4_v16 d[4], t[4];
+        for (int r = 0; r < 4; r++)
+            w4_ld(&d[r], R + r * cw + i);
+        w2_bt(d, t);
         for (int a = 0; a < 4; a++)
             memcpy(T + a * cw + i, &t[a], sizeof t[a]);
     }
@@ -360,12 +365,12 @@ static void w2_input_row(const cd_win_geom *g, const float *restrict xc, int64_t
         const float *e = Q + a * rs;
         float *o = v + (size_t)(a * 4) * xs;
         for (int64_t j = 0; j < ns; j += W4_VL) {
-            w4_v16 e0, e1, e2, e3;
-            w4_ld(&e0, e + j);
-            w4_ld(&e1, e + L + j);
-            w4_ld(&e2, e + j + 1);
-            w4_ld(&e3, e + L + j + 1);
-            w4_v16 r[4] = {e0 - e2, e1 + e2, e2 - e1, e1 - e3};
+            w4_v16 q[4], r[4];
+            w4_ld(&q[0], e + j);
+            w4_ld(&q[1], e + L + j);
+            w4_ld(&q[2], e + j + 1);
+            w4_ld(&q[3], e + L + j + 1);
+            w2_bt(q, r);
             int64_t n = exact && ns - j < W4_VL ? ns - j : W4_VL;
             for (int b = 0; b < 4; b++)
                 w4_st(o + (size_t)b * xs + j, &r[b], n);
@@ -448,6 +453,17 @@ static const w4_micro_fn w4_micros[W4_NR + 1] = {
 
 /* Output transform ------------------------------------------------------------ */
 
+/* r[0], r[rs], r[2rs], r[3rs] = A^T q for F(4x4, 3x3), lane-wise: both
+ * passes of w4_output_tile (the first writes a column of its array). */
+static inline __attribute__((always_inline)) void w4_at(const w4_v16 q[6], w4_v16 *r, int rs)
+{
+    w4_v16 p12 = q[1] + q[2], m12 = q[1] - q[2], p34 = q[3] + q[4], m34 = q[3] - q[4];
+    r[0] = q[0] + p12 + p34;
+    r[rs] = m12 + 2.0f * m34;
+    r[2 * rs] = p12 + 4.0f * p34;
+    r[3 * rs] = m12 + 8.0f * m34 + q[5];
+}
+
 /* o = A^T m A for 16 maps at once (vectors over maps): m[xi] at mt + xi * xs,
  * o[a*4+b][16] out, with A^T = [1 1 1 1 1 0; 0 1 -1 2 -2 0; 0 1 1 4 4 0;
  * 0 1 -1 8 -8 1]. */
@@ -456,21 +472,22 @@ static void w4_output_tile(const float *mt, size_t xs, float *o)
     w4_v16 w[4][6];
     for (int s = 0; s < 6; s++) {
         w4_v16 q[6];
-        for (int r = 0; r < 6; r++)
-            memcpy(&q[r], mt + (size_t)(r * 6 + s) * xs, sizeof q[r]);
-        w4_v16 p12 = q[1] + q[2], m12 = q[1] - q[2], p34 = q[3] + q[4], m34 = q[3] - q[4];
-        w[0][s] = q[0] + p12 + p34;
-        w[1][s] = m12 + 2.0f * m34;
-        w[2][s] = p12 + 4.0f * p34;
-        w[3][s] = m12 + 8.0f * m34 + q[5];
+        for (int i = 0; i < 6; i++)
+            memcpy(&q[i], mt + (size_t)(i * 6 + s) * xs, sizeof q[i]);
+        w4_at(q, &w[0][s], 6);
     }
     for (int a = 0; a < 4; a++) {
-        const w4_v16 *q = w[a];
-        w4_v16 p12 = q[1] + q[2], m12 = q[1] - q[2], p34 = q[3] + q[4], m34 = q[3] - q[4];
-        w4_v16 r[4] = {q[0] + p12 + p34, m12 + 2.0f * m34, p12 + 4.0f * p34,
-                       m12 + 8.0f * m34 + q[5]};
+        w4_v16 r[4];
+        w4_at(w[a], r, 1);
         memcpy(o + (a * 4) * W4_VL, r, sizeof r);
     }
+}
+
+/* r[0], r[rs] = A^T q for F(2x2, 3x3): both passes of w2_output_tile. */
+static inline __attribute__((always_inline)) void w2_at(const w4_v16 q[4], w4_v16 *r, int rs)
+{
+    r[0] = q[0] + q[1] + q[2];
+    r[rs] = q[1] - q[2] - q[3];
 }
 
 /* F(2x2, 3x3): o = A^T m A with A^T = [1 1 1 0; 0 1 -1 -1], 16 maps at
@@ -480,13 +497,13 @@ static void w2_output_tile(const float *mt, size_t xs, float *o)
     w4_v16 w[2][4];
     for (int s = 0; s < 4; s++) {
         w4_v16 q[4];
-        for (int r = 0; r < 4; r++)
-            memcpy(&q[r], mt + (size_t)(r * 4 + s) * xs, sizeof q[r]);
-        w[0][s] = q[0] + q[1] + q[2];
-        w[1][s] = q[1] - q[2] - q[3];
+        for (int i = 0; i < 4; i++)
+            memcpy(&q[i], mt + (size_t)(i * 4 + s) * xs, sizeof q[i]);
+        w2_at(q, &w[0][s], 4);
     }
     for (int a = 0; a < 2; a++) {
-        w4_v16 r[2] = {w[a][0] + w[a][1] + w[a][2], w[a][1] - w[a][2] - w[a][3]};
+        w4_v16 r[2];
+        w2_at(w[a], r, 1);
         memcpy(o + (a * 2) * W4_VL, r, sizeof r);
     }
 }
