@@ -361,15 +361,40 @@ static void p1_pack_tail(const cd_pack1x1_plan *p, const float *xi, int64_t s0, 
         p1_copy_zero(xp + c * wv, xi + c * sp + s0, n, wv);
 }
 
+/* What work item `item` covers: image n, pixels [q0, q1), map groups
+ * [g0, g1) (both item kinds split the same way). */
+typedef struct p1_span {
+    int64_t n, q0, q1, g0, g1;
+} p1_span;
+
+static p1_span p1_item_span(const cd_pack1x1_plan *p, int64_t item)
+{
+    int64_t sp = p->sp, per_image = p->n_pix_blocks * p->n_map_chunks;
+    int64_t n = item / per_image, rem = item % per_image;
+    int64_t bq = rem / p->n_map_chunks, bk = rem % p->n_map_chunks;
+    int64_t q0 = bq * p->pix_block, q1 = q0 + p->pix_block < sp ? q0 + p->pix_block : sp;
+    return (p1_span){n, q0, q1, bk * p->groups / p->n_map_chunks,
+                     (bk + 1) * p->groups / p->n_map_chunks};
+}
+
+/* Other activations: a pass over maps [m0, m1) of the item's outputs,
+ * still in cache. */
+static void p1_pass_epilogue(const p1_job *j, const p1_span *t, int64_t m0, int64_t m1)
+{
+    int64_t M = j->p->maps, sp = j->p->sp;
+    for (int64_t m = m0; m < m1; m++) {
+        int64_t off = (t->n * M + m) * sp + t->q0;
+        cd_epilogue_apply(j->ep, j->y + off, j->bias ? j->bias + m : NULL,
+                          j->res ? j->res + off : NULL, 1, t->q1 - t->q0);
+    }
+}
+
 static void p1_item(const p1_job *j, int64_t item, float *s)
 {
     const cd_pack1x1_plan *p = j->p;
     int64_t C = p->channels, M = p->maps, sp = p->sp;
-    int64_t per_image = p->n_pix_blocks * p->n_map_chunks;
-    int64_t n = item / per_image, rem = item % per_image;
-    int64_t bq = rem / p->n_map_chunks, bk = rem % p->n_map_chunks;
-    int64_t q0 = bq * p->pix_block, q1 = q0 + p->pix_block < sp ? q0 + p->pix_block : sp;
-    int64_t g0 = bk * p->groups / p->n_map_chunks, g1 = (bk + 1) * p->groups / p->n_map_chunks;
+    p1_span t = p1_item_span(p, item);
+    int64_t n = t.n, q0 = t.q0, q1 = t.q1, g0 = t.g0, g1 = t.g1;
     float *xp = s, *bounce = s + (size_t)C * P1_PX;
     const float *xi = j->x + n * C * sp;
     float *yn = j->y + n * M * sp;
@@ -409,15 +434,8 @@ static void p1_item(const p1_job *j, int64_t item, float *s)
         }
     }
 
-    if (!j->pass)
-        return;
-    /* Other activations: a pass over the block's outputs, still in cache. */
-    int64_t m0 = p1_group_start(p, g0), m1 = p1_group_start(p, g1);
-    for (int64_t m = m0; m < m1; m++) {
-        int64_t off = (n * M + m) * sp + q0;
-        cd_epilogue_apply(j->ep, j->y + off, j->bias ? j->bias + m : NULL,
-                          j->res ? j->res + off : NULL, 1, q1 - q0);
-    }
+    if (j->pass)
+        p1_pass_epilogue(j, &t, p1_group_start(p, g0), p1_group_start(p, g1));
 }
 
 /* Maps mode's transposed store of s[pixel][32 maps] (cnt pixels from r, nk
@@ -453,11 +471,8 @@ static void p1_item_maps(const p1_job *j, int64_t item, float *s)
 {
     const cd_pack1x1_plan *p = j->p;
     int64_t C = p->channels, M = p->maps, sp = p->sp;
-    int64_t per_image = p->n_pix_blocks * p->n_map_chunks;
-    int64_t n = item / per_image, rem = item % per_image;
-    int64_t bq = rem / p->n_map_chunks, bk = rem % p->n_map_chunks;
-    int64_t q0 = bq * p->pix_block, q1 = q0 + p->pix_block < sp ? q0 + p->pix_block : sp;
-    int64_t g0 = bk * p->groups / p->n_map_chunks, g1 = (bk + 1) * p->groups / p->n_map_chunks;
+    p1_span t = p1_item_span(p, item);
+    int64_t n = t.n, q0 = t.q0, q1 = t.q1, g0 = t.g0, g1 = t.g1;
     const float *xi = j->x + n * C * sp;
     float *yn = j->y + n * M * sp;
     for (int64_t g = g0; g < g1; g++) {
@@ -477,14 +492,8 @@ static void p1_item_maps(const p1_job *j, int64_t item, float *s)
                     yn[(k0 + k) * sp + r + i] = s[i * P1_PX + k];
         }
     }
-    if (!j->pass)
-        return;
-    int64_t m1 = g1 * P1_PX < M ? g1 * P1_PX : M;
-    for (int64_t m = g0 * P1_PX; m < m1; m++) {
-        int64_t off = (n * M + m) * sp + q0;
-        cd_epilogue_apply(j->ep, j->y + off, j->bias ? j->bias + m : NULL,
-                          j->res ? j->res + off : NULL, 1, q1 - q0);
-    }
+    if (j->pass)
+        p1_pass_epilogue(j, &t, g0 * P1_PX, g1 * P1_PX < M ? g1 * P1_PX : M);
 }
 
 static void p1_worker(void *arg, int task)
