@@ -581,6 +581,24 @@ static cd_status fold_bn(cd_conv_kernel *k, const float *scale, const float *shi
     return CD_OK;
 }
 
+/* Allocates k->u, the transformed weights' bytes (what: for the error). */
+static cd_status alloc_transformed(const cd_node *n, cd_conv_kernel *k, size_t bytes,
+                                   const char *what, cd_error *err)
+{
+    k->u = malloc(bytes > 0 ? bytes : 1);
+    if (!k->u)
+        return cd_node_fail(n, err, CD_ERR_OUT_OF_MEMORY, "out of memory for %s", what);
+    return CD_OK;
+}
+
+/* Runs read only u: a BN-folded copy of the weights would be dead weight. */
+static void drop_plain_weights(cd_conv_kernel *k)
+{
+    free(k->own_w);
+    k->own_w = NULL;
+    k->w = NULL;
+}
+
 /* Plans the F(4x4, 3x3) split and transforms the weights once. */
 static cd_status wino4_init(const cd_node *n, cd_conv_kernel *k, cd_error *err)
 {
@@ -592,14 +610,11 @@ static cd_status wino4_init(const cd_node *n, cd_conv_kernel *k, cd_error *err)
         !cd_mul_size(floats, (size_t)p->cg, &floats) ||
         !cd_mul_size(floats, sizeof(float), &bytes))
         return cd_node_fail(n, err, CD_ERR_LIMIT, "Winograd weights too large");
-    k->u = malloc(bytes);
-    if (!k->u)
-        return cd_node_fail(n, err, CD_ERR_OUT_OF_MEMORY, "out of memory for Winograd weights");
+    cd_status st = alloc_transformed(n, k, bytes, "Winograd weights", err);
+    if (st != CD_OK)
+        return st;
     cd_wino4_weights(&k->w4, k->w, k->u);
-    /* Runs read only u: a BN-folded copy of the weights would be dead weight. */
-    free(k->own_w);
-    k->own_w = NULL;
-    k->w = NULL;
+    drop_plain_weights(k);
     return CD_OK;
 }
 
@@ -615,14 +630,11 @@ static cd_status pack1x1_init(const cd_node *n, cd_conv_kernel *k, cd_error *err
     size_t bytes;
     if (!cd_mul_size(cd_pack1x1_weight_floats(&k->pk), sizeof(float), &bytes))
         return cd_node_fail(n, err, CD_ERR_LIMIT, "packed 1x1 weights too large");
-    k->u = malloc(bytes > 0 ? bytes : 1);
-    if (!k->u)
-        return cd_node_fail(n, err, CD_ERR_OUT_OF_MEMORY, "out of memory for packed 1x1 weights");
+    cd_status st = alloc_transformed(n, k, bytes, "packed 1x1 weights", err);
+    if (st != CD_OK)
+        return st;
     cd_pack1x1_weights(&k->pk, k->w, k->u);
-    /* Runs read only u (see wino4_init). */
-    free(k->own_w);
-    k->own_w = NULL;
-    k->w = NULL;
+    drop_plain_weights(k);
     return CD_OK;
 }
 
