@@ -301,32 +301,29 @@ static void dw_band_epilogue(const dw_out *o, int64_t oh, int64_t rows, int64_t 
             if (R > 7) NAME##_store(y0 + 7 * OW, &a7, nc, b, lo, hi);                       \
         }                                                                                   \
     }                                                                                       \
+    /* A band of R rows at oh, then its epilogue (unless fused); returns R. */               \
+    static inline __attribute__((always_inline)) int64_t NAME##_step(                       \
+        const float *pad, const float *w, const int64_t *tap, int64_t NT, int64_t rowstep,  \
+        int64_t OW, const dw_out *o, int64_t oh, int R)                                     \
+    {                                                                                       \
+        NAME##_band(pad, w, tap, NT, rowstep, OW, o->y, oh, R, o->b, o->lo, o->hi);         \
+        dw_band_epilogue(o, oh, R, OW);                                                     \
+        return R;                                                                           \
+    }                                                                                       \
     static void NAME(const float *pad, const float *w, const int64_t *tap, int64_t ntap,    \
                      const cd_win_geom *g, int64_t wph, const dw_out *o)                    \
     {                                                                                       \
         const int64_t NT = (NT_), OW = g->out[1], OH = g->out[0];                           \
         int64_t rowstep = g->s[0] * g->s[1] * wph, oh = 0;                                  \
-        float *yc = o->y;                                                                   \
-        const float b = o->b, lo = o->lo, hi = o->hi;                                       \
         (void)ntap;                                                                         \
-        for (; oh + 8 <= OH; oh += 8) {                                                     \
-            NAME##_band(pad, w, tap, NT, rowstep, OW, yc, oh, 8, b, lo, hi);                \
-            dw_band_epilogue(o, oh, 8, OW);                                                 \
-        }                                                                                   \
-        if (oh + 4 <= OH) {                                                                 \
-            NAME##_band(pad, w, tap, NT, rowstep, OW, yc, oh, 4, b, lo, hi);                \
-            dw_band_epilogue(o, oh, 4, OW);                                                 \
-            oh += 4;                                                                        \
-        }                                                                                   \
-        if (oh + 2 <= OH) {                                                                 \
-            NAME##_band(pad, w, tap, NT, rowstep, OW, yc, oh, 2, b, lo, hi);                \
-            dw_band_epilogue(o, oh, 2, OW);                                                 \
-            oh += 2;                                                                        \
-        }                                                                                   \
-        if (oh < OH) {                                                                      \
-            NAME##_band(pad, w, tap, NT, rowstep, OW, yc, oh, 1, b, lo, hi);                \
-            dw_band_epilogue(o, oh, 1, OW);                                                 \
-        }                                                                                   \
+        while (oh + 8 <= OH)                                                                \
+            oh += NAME##_step(pad, w, tap, NT, rowstep, OW, o, oh, 8);                      \
+        if (oh + 4 <= OH)                                                                   \
+            oh += NAME##_step(pad, w, tap, NT, rowstep, OW, o, oh, 4);                      \
+        if (oh + 2 <= OH)                                                                   \
+            oh += NAME##_step(pad, w, tap, NT, rowstep, OW, o, oh, 2);                      \
+        if (oh < OH)                                                                        \
+            NAME##_step(pad, w, tap, NT, rowstep, OW, o, oh, 1);                            \
     }
 DW_KERNEL(dw8_rows_3, 9, dw_v8, dw_i8, 8, 0)
 DW_KERNEL(dw8_rows_5, 25, dw_v8, dw_i8, 8, 0)
