@@ -51,15 +51,7 @@ typedef struct row_summary {
 static void summarize_rows(const double *probs, const int *labels, size_t n, int k,
                            row_summary *s)
 {
-    for (size_t i = 0; i < n; i++) {
-        const double *row = probs + i * (size_t)k;
-        int best = 0;
-        for (int c = 1; c < k; c++)
-            if (row[c] > row[best])
-                best = c;
-        s->conf[i] = row[best];
-        s->correct[i] = best == labels[i];
-    }
+    cd_calib_confidences(probs, labels, n, k, s->conf, s->correct);
 }
 
 /* A view of the dataset through an index list (identity or a bootstrap draw),
@@ -381,10 +373,7 @@ cd_status cd_reliability_bins(const double *probs, const int *labels, size_t n, 
     }
     for (size_t i = 0; i < n; i++) {
         const double *row = probs + i * (size_t)k;
-        int best = 0;
-        for (int c = 1; c < k; c++)
-            if (row[c] > row[best])
-                best = c;
+        int best = cd_calib_argmax(row, k);
         int b = cd_bin_index(row[best], m);
         bins[b].count++;
         acc[b] += best == labels[i];

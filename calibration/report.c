@@ -147,10 +147,7 @@ static cd_status build_per_class(const cd_predictions *p, int bins, cJSON *root,
     double *conf_pred = acc + 4 * k, *work = acc + 5 * k;
     for (size_t i = 0; i < p->n; i++) {
         const double *row = p->probs + i * k;
-        int best = 0;
-        for (int c = 1; c < p->k; c++)
-            if (row[c] > row[best])
-                best = c;
+        int best = cd_calib_argmax(row, p->k);
         support[p->labels[i]] += 1;
         predicted[best] += 1;
         hits[best] += best == p->labels[i];

@@ -12,6 +12,26 @@
 #include "calibration/calib_internal.h"
 #include "core/internal.h"
 
+int cd_calib_argmax(const double *row, int k)
+{
+    int best = 0;
+    for (int c = 1; c < k; c++)
+        if (row[c] > row[best])
+            best = c;
+    return best;
+}
+
+void cd_calib_confidences(const double *probs, const int *labels, size_t n, int k, double *conf,
+                          unsigned char *correct)
+{
+    for (size_t i = 0; i < n; i++) {
+        const double *row = probs + i * (size_t)k;
+        int best = cd_calib_argmax(row, k);
+        conf[i] = row[best];
+        correct[i] = best == labels[i];
+    }
+}
+
 int cd_cmp_double(const void *a, const void *b)
 {
     double x = *(const double *)a, y = *(const double *)b;

@@ -74,16 +74,3 @@ char *cli_join_args(int argc, char **argv)
     return s;
 }
 
-void cli_confidences(const double *probs, const int *labels, size_t n, int k, double *conf,
-                     unsigned char *correct)
-{
-    for (size_t i = 0; i < n; i++) {
-        const double *row = probs + i * (size_t)k;
-        int best = 0;
-        for (int c = 1; c < k; c++)
-            if (row[c] > row[best])
-                best = c;
-        conf[i] = row[best];
-        correct[i] = best == labels[i];
-    }
-}

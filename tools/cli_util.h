@@ -21,10 +21,6 @@ bool cli_parse_float(const char *s, float lo, float *out);
 /* "candor" and argv[0..argc-1] joined by spaces, for reports that record
  * the command line; malloc'ed (caller frees), NULL when out of memory. */
 char *cli_join_args(int argc, char **argv);
-/* Per row of n x k probabilities: the top-class probability and whether the
- * first maximum equals the label. */
-void cli_confidences(const double *probs, const int *labels, size_t n, int k, double *conf,
-                     unsigned char *correct);
 /* The model's label for class k, else "class <k>" formatted into buf. */
 const char *cli_label(const cd_model *m, int k, char *buf, size_t n);
 

@@ -14,6 +14,7 @@
 #include "calib_data.h"
 #include "cli.h"
 #include "mpi_shard.h"
+#include "calibration/calib_internal.h"
 #include "cli_util.h"
 
 #define MAX_MEMBERS 32
@@ -332,7 +333,7 @@ static cd_status fit_abstention(const cal_args *a, const part *cal, int k, fitte
     unsigned char *ok = malloc(cal->n);
     cd_status st = (u && ok) ? CD_OK : cli_set_error(err, CD_ERR_OUT_OF_MEMORY, "out of memory");
     if (!st) {
-        cli_confidences(cal->after, cal->labels, cal->n, k, u, ok);
+        cd_calib_confidences(cal->after, cal->labels, cal->n, k, u, ok);
         st = cd_abstention_fit(u, ok, cal->n, CD_UNC_CONFIDENCE, a->abstain_target,
                                1.0 - a->abstain_conf, &f->bundle.abstention, err);
         f->bundle.has_abstention = !st;
@@ -435,7 +436,7 @@ static cd_status write_report(const cal_args *a, const cd_model *m, const calib_
         double *u = malloc(test->n * sizeof(double));
         unsigned char *ok = malloc(test->n);
         if (u && ok) {
-            cli_confidences(test->after, test->labels, test->n, k, u, ok);
+            cd_calib_confidences(test->after, test->labels, test->n, k, u, ok);
             st = cd_report_add_abstention(r, &f->bundle.abstention, u, ok, test->n, err);
         } else {
             st = cli_set_error(err, CD_ERR_OUT_OF_MEMORY, "out of memory");

@@ -6,6 +6,7 @@
 
 #include "cli.h"
 #include "mpi_shard.h"
+#include "calibration/calib_internal.h"
 #include "cli_util.h"
 
 static void report_usage(FILE *f)
@@ -116,7 +117,7 @@ static int confidences(const double *p, const int *labels, size_t n, int k, doub
     *ok = malloc(n);
     if (!*conf || !*ok)
         return -1;
-    cli_confidences(p, labels, n, k, *conf, *ok);
+    cd_calib_confidences(p, labels, n, k, *conf, *ok);
     return 0;
 }
 
