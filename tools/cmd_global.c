@@ -161,18 +161,6 @@ static void app(char *buf, size_t cap, size_t *len, const char *fmt, ...)
         *len = *len + (size_t)n < cap ? *len + (size_t)n : cap - 1;
 }
 
-static int n_classes(const cd_model *m, const int *labels, size_t n)
-{
-    int nd = 0, k = cd_model_label_count(m);
-    int64_t dims[CD_MAX_DIMS];
-    if (cd_model_output_shape(m, 0, &nd, dims, NULL) == CD_OK && nd == 2 && dims[1] > 1)
-        k = (int)dims[1];
-    for (size_t i = 0; i < n; i++)
-        if (labels[i] + 1 > k)
-            k = labels[i] + 1;
-    return k;
-}
-
 /* One (H, W) plane of the (K, H, W) maps, upscaled `s` times (nearest). */
 static cd_status class_plane(const cd_tensor *maps, int k, int s, cd_tensor **out, cd_error *err)
 {
@@ -451,16 +439,12 @@ int cmd_global(int argc, char **argv)
     cd_error err;
     char p[4096], *imp_text = NULL;
     cJSON *doc = cJSON_CreateObject();
-    cd_explain_options eo = {.threads = a.threads, .max_batch = a.batch};
-    cd_status st = cd_model_load(a.model, NULL, &s.m, &err);
-    if (!st)
-        st = cd_explainer_create(s.m, &eo, &s.e, &err);
-    if (!st)
-        st = interp_load_labelled(s.m, a.data, a.labels, 0, "global", &s.x, &s.labels, &err);
+    cd_status st = interp_open(a.model, a.threads, a.batch, a.data, a.labels, "global", &s.m,
+                               &s.e, &s.x, &s.labels, &err);
     if (!st)
         st = interp_make_dir(a.outdir, &err);
     if (!st) {
-        s.k = n_classes(s.m, s.labels, (size_t)cd_tensor_dims(s.x)[0]);
+        s.k = interp_class_count(s.m, s.labels, (size_t)cd_tensor_dims(s.x)[0]);
         cJSON_AddStringToObject(doc, "model", a.model);
         cJSON_AddStringToObject(doc, "data", a.data);
         cJSON_AddNumberToObject(doc, "rows", (double)cd_tensor_dims(s.x)[0]);

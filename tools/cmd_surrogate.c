@@ -163,24 +163,10 @@ static void sg_free(sg_state *s)
     cd_model_free(s->m);
 }
 
-static int n_classes(const cd_model *m)
-{
-    int nd = 0;
-    int64_t dims[CD_MAX_DIMS];
-    if (cd_model_output_shape(m, 0, &nd, dims, NULL) == CD_OK && nd == 2 && dims[1] > 1)
-        return (int)dims[1];
-    return cd_model_label_count(m);
-}
-
 static cd_status compute(const sg_args *a, sg_state *s, cd_error *err)
 {
-    cd_status st = cd_model_load(a->model, NULL, &s->m, err);
-    cd_explain_options eo = {.threads = a->threads, .max_batch = 32};
-    if (!st)
-        st = cd_explainer_create(s->m, &eo, &s->e, err);
-    if (!st)
-        st = interp_load_labelled(s->m, a->data, a->labels, 0, "surrogate", &s->x, &s->labels,
-                                  err);
+    cd_status st = interp_open(a->model, a->threads, 32, a->data, a->labels, "surrogate", &s->m,
+                               &s->e, &s->x, &s->labels, err);
     if (st)
         return st;
     s->n = (size_t)cd_tensor_dims(s->x)[0];
@@ -197,13 +183,10 @@ static cd_status compute(const sg_args *a, sg_state *s, cd_error *err)
                                err);
     if (st)
         return st;
-    s->k = n_classes(s->m);
-    for (size_t i = 0; i < s->n; i++) {
-        if (s->pred[i] + 1 > s->k)
-            s->k = s->pred[i] + 1;
-        if (s->labels[i] + 1 > s->k)
-            s->k = s->labels[i] + 1;
-    }
+    /* Classes covering both the model's predictions and the labels. */
+    int kp = interp_class_count(s->m, s->pred, s->n);
+    int kl = interp_class_count(s->m, s->labels, s->n);
+    s->k = kp > kl ? kp : kl;
     make_split(s->n, a->split, a->seed, s->train);
     return CD_OK;
 }

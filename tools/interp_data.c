@@ -114,6 +114,31 @@ cd_status interp_load_labelled(const cd_model *m, const char *data, const char *
     return st;
 }
 
+cd_status interp_open(const char *path, int threads, int batch, const char *data,
+                      const char *labels_path, const char *cmd, cd_model **m,
+                      cd_explainer **e, cd_tensor **x, int **labels, cd_error *err)
+{
+    cd_explain_options eo = {.threads = threads, .max_batch = batch};
+    cd_status st = cd_model_load(path, NULL, m, err);
+    if (!st)
+        st = cd_explainer_create(*m, &eo, e, err);
+    if (!st)
+        st = interp_load_labelled(*m, data, labels_path, 0, cmd, x, labels, err);
+    return st;
+}
+
+int interp_class_count(const cd_model *m, const int *v, size_t n)
+{
+    int nd = 0, k = cd_model_label_count(m);
+    int64_t dims[CD_MAX_DIMS];
+    if (cd_model_output_shape(m, 0, &nd, dims, NULL) == CD_OK && nd == 2 && dims[1] > 1)
+        k = (int)dims[1];
+    for (size_t i = 0; i < n; i++)
+        if (v[i] + 1 > k)
+            k = v[i] + 1;
+    return k;
+}
+
 cd_status interp_load_examples(const cd_model *m, const char *path, cd_tensor **x,
                                cd_error *err)
 {

@@ -12,6 +12,15 @@
 cd_status interp_load_labelled(const cd_model *m, const char *data, const char *labels_path,
                                int k, const char *cmd, cd_tensor **x, int **labels,
                                cd_error *err);
+/* The start of `global` and `surrogate`: the model at path *m, an explainer
+ * on it *e (threads, batch rows per pass) and the labelled data as for
+ * interp_load_labelled. On failure the caller frees what was made. */
+cd_status interp_open(const char *path, int threads, int batch, const char *data,
+                      const char *labels_path, const char *cmd, cd_model **m,
+                      cd_explainer **e, cd_tensor **x, int **labels, cd_error *err);
+/* Classes of the model: K of a (N, K > 1) first output, else its label
+ * count, raised to cover every class in v[0..n-1]. */
+int interp_class_count(const cd_model *m, const int *v, size_t n);
 /* Unlabelled examples from a folder (images and .npy files, sorted) or one
  * .npy array of shape (N, H, W) or (N, C, H, W): uint8 arrays are 8-bit
  * images and get the sidecar preprocessing, float arrays are taken as
