@@ -2,6 +2,7 @@
 #include "cli_util.h"
 
 #include <errno.h>
+#include <getopt.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -26,6 +27,27 @@ void cli_json_num(FILE *f, double v)
         fprintf(f, "%.9g", v);
     else
         fputs("null", f);
+}
+
+int cli_apply_options(int argc, char **argv, const struct option *opts, const char *cmd,
+                      void (*help)(FILE *), cli_apply_fn apply, void *ctx)
+{
+    int c;
+    optind = 1;
+    while ((c = getopt_long(argc, argv, "ho:", opts, NULL)) != -1) {
+        if (c == 'h') {
+            help(stdout);
+            return 1;
+        }
+        if (c == '?' || !apply(c, optarg, ctx)) {
+            if (c != '?')
+                cli_fail("%s: bad value '%s' for %s", cmd, optarg ? optarg : "",
+                         argv[optind - 1]);
+            help(stderr);
+            return 2;
+        }
+    }
+    return 0;
 }
 
 const char *cli_label(const cd_model *m, int k, char *buf, size_t n)

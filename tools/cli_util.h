@@ -21,6 +21,16 @@ bool cli_parse_float(const char *s, float lo, float *out);
 /* "candor" and argv[0..argc-1] joined by spaces, for reports that record
  * the command line; malloc'ed (caller frees), NULL when out of memory. */
 char *cli_join_args(int argc, char **argv);
+struct option;
+/* Applies one option's value to ctx; false when the value is bad. */
+typedef bool (*cli_apply_fn)(int opt, const char *value, void *ctx);
+/* The option loop of commands that apply options one by one: getopt_long
+ * over argv with short options "ho:" and opts (optind reset). Returns 1
+ * after -h/--help (help on stdout); 2 after an unknown option or a value
+ * apply rejects ("candor: CMD: bad value 'V' for OPT", then help on
+ * stderr); 0 once every option was applied (operands start at optind). */
+int cli_apply_options(int argc, char **argv, const struct option *opts, const char *cmd,
+                      void (*help)(FILE *), cli_apply_fn apply, void *ctx);
 /* The model's label for class k, else "class <k>" formatted into buf. */
 const char *cli_label(const cd_model *m, int k, char *buf, size_t n);
 

@@ -162,8 +162,9 @@ enum {
 };
 
 /* Applies one option; returns false with a message on a bad value. */
-static bool apply_option(int c, const char *v, ex_args *a)
+static bool apply_option(int c, const char *v, void *ctx)
 {
+    ex_args *a = ctx;
     cd_explain_params *p = &a->p;
     int k;
     switch (c) {
@@ -229,6 +230,7 @@ static bool apply_option(int c, const char *v, ex_args *a)
     case OPT_THREADS: return cli_parse_int(v, 1, 1024, &a->threads);
     case OPT_NPY: a->npy = v; return true;
     case 'o': a->outdir = v; return true;
+    case OPT_METHOD: return true; /* read before the loop: it sets the defaults */
     default: return false;
     }
 }
@@ -272,23 +274,9 @@ static int parse_args(int argc, char **argv, ex_args *a)
     cd_faithfulness_params_default(&a->fp);
     a->alpha = 0.5f;
     a->sanity_layers = 1;
-    int c;
-    optind = 1;
-    while ((c = getopt_long(argc, argv, "ho:", opts, NULL)) != -1) {
-        if (c == 'h') {
-            help(stdout);
-            return 1;
-        }
-        if (c == OPT_METHOD)
-            continue;
-        if (c == '?' || !apply_option(c, optarg, a)) {
-            if (c != '?')
-                cli_fail("explain: bad value '%s' for %s", optarg ? optarg : "",
-                         argv[optind - 1]);
-            help(stderr);
-            return 2;
-        }
-    }
+    int rc = cli_apply_options(argc, argv, opts, "explain", help, apply_option, a);
+    if (rc)
+        return rc;
     if (argc - optind < 2 || (!a->npy && !a->outdir)) {
         cli_fail("explain: need MODEL INPUT and at least one of -o OUTDIR or --npy FILE");
         return 2;

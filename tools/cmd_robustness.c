@@ -61,8 +61,9 @@ typedef struct rb_args {
 enum { R_DATA = 400, R_LABELS, R_ATTACK, R_EPS, R_STEPS, R_ALPHA, R_RANDOM, R_MC, R_LIMIT,
        R_EXAMPLES, R_SAVE, R_BATCH, R_SEED, R_THREADS, R_JSON };
 
-static bool apply(int c, const char *v, rb_args *a)
+static bool apply(int c, const char *v, void *ctx)
 {
+    rb_args *a = ctx;
     switch (c) {
     case R_DATA: a->data = v; return true;
     case R_LABELS: a->labels = v; return true;
@@ -109,21 +110,9 @@ static int parse(int argc, char **argv, rb_args *a)
     a->examples = 4;
     a->batch = 32;
     a->threads = 0; /* all cores */
-    optind = 1;
-    int c;
-    while ((c = getopt_long(argc, argv, "ho:", opts, NULL)) != -1) {
-        if (c == 'h') {
-            help(stdout);
-            return 1;
-        }
-        if (c == '?' || !apply(c, optarg, a)) {
-            if (c != '?')
-                cli_fail("robustness: bad value '%s' for %s", optarg ? optarg : "",
-                         argv[optind - 1]);
-            help(stderr);
-            return 2;
-        }
-    }
+    int rc = cli_apply_options(argc, argv, opts, "robustness", help, apply, a);
+    if (rc)
+        return rc;
     const char *bad = argc - optind != 1 ? "needs exactly one MODEL"
                       : !a->data         ? "needs --data D"
                       : isnan(a->ap.eps) ? "needs --eps E"

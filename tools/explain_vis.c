@@ -80,8 +80,9 @@ static bool parse_channel(const char *v, vis_args *a)
     return cli_parse_int(colon + 1, 0, 1 << 30, &a->mp.channel);
 }
 
-static bool apply(int c, const char *v, vis_args *a)
+static bool apply(int c, const char *v, void *ctx)
 {
+    vis_args *a = ctx;
     cd_maximize_params *p = &a->mp;
     switch (c) {
     case V_LAYER: a->layer = v; return true;
@@ -123,20 +124,9 @@ static int parse(int argc, char **argv, bool maximize, vis_args *a)
     a->top = 16;
     a->threads = 0; /* all cores */
     cd_maximize_params_default(&a->mp);
-    optind = 1;
-    int c;
-    while ((c = getopt_long(argc, argv, "ho:", opts, NULL)) != -1) {
-        if (c == 'h') {
-            help(stdout);
-            return 1;
-        }
-        if (c == '?' || !apply(c, optarg, a)) {
-            if (c != '?')
-                cli_fail("explain: bad value '%s' for %s", optarg ? optarg : "", argv[optind - 1]);
-            help(stderr);
-            return 2;
-        }
-    }
+    int rc = cli_apply_options(argc, argv, opts, "explain", help, apply, a);
+    if (rc)
+        return rc;
     const char *bad = !a->outdir ? "needs -o OUTDIR"
                       : maximize && a->have_target == (a->mp.layer != NULL)
                           ? "maximize needs exactly one of --target CLASS or --channel LAYER:C"
