@@ -483,6 +483,16 @@ static void print_summary(const char *input, const ex_args *a, const cd_explanat
                san->spearman, san->n_layers, san->layers, (unsigned long long)a->p.seed);
 }
 
+/* The model input at path (image or .npy): one example, batch 1. */
+static cd_status load_example(const cd_model *m, const char *path, cd_tensor **x,
+                              cd_error *err)
+{
+    cd_status st = inputs_load_tensor(m, path, x, err);
+    if (st == CD_OK && cd_tensor_dims(*x)[0] != 1)
+        st = cli_set_error(err, CD_ERR_INVALID_ARGUMENT, "explain takes one example (batch 1)");
+    return st;
+}
+
 static int explain_one(const cd_model *m, cd_explainer *e, const char *input, const ex_args *a,
                        cd_tensor *baseline)
 {
@@ -493,9 +503,7 @@ static int explain_one(const cd_model *m, cd_explainer *e, const char *input, co
     cd_sanity_result san = {0};
     cd_explain_params p = a->p;
     p.baseline_tensor = baseline;
-    cd_status st = inputs_load_tensor(m, input, &x, &err);
-    if (st == CD_OK && cd_tensor_dims(x)[0] != 1)
-        st = cli_set_error(&err, CD_ERR_INVALID_ARGUMENT, "explain takes one example (batch 1)");
+    cd_status st = load_example(m, input, &x, &err);
     if (st == CD_OK)
         st = cd_explain(e, x, &p, &ex, &err);
     if (st == CD_OK && a->npy)
@@ -641,9 +649,7 @@ static int explain_one_mc(const cd_model *m, cd_explain_mc *u, int members, cons
     cd_mc_explanation ux = {0};
     cd_explain_params p = a->p;
     p.baseline_tensor = baseline;
-    cd_status st = inputs_load_tensor(m, input, &x, &err);
-    if (st == CD_OK && cd_tensor_dims(x)[0] != 1)
-        st = cli_set_error(&err, CD_ERR_INVALID_ARGUMENT, "explain takes one example (batch 1)");
+    cd_status st = load_example(m, input, &x, &err);
     if (st == CD_OK)
         st = cd_explain_mc_run(u, x, &p, &ux, &err);
     if (st == CD_OK && a->npy)
