@@ -96,6 +96,27 @@ static cd_node *node(cd_model *m, const char *op, int nin, const int *in, const 
 
 static int out_of(const cd_model *m) { return m->nodes[m->n_nodes - 1].outputs[0]; }
 
+/* The graph input "x" (float32) of a new model. */
+static int graph_input(cd_model *m)
+{
+    int x = value(m, "x", NULL);
+    m->values[x].dtype = CD_FLOAT32;
+    m->values[x].is_graph_input = true;
+    m->inputs[m->n_inputs++] = x;
+    return x;
+}
+
+/* Makes y the graph output and binds every node. */
+static cd_model *finish(cd_model *m, int y)
+{
+    m->values[y].is_graph_output = true;
+    m->outputs[m->n_outputs++] = y;
+    cd_error err;
+    for (int i = 0; i < m->n_nodes; i++)
+        assert_int_equal(cd_node_bind(&m->nodes[i], &err), CD_OK);
+    return m;
+}
+
 static int conv(cd_model *m, int x, int cin, int cout, int k, int group, uint64_t seed,
                 const char *name)
 {
@@ -118,10 +139,7 @@ static int conv(cd_model *m, int x, int cin, int cout, int k, int group, uint64_
 static cd_model *residual_net(void)
 {
     cd_model *m = model_new();
-    int x = value(m, "x", NULL);
-    m->values[x].dtype = CD_FLOAT32;
-    m->values[x].is_graph_input = true;
-    m->inputs[m->n_inputs++] = x;
+    int x = graph_input(m);
     int a = conv(m, x, 16, 16, 3, 1, 10, "A");
     int64_t cd[1] = {16};
     int bnp[4];
@@ -142,12 +160,7 @@ static cd_model *residual_net(void)
     int head = conv(m, out_of(m), 16, 8, 1, 1, 50, "head");
     node(m, "Sigmoid", 1, (int[]){head}, "y");
     int y = out_of(m);
-    m->values[y].is_graph_output = true;
-    m->outputs[m->n_outputs++] = y;
-    cd_error err;
-    for (int i = 0; i < m->n_nodes; i++)
-        assert_int_equal(cd_node_bind(&m->nodes[i], &err), CD_OK);
-    return m;
+    return finish(m, y);
 }
 
 static int hard_sigmoid(cd_model *m, int x, float alpha, const char *name)
@@ -166,10 +179,7 @@ static int hard_sigmoid(cd_model *m, int x, float alpha, const char *name)
 static cd_model *se_net(void)
 {
     cd_model *m = model_new();
-    int x = value(m, "x", NULL);
-    m->values[x].dtype = CD_FLOAT32;
-    m->values[x].is_graph_input = true;
-    m->inputs[m->n_inputs++] = x;
+    int x = graph_input(m);
     int c1 = conv(m, x, 16, 16, 3, 1, 60, "c1");
     int hs = hard_sigmoid(m, c1, 1.0f / 6.0f, "hs");
     node(m, "Mul", 2, (int[]){hs, c1}, "hswish");
@@ -182,12 +192,7 @@ static cd_model *se_net(void)
     node(m, "Mul", 2, (int[]){feat, gate}, "scaled");
     int head = conv(m, out_of(m), 16, 8, 1, 1, 90, "head");
     int y = hard_sigmoid(m, head, 0.2f, "y");
-    m->values[y].is_graph_output = true;
-    m->outputs[m->n_outputs++] = y;
-    cd_error err;
-    for (int i = 0; i < m->n_nodes; i++)
-        assert_int_equal(cd_node_bind(&m->nodes[i], &err), CD_OK);
-    return m;
+    return finish(m, y);
 }
 
 /* SqueezeNet fire modules: x -> squeeze Conv1x1 + Relu -> [expand Conv1x1 + Relu,
@@ -224,19 +229,11 @@ static int fire(cd_model *m, int x, int cin, int sq, int ex, int64_t axis, uint6
 static cd_model *fire_net(bool reuse_input)
 {
     cd_model *m = model_new();
-    int x = value(m, "x", NULL);
-    m->values[x].dtype = CD_FLOAT32;
-    m->values[x].is_graph_input = true;
-    m->inputs[m->n_inputs++] = x;
+    int x = graph_input(m);
     int f1 = fire(m, x, 16, 8, 12, 1, 100, "f1", false);
     int f2 = fire(m, f1, 24, 6, 10, -3, 200, "f2", reuse_input);
     int y = conv(m, f2, reuse_input ? 44 : 20, 5, 1, 1, 300, "head");
-    m->values[y].is_graph_output = true;
-    m->outputs[m->n_outputs++] = y;
-    cd_error err;
-    for (int i = 0; i < m->n_nodes; i++)
-        assert_int_equal(cd_node_bind(&m->nodes[i], &err), CD_OK);
-    return m;
+    return finish(m, y);
 }
 
 static void model_free(cd_model *m)
@@ -268,6 +265,18 @@ static cd_tensor *run_plan_threads(cd_plan *p, const cd_tensor *x, int threads)
 
 static cd_tensor *run_plan(cd_plan *p, const cd_tensor *x) { return run_plan_threads(p, x, 1); }
 
+/* The plans under test for input x: the default (fused, arena) plan and the
+ * node-by-node plan that keeps every activation, the reference. */
+static void build_fast_keep(const cd_model *m, const cd_tensor *x, cd_plan **fast,
+                            cd_plan **keep)
+{
+    cd_error err = {0};
+    cd_plan_options ko = {.keep_activations = true};
+    const cd_tensor *xs[1] = {x};
+    assert_int_equal(cd_plan_build(m, xs, NULL, fast, &err), CD_OK);
+    assert_int_equal(cd_plan_build(m, xs, &ko, keep, &err), CD_OK);
+}
+
 /* Fused + arena plan == node-by-node plan; intermediates are not kept. */
 static void test_fast_plan_matches_keep(void **state)
 {
@@ -275,12 +284,8 @@ static void test_fast_plan_matches_keep(void **state)
     cd_model *m = residual_net();
     int64_t xd[4] = {2, 16, 11, 13};
     cd_tensor *x = tu_random(4, xd, 99, -1, 1);
-    cd_error err = {0};
     cd_plan *fast = NULL, *keep = NULL;
-    cd_plan_options ko = {.keep_activations = true};
-    const cd_tensor *xs[1] = {x};
-    assert_int_equal(cd_plan_build(m, xs, NULL, &fast, &err), CD_OK);
-    assert_int_equal(cd_plan_build(m, xs, &ko, &keep, &err), CD_OK);
+    build_fast_keep(m, x, &fast, &keep);
     cd_tensor *yf = run_plan(fast, x), *yk = run_plan(keep, x);
     assert_true(tu_max_abs_diff(yf, yk) < 1e-5);
     /* Run twice: reused buffers must not leak state between runs. */
@@ -299,6 +304,7 @@ static void test_fast_plan_matches_keep(void **state)
     /* The tape is refused on a fast plan, with a message saying why. */
     int out = m->outputs[0];
     cd_tensor *g = NULL;
+    cd_error err = {0};
     cd_ctx ctx = {.err = &err, .threads = 1};
     assert_int_equal(cd_plan_backward(fast, 1, &out, (const cd_tensor *const *)&yf, 1, &m->inputs[0],
                                       &g, &ctx),
@@ -321,12 +327,8 @@ static void test_hard_swish_and_gate_fusion(void **state)
     cd_model *m = se_net();
     int64_t xd[4] = {3, 16, 9, 14};
     cd_tensor *x = tu_random(4, xd, 7, -3, 3);
-    cd_error err = {0};
     cd_plan *fast = NULL, *keep = NULL;
-    cd_plan_options ko = {.keep_activations = true};
-    const cd_tensor *xs[1] = {x};
-    assert_int_equal(cd_plan_build(m, xs, NULL, &fast, &err), CD_OK);
-    assert_int_equal(cd_plan_build(m, xs, &ko, &keep, &err), CD_OK);
+    build_fast_keep(m, x, &fast, &keep);
     cd_tensor *yf = run_plan(fast, x), *yk = run_plan(keep, x), *y2 = run_plan_threads(fast, x, 2);
     assert_true(tu_max_abs_diff(yf, yk) < 1e-5);
     assert_int_equal(tu_max_abs_diff(yf, y2), 0);
@@ -337,6 +339,8 @@ static void test_hard_swish_and_gate_fusion(void **state)
     keepn[1] = true; /* "hs" */
     cd_plan_options kn = {.keep_node = keepn};
     cd_plan *part = NULL;
+    cd_error err = {0};
+    const cd_tensor *xs[1] = {x};
     assert_int_equal(cd_plan_build(m, xs, &kn, &part, &err), CD_OK);
     assert_int_equal(part->n_exec, 8);
     cd_tensor *yp = run_plan(part, x);
@@ -365,12 +369,8 @@ static void test_concat_slices(void **state)
         for (int64_t batch = 1; batch <= 2; batch++) {
             int64_t xd[4] = {batch, 16, 9, 11};
             cd_tensor *x = tu_random(4, xd, 3 + (uint64_t)batch, -1, 1);
-            cd_error err = {0};
             cd_plan *fast = NULL, *keep = NULL;
-            cd_plan_options ko = {.keep_activations = true};
-            const cd_tensor *xs[1] = {x};
-            assert_int_equal(cd_plan_build(m, xs, NULL, &fast, &err), CD_OK);
-            assert_int_equal(cd_plan_build(m, xs, &ko, &keep, &err), CD_OK);
+            build_fast_keep(m, x, &fast, &keep);
             int want = batch == 1 ? (reuse ? 1 : 2) : 0;
             assert_int_equal(fast->n_sliced_concats, want);
             cd_tensor *yk = run_plan(keep, x), *yf = run_plan(fast, x);
