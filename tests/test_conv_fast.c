@@ -499,6 +499,20 @@ static void test_refuses_inapplicable(void **state)
     cd_node_clear(&n);
 }
 
+/* A bound 2-D MaxPool node with these kernel, strides, dilations and pads
+ * (begin h, w, end h, w): the window geometry the tests resolve. */
+static void maxpool_node(cd_node *n, const int64_t *k, const int64_t *s2, const int64_t *d,
+                         const int64_t *pads)
+{
+    cd_error err = {0};
+    assert_int_equal(cd_node_init(n, "MaxPool", 13, 1, 1, &err), CD_OK);
+    assert_int_equal(cd_node_add_ints(n, "kernel_shape", k, 2, &err), CD_OK);
+    assert_int_equal(cd_node_add_ints(n, "strides", s2, 2, &err), CD_OK);
+    assert_int_equal(cd_node_add_ints(n, "dilations", d, 2, &err), CD_OK);
+    assert_int_equal(cd_node_add_ints(n, "pads", pads, 4, &err), CD_OK);
+    assert_int_equal(cd_node_bind(n, &err), CD_OK);
+}
+
 /* The reference fold: taps in row-major window order, a value replacing the
  * running max when greater or NaN (ONNX's reference MaxPool keeps the first
  * of equal values and propagates NaN). */
@@ -541,12 +555,7 @@ static void test_maxpool(void **state)
         int specials = (int)rnd(&st, 0, 2); /* 0: none, 1: signed zeros, 2: zeros and NaNs */
         cd_node n;
         cd_error err = {0};
-        assert_int_equal(cd_node_init(&n, "MaxPool", 13, 1, 1, &err), CD_OK);
-        assert_int_equal(cd_node_add_ints(&n, "kernel_shape", k, 2, &err), CD_OK);
-        assert_int_equal(cd_node_add_ints(&n, "strides", s2, 2, &err), CD_OK);
-        assert_int_equal(cd_node_add_ints(&n, "dilations", d, 2, &err), CD_OK);
-        assert_int_equal(cd_node_add_ints(&n, "pads", pads, 4, &err), CD_OK);
-        assert_int_equal(cd_node_bind(&n, &err), CD_OK);
+        maxpool_node(&n, k, s2, d, pads);
         cd_win_geom g;
         if (cd_win_resolve(&n, 2, hw, k, ceil_mode, &g, &err) != CD_OK) {
             cd_node_clear(&n); /* window larger than the padded input */
@@ -594,12 +603,7 @@ static void test_col2im_adjoint(void **state)
         int64_t pads[4] = {rnd(&st, 0, 2), rnd(&st, 0, 1), rnd(&st, 0, 1), rnd(&st, 0, 2)};
         cd_node n;
         cd_error err = {0};
-        assert_int_equal(cd_node_init(&n, "MaxPool", 13, 1, 1, &err), CD_OK);
-        assert_int_equal(cd_node_add_ints(&n, "kernel_shape", k, 2, &err), CD_OK);
-        assert_int_equal(cd_node_add_ints(&n, "strides", s2, 2, &err), CD_OK);
-        assert_int_equal(cd_node_add_ints(&n, "dilations", d, 2, &err), CD_OK);
-        assert_int_equal(cd_node_add_ints(&n, "pads", pads, 4, &err), CD_OK);
-        assert_int_equal(cd_node_bind(&n, &err), CD_OK);
+        maxpool_node(&n, k, s2, d, pads);
         cd_win_geom g;
         assert_int_equal(cd_win_resolve(&n, 2, hw, k, false, &g, &err), CD_OK);
         int64_t ch = 3, xd[3] = {ch, hw[0], hw[1]};

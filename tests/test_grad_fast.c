@@ -37,6 +37,21 @@ static void generic_input_grad(cd_node *n, cd_tensor **in, cd_tensor *y, cd_tens
     free(ctx.scratch);
 }
 
+/* f1 (one thread) and f2 (two threads) both equal ref bit for bit. */
+static void assert_same_bits(const cd_tensor *ref, const cd_tensor *f1, const cd_tensor *f2)
+{
+    assert_memory_equal(ref->data, f1->data, cd_tensor_nbytes(ref));
+    assert_memory_equal(ref->data, f2->data, cd_tensor_nbytes(ref));
+}
+
+/* Frees a case's n tensors and its node. */
+static void free_case(cd_tensor **all, size_t n, cd_node *node)
+{
+    for (size_t i = 0; i < n; i++)
+        cd_tensor_free(all[i]);
+    cd_node_clear(node);
+}
+
 /* --------------------------------------------------------------- Conv */
 
 /* One random stride-1 Conv: fast input gradient vs conv_backward. Returns
@@ -102,9 +117,7 @@ static double conv_case(uint64_t seed)
     free(ctx.scratch);
     cd_ctx_release(&ctx2);
     cd_tensor *all[] = {x, w, y, gy, ref, fast, fast2};
-    for (size_t i = 0; i < sizeof all / sizeof *all; i++)
-        cd_tensor_free(all[i]);
-    cd_node_clear(&n);
+    free_case(all, sizeof all / sizeof *all, &n);
     return worst;
 }
 
@@ -161,13 +174,10 @@ static void test_relu(void **state)
     assert_int_equal(cd_ctx_ensure_pool(&ctx2), CD_OK);
     cd_relu_backward_fast(x->data, gy->data, f1->data, cd_tensor_numel(x), &ctx);
     cd_relu_backward_fast(x->data, gy->data, f2->data, cd_tensor_numel(x), &ctx2);
-    assert_memory_equal(ref->data, f1->data, cd_tensor_nbytes(ref));
-    assert_memory_equal(ref->data, f2->data, cd_tensor_nbytes(ref));
+    assert_same_bits(ref, f1, f2);
     cd_ctx_release(&ctx2);
     cd_tensor *all[] = {x, gy, y, ref, f1, f2};
-    for (size_t i = 0; i < sizeof all / sizeof *all; i++)
-        cd_tensor_free(all[i]);
-    cd_node_clear(&n);
+    free_case(all, sizeof all / sizeof *all, &n);
 }
 
 /* --------------------------------------------------------------- MaxPool */
@@ -205,13 +215,10 @@ static void maxpool_case(uint64_t seed)
     assert_int_equal(cd_ctx_ensure_pool(&ctx2), CD_OK);
     cd_maxpool2d_backward_fast(x->data, y->data, gy->data, f1->data, xd[0] * xd[1], &g, &ctx);
     cd_maxpool2d_backward_fast(x->data, y->data, gy->data, f2->data, xd[0] * xd[1], &g, &ctx2);
-    assert_memory_equal(ref->data, f1->data, cd_tensor_nbytes(ref));
-    assert_memory_equal(ref->data, f2->data, cd_tensor_nbytes(ref));
+    assert_same_bits(ref, f1, f2);
     cd_ctx_release(&ctx2);
     cd_tensor *all[] = {x, y, gy, ref, f1, f2};
-    for (size_t i = 0; i < sizeof all / sizeof *all; i++)
-        cd_tensor_free(all[i]);
-    cd_node_clear(&n);
+    free_case(all, sizeof all / sizeof *all, &n);
 }
 
 static void test_maxpool(void **state)
