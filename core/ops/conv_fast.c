@@ -325,18 +325,18 @@ static void dw_band_epilogue(const dw_out *o, int64_t oh, int64_t rows, int64_t 
         if (oh < OH)                                                                        \
             NAME##_step(pad, w, tap, NT, rowstep, OW, o, oh, 1);                            \
     }
-DW_KERNEL(dw8_rows_3, 9, dw_v8, dw_i8, 8, 0)
-DW_KERNEL(dw8_rows_5, 25, dw_v8, dw_i8, 8, 0)
-DW_KERNEL(dw8_rows_any, ntap, dw_v8, dw_i8, 8, 0)
-DW_KERNEL(dw16_rows_3, 9, dw_v16, dw_i16, 16, 0)
-DW_KERNEL(dw16_rows_5, 25, dw_v16, dw_i16, 16, 0)
-DW_KERNEL(dw16_rows_any, ntap, dw_v16, dw_i16, 16, 0)
-DW_KERNEL(dw8_rows_3_fused, 9, dw_v8, dw_i8, 8, 1)
-DW_KERNEL(dw8_rows_5_fused, 25, dw_v8, dw_i8, 8, 1)
-DW_KERNEL(dw8_rows_any_fused, ntap, dw_v8, dw_i8, 8, 1)
-DW_KERNEL(dw16_rows_3_fused, 9, dw_v16, dw_i16, 16, 1)
-DW_KERNEL(dw16_rows_5_fused, 25, dw_v16, dw_i16, 16, 1)
-DW_KERNEL(dw16_rows_any_fused, ntap, dw_v16, dw_i16, 16, 1)
+/* One set of instances: dw{8,16}_rows_{3,5,any}SFX (3x3, 5x5 and any taps,
+ * 8 and 16 lanes), unfused (SFX empty) and fused (_fused) alike. */
+#define DW_KERNEL_SET(SFX, FUSE)                                                            \
+    DW_KERNEL(dw8_rows_3##SFX, 9, dw_v8, dw_i8, 8, FUSE)                                    \
+    DW_KERNEL(dw8_rows_5##SFX, 25, dw_v8, dw_i8, 8, FUSE)                                   \
+    DW_KERNEL(dw8_rows_any##SFX, ntap, dw_v8, dw_i8, 8, FUSE)                               \
+    DW_KERNEL(dw16_rows_3##SFX, 9, dw_v16, dw_i16, 16, FUSE)                                \
+    DW_KERNEL(dw16_rows_5##SFX, 25, dw_v16, dw_i16, 16, FUSE)                               \
+    DW_KERNEL(dw16_rows_any##SFX, ntap, dw_v16, dw_i16, 16, FUSE)
+DW_KERNEL_SET(, 0)
+DW_KERNEL_SET(_fused, 1)
+#undef DW_KERNEL_SET
 #undef DW_KERNEL
 
 #if defined(__AVX512F__)
