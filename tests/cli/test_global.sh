@@ -14,13 +14,8 @@ LABELS=$SRC/models/calib/fmnist_calib_labels.npy
   || { echo "SKIP: data missing"; exit 77; }
 /usr/bin/python3 -c 'import torch, onnx, numpy' 2>/dev/null \
   || { echo "SKIP: torch/onnx/numpy missing"; exit 77; }
-CACHE=${CANDOR_BINARY_DIR:-/tmp}/planted_concept
-HASH=$(sha256sum "$SRC/tools/train_planted_concept.py" | cut -c1-16)
-if [ "$(cat "$CACHE/hash" 2>/dev/null)" != "$HASH" ]; then
-  rm -rf "$CACHE"
-  /usr/bin/python3 "$SRC/tools/train_planted_concept.py" --out "$CACHE" || { echo "FAIL: training"; exit 1; }
-  echo "$HASH" > "$CACHE/hash"
-fi
+. "$SRC/tests/cli/planted_concept.inc"
+planted_model
 MODEL=$CACHE/planted.onnx
 WORK=${CANDOR_BINARY_DIR:-/tmp}/global_cli_test
 rm -rf "$WORK" && mkdir -p "$WORK" && cd "$WORK" || exit 1

@@ -14,13 +14,8 @@ SRC=${CANDOR_SOURCE_DIR:-$(cd "$(dirname "$0")/../.." && pwd)}
   || { echo "SKIP: Fashion-MNIST missing"; exit 77; }
 /usr/bin/python3 -c 'import torch, onnx, numpy, scipy' 2>/dev/null \
   || { echo "SKIP: torch/onnx/numpy/scipy missing"; exit 77; }
-CACHE=${CANDOR_BINARY_DIR:-/tmp}/planted_concept
-HASH=$(sha256sum "$SRC/tools/train_planted_concept.py" | cut -c1-16)
-if [ "$(cat "$CACHE/hash" 2>/dev/null)" != "$HASH" ]; then
-  rm -rf "$CACHE"
-  /usr/bin/python3 "$SRC/tools/train_planted_concept.py" --out "$CACHE" || { echo "FAIL: training"; exit 1; }
-  echo "$HASH" > "$CACHE/hash"
-fi
+. "$SRC/tests/cli/planted_concept.inc"
+planted_model
 WORK=${CANDOR_BINARY_DIR:-/tmp}/tcav_cli_test
 rm -rf "$WORK" && mkdir -p "$WORK" && cd "$WORK" || exit 1
 fail() { echo "FAIL: $*"; exit 1; }
