@@ -647,14 +647,11 @@ static cd_status direct_init(const cd_node *n, cd_conv_kernel *k, cd_error *err)
     if (!cd_mul_size(cd_conv_direct_packed_floats(p->cg * p->ksize, p->mg), sizeof(float),
                      &bytes))
         return cd_node_fail(n, err, CD_ERR_LIMIT, "packed direct weights too large");
-    k->u = malloc(bytes);
-    if (!k->u)
-        return cd_node_fail(n, err, CD_ERR_OUT_OF_MEMORY, "out of memory for packed weights");
+    cd_status st = alloc_transformed(n, k, bytes, "packed weights", err);
+    if (st != CD_OK)
+        return st;
     cd_conv_direct_pack(k->w, p->cg * p->ksize, p->mg, k->u);
-    /* Runs read only u (see wino4_init). */
-    free(k->own_w);
-    k->own_w = NULL;
-    k->w = NULL;
+    drop_plain_weights(k);
     return CD_OK;
 }
 
