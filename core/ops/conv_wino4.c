@@ -647,9 +647,11 @@ static w4_epi w4_epi_make(const w4_job *j)
     return e;
 }
 
-static inline w4_v16 w4_select(w4_i16 m, w4_v16 a, w4_v16 b)
+/* m ? a : b per lane, into *v. Vectors go by pointer: by value they would
+ * change the ABI in builds without AVX-512 (GCC's -Wpsabi). */
+static inline void w4_select(w4_v16 *v, w4_i16 m, const w4_v16 *a, const w4_v16 *b)
 {
-    return (w4_v16)((m & (w4_i16)a) | (~m & (w4_i16)b));
+    *v = (w4_v16)((m & (w4_i16)*a) | (~m & (w4_i16)*b));
 }
 
 /* o[0..npos) (16 maps each) += b, then the activation. */
@@ -661,10 +663,10 @@ static void w4_epi_apply(const w4_epi *e, float *o, int npos, const w4_v16 *b)
         memcpy(&v, o + i * W4_VL, sizeof v);
         v = v + *b;
         if (e->act == CD_ACT_RELU) {
-            v = w4_select(v > z, v, z);
+            w4_select(&v, v > z, &v, &z);
         } else if (e->act == CD_ACT_CLIP) {
-            v = w4_select(v < lo, lo, v);
-            v = w4_select(v > hi, hi, v);
+            w4_select(&v, v < lo, &lo, &v);
+            w4_select(&v, v > hi, &hi, &v);
         }
         memcpy(o + i * W4_VL, &v, sizeof v);
     }
