@@ -348,9 +348,9 @@ DW_KERNEL_SET(_fused, 1)
  * kw-minor, one chain per output row), so the bits are those of the padded
  * kernels; only the copy (a libc call per row, most of the small planes'
  * time) and the scratch's zeroing are gone. Bands of up to 4 output rows
- * share the input rows they read (6 at stride 1, 9 at stride 2): each row's
- * taps are loaded once and feed every accumulator they belong to. Stores
- * are masked to the row. */
+ * (8 on planes of one chunk per row) share the input rows they read: each
+ * row's taps are loaded once and feed every accumulator they belong to; the
+ * load masks are computed once per chunk. */
 static inline __mmask16 dw3_lanes(int64_t col0, int64_t W)
 {
     int64_t lo = col0 < 0 ? -col0 : 0, hi = W - col0 < 16 ? W - col0 : 16;
@@ -364,22 +364,20 @@ static inline __mmask16 dw3_lanes(int64_t col0, int64_t W)
  * takes 33 floats in three masked loads and deinterleaves them with
  * permutes: even lanes for kw 0, odd for kw 1, even from the next float
  * for kw 2. */
-static inline __attribute__((always_inline)) void dw3_taps(const float *row, int64_t W,
-                                                           int64_t ow, int64_t pl, int S,
-                                                           __m512 *v)
+static inline __attribute__((always_inline)) void dw3_taps(const float *row, int64_t ow,
+                                                           int64_t pl, int S,
+                                                           const __mmask16 *mk, __m512 *v)
 {
     if (S == 1) {
 #pragma GCC unroll 3
-        for (int kw = 0; kw < 3; kw++) {
-            int64_t c0 = ow + kw - pl;
-            v[kw] = _mm512_maskz_loadu_ps(dw3_lanes(c0, W), row + c0);
-        }
+        for (int kw = 0; kw < 3; kw++)
+            v[kw] = _mm512_maskz_loadu_ps(mk[kw], row + ow + kw - pl);
         return;
     }
     int64_t c0 = 2 * ow - pl;
-    __m512 a = _mm512_maskz_loadu_ps(dw3_lanes(c0, W), row + c0);
-    __m512 b = _mm512_maskz_loadu_ps(dw3_lanes(c0 + 16, W), row + c0 + 16);
-    __m512 c = _mm512_maskz_loadu_ps(dw3_lanes(c0 + 32, W) & 1, row + c0 + 32);
+    __m512 a = _mm512_maskz_loadu_ps(mk[0], row + c0);
+    __m512 b = _mm512_maskz_loadu_ps(mk[1], row + c0 + 16);
+    __m512 c = _mm512_maskz_loadu_ps(mk[2], row + c0 + 32);
     const __m512i even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26,
                                            28, 30);
     const __m512i odd = _mm512_setr_epi32(1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29,
@@ -393,6 +391,22 @@ static inline __attribute__((always_inline)) void dw3_taps(const float *row, int
     v[2] = _mm512_permutex2var_ps(_mm512_permutex2var_ps(a, even2, b), last, c);
 }
 
+/* The load masks of dw3_taps for output chunk ow, the same for every row:
+ * stride 1, the three shifted runs; stride 2, the three loads (the third
+ * only needs its first float). */
+static inline void dw3_masks(int64_t ow, int64_t pl, int64_t W, int S, __mmask16 *mk)
+{
+    if (S == 1) {
+        for (int kw = 0; kw < 3; kw++)
+            mk[kw] = dw3_lanes(ow + kw - pl, W);
+        return;
+    }
+    int64_t c0 = 2 * ow - pl;
+    mk[0] = dw3_lanes(c0, W);
+    mk[1] = dw3_lanes(c0 + 16, W);
+    mk[2] = dw3_lanes(c0 + 32, W) & 1;
+}
+
 /* R output rows from oh at stride S (1 or 2; constants once inlined). */
 static inline __attribute__((always_inline)) void dw3_band(const float *xc, const float *w,
                                                            const cd_win_geom *g,
@@ -403,15 +417,17 @@ static inline __attribute__((always_inline)) void dw3_band(const float *xc, cons
     const __m512 zero = _mm512_setzero_ps();
     for (int64_t ow = 0; ow < OW; ow += 16) {
         int64_t nc = OW - ow < 16 ? OW - ow : 16;
-        __m512 acc[4] = {zero, zero, zero, zero};
+        __m512 acc[8] = {zero, zero, zero, zero, zero, zero, zero, zero};
+        __mmask16 mk[3];
+        dw3_masks(ow, pl, W, S, mk);
         /* input row S * oh - pt + r feeds output row oh + i at tap kh = r - S * i */
-#pragma GCC unroll 9
+#pragma GCC unroll 17
         for (int r = 0; r < S * (R - 1) + 3; r++) {
             int64_t ih = S * oh - pt + r;
             __m512 v[3] = {zero, zero, zero};
             if (ih >= 0 && ih < H)
-                dw3_taps(xc + ih * W, W, ow, pl, S, v);
-#pragma GCC unroll 4
+                dw3_taps(xc + ih * W, ow, pl, S, mk, v);
+#pragma GCC unroll 8
             for (int i = 0; i < R; i++) {
                 int kh = r - S * i;
                 if (kh < 0 || kh > 2)
@@ -422,7 +438,7 @@ static inline __attribute__((always_inline)) void dw3_band(const float *xc, cons
             }
         }
         __mmask16 st = (__mmask16)(((uint32_t)1 << nc) - 1);
-#pragma GCC unroll 4
+#pragma GCC unroll 8
         for (int i = 0; i < R; i++) {
             __m512 a = acc[i];
             if (o->fused) { /* dw16_rows_3_fused's store: v + b, then the clamp */
@@ -445,25 +461,40 @@ static inline __attribute__((always_inline)) void dw3_band(const float *xc, cons
     }
 }
 
+/* One band of R rows (R, S constants in each instance). */
+#define DW3_BAND(R_)                                                                        \
+    case R_:                                                                                \
+        if (S == 1)                                                                         \
+            dw3_band(xc, w, g, o, oh, R_, 1);                                               \
+        else                                                                                \
+            dw3_band(xc, w, g, o, oh, R_, 2);                                               \
+        break;
+
+/* Bands of 4 rows (then single rows) over wide planes; planes of one chunk
+ * per row (MobileNets' 14x14 and 7x7) in bands of up to 8 rows, so each
+ * input row is loaded about once instead of up to three times. */
 static void dw3_plane(const float *xc, const float *w, const cd_win_geom *g, const dw_out *o,
                       int S)
 {
-    int64_t OH = g->out[0], oh = 0;
-    for (; oh + 4 <= OH; oh += 4) {
-        if (S == 1)
-            dw3_band(xc, w, g, o, oh, 4, 1);
-        else
-            dw3_band(xc, w, g, o, oh, 4, 2);
-        dw_band_epilogue(o, oh, 4, g->out[1]);
-    }
-    for (; oh < OH; oh++) {
-        if (S == 1)
-            dw3_band(xc, w, g, o, oh, 1, 1);
-        else
-            dw3_band(xc, w, g, o, oh, 1, 2);
-        dw_band_epilogue(o, oh, 1, g->out[1]);
+    int64_t OH = g->out[0], most = g->out[1] <= 16 ? 8 : 4;
+    for (int64_t oh = 0; oh < OH;) {
+        int R = (int)(OH - oh < most ? (most == 4 && OH - oh < 4 ? 1 : OH - oh) : most);
+        switch (R) {
+            DW3_BAND(8)
+            DW3_BAND(7)
+            DW3_BAND(6)
+            DW3_BAND(5)
+            DW3_BAND(4)
+            DW3_BAND(3)
+            DW3_BAND(2)
+            DW3_BAND(1)
+        default: break;
+        }
+        dw_band_epilogue(o, oh, R, g->out[1]);
+        oh += R;
     }
 }
+#undef DW3_BAND
 #endif
 
 /* Uses spatial dims 0 and 1 of g (H, W); callers guarantee dim 2 is unit
