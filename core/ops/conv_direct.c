@@ -109,10 +109,21 @@ static void dc_gather(const float *x, int64_t channels, const cd_win_geom *g, in
         memset(col + k * DC_PIX + n, 0, (size_t)(DC_PIX - n) * sizeof(float));
 }
 
-/* out[m][j] = sum_k w[k][m] col[k][j] for DC_MAPS maps (w packed by
- * cd_conv_direct_pack), all DC_PIX columns,
- * two vectors of columns at a time (16 accumulators). */
-static void dc_micro8(const float *col, const float *w, int64_t K, float *out)
+typedef int32_t dc_vi __attribute__((vector_size(sizeof(dc_v))));
+
+/* y[m * ld + j] = sum_k w[k][m] col[k][j] for DC_MAPS maps (w packed by
+ * cd_conv_direct_pack), all DC_PIX columns, two vectors of columns at a
+ * time (16 accumulators). With epi, bias (0 without) and ReLU or no
+ * activation are applied in registers first, with the arithmetic of the
+ * out-buffer path's epilogue (v = acc + b, then v > 0 ? v : 0: all-ones lane
+ * masks keep the lanes above zero, the rest become +0), so a whole block
+ * goes straight into the output rows (ld = the plane size) without that
+ * extra pass; else the raw sums go to a DC_PIX-wide buffer. Inlined into
+ * both call sites, where epi is a constant. */
+static inline __attribute__((always_inline)) void dc_micro8(const float *col, const float *w,
+                                                            int64_t K, bool epi,
+                                                            const float *bias, bool relu,
+                                                            float *y, int64_t ld)
 {
     for (int j = 0; j < DC_PIX; j += 2 * DC_VW) {
         dc_v acc[DC_MAPS][2], zero = {0}; /* no memset: GCC made it a 1 KiB call */
@@ -129,43 +140,15 @@ static void dc_micro8(const float *col, const float *w, int64_t K, float *out)
             }
         }
         for (int m = 0; m < DC_MAPS; m++) {
-            memcpy(out + m * DC_PIX + j, &acc[m][0], sizeof acc[m][0]);
-            memcpy(out + m * DC_PIX + j + DC_VW, &acc[m][1], sizeof acc[m][1]);
-        }
-    }
-}
-
-/* dc_micro8 for a whole block with bias (0 without) and ReLU or no
- * activation applied in registers and the results stored straight into the
- * DC_MAPS output rows y + m * sp: the arithmetic of the out-buffer path
- * below (v = acc + b, then v > 0 ? v : 0; all-ones lane masks keep the
- * lanes above zero, the rest become +0), without its extra pass. */
-typedef int32_t dc_vi __attribute__((vector_size(sizeof(dc_v))));
-
-static void dc_micro8_store(const float *col, const float *w, int64_t K, const float *bias,
-                            bool relu, float *y, int64_t sp)
-{
-    for (int j = 0; j < DC_PIX; j += 2 * DC_VW) {
-        dc_v acc[DC_MAPS][2], zero = {0};
-        for (int m = 0; m < DC_MAPS; m++)
-            acc[m][0] = acc[m][1] = zero;
-        for (int64_t k = 0; k < K; k++) {
-            dc_v a0, a1;
-            memcpy(&a0, col + k * DC_PIX + j, sizeof a0);
-            memcpy(&a1, col + k * DC_PIX + j + DC_VW, sizeof a1);
-            for (int m = 0; m < DC_MAPS; m++) {
-                float wv = w[k * DC_MAPS + m];
-                DC_FMA(acc[m][0], a0, wv);
-                DC_FMA(acc[m][1], a1, wv);
-            }
-        }
-        for (int m = 0; m < DC_MAPS; m++) {
-            float b = bias ? bias[m] : 0.0f;
+            float b = epi && bias ? bias[m] : 0.0f;
             for (int h = 0; h < 2; h++) {
-                dc_v v = acc[m][h] + b;
-                if (relu)
-                    v = (dc_v)((v > zero) & (dc_vi)v);
-                memcpy(y + m * sp + j + h * DC_VW, &v, sizeof v);
+                dc_v v = acc[m][h];
+                if (epi) {
+                    v = v + b;
+                    if (relu)
+                        v = (dc_v)((v > zero) & (dc_vi)v);
+                }
+                memcpy(y + m * ld + j + h * DC_VW, &v, sizeof v);
             }
         }
     }
@@ -220,10 +203,11 @@ void cd_conv_direct_block(const float *x, const float *u, const float *bias, con
         int64_t mb = maps - m0 < DC_MAPS ? maps - m0 : DC_MAPS;
         const float *wg = u + m0 * K; /* this group's [K][DC_MAPS] panel */
         if (mb == DC_MAPS && simple && n == DC_PIX) {
-            dc_micro8_store(col, wg, K, bias ? bias + m0 : NULL, relu, y + m0 * sp + p0, sp);
+            dc_micro8(col, wg, K, true, bias ? bias + m0 : NULL, relu, y + m0 * sp + p0, sp);
             continue;
         }
-        dc_micro8(col, wg, K, out); /* a last short group: its zero maps are not stored */
+        /* else the raw sums to out (a last short group's zero maps are not stored) */
+        dc_micro8(col, wg, K, false, NULL, false, out, DC_PIX);
         for (int64_t m = 0; m < mb; m++) {
             float *yr = y + (m0 + m) * sp + p0, *o = out + m * DC_PIX;
             if (simple) {
