@@ -11,6 +11,7 @@
  * reference Conv the tests compare the fast path against (conv_ref.h). */
 #include <cblas.h>
 #include <limits.h>
+#include <stdatomic.h>
 #include <string.h>
 
 #include <stdlib.h>
@@ -940,31 +941,53 @@ static cd_status run_depthwise(const cd_conv_kernel *k, const float *x, const fl
 typedef struct direct_job {
     const cd_conv_kernel *k;
     const float *x, *res;
-    float *y;
-    int64_t blocks; /* per image */
+    float *y, *scratch;
+    int64_t blocks;          /* per image */
+    int64_t units, per;      /* blocks of all images; blocks per range */
+    atomic_llong next_range; /* ranges are pulled by the pool's threads */
 } direct_job;
 
-static void direct_range(void *arg, int64_t lo, int64_t hi)
+/* One pool thread: its own scratch slot, ranges pulled until none is left. */
+static void direct_task(void *arg, int task)
 {
-    const direct_job *j = arg;
+    direct_job *j = arg;
     const conv_plan *p = &j->k->p;
-    for (int64_t u = lo; u < hi; u++) {
-        int64_t b = u / j->blocks, off = b * p->mg * p->out_sp;
-        cd_conv_direct_block(j->x + b * p->cg * p->in_sp, j->k->u, j->k->bias,
-                             j->res ? j->res + off : NULL, &j->k->ep, j->y + off, p->cg, p->mg,
-                             &p->g, u % j->blocks);
+    float *s = j->scratch + (size_t)task * cd_conv_direct_scratch_floats();
+    for (;;) {
+        int64_t lo = (int64_t)atomic_fetch_add(&j->next_range, 1) * j->per;
+        if (lo >= j->units)
+            break;
+        int64_t hi = lo + j->per < j->units ? lo + j->per : j->units;
+        for (int64_t u = lo; u < hi; u++) {
+            int64_t b = u / j->blocks, off = b * p->mg * p->out_sp;
+            cd_conv_direct_block(j->x + b * p->cg * p->in_sp, j->k->u, j->k->bias,
+                                 j->res ? j->res + off : NULL, &j->k->ep, j->y + off, p->cg,
+                                 p->mg, &p->g, u % j->blocks, s);
+        }
     }
 }
 
-/* Pixel blocks of all images on the pool, in at most 64 ranges (the cut
- * depends on the shape only; every block is computed whole by one task). */
+/* Pixel blocks of all images in at most 64 ranges (the cut depends on the
+ * shape only; every block is computed whole by one thread, so the bits do
+ * not depend on which), pulled by the pool's threads, each with one slot of
+ * scratch. */
 static cd_status run_direct(const cd_conv_kernel *k, const float *x, const float *residual,
                             float *y, cd_ctx *ctx)
 {
     const conv_plan *p = &k->p;
-    direct_job j = {k, x, residual, y, cd_conv_direct_blocks(&p->g)};
-    int64_t units = p->batch * j.blocks;
-    cd_pool_for(ctx->pool, units, units < 64 ? (int)units : 64, direct_range, &j);
+    direct_job j = {k, x, residual, y, NULL, cd_conv_direct_blocks(&p->g), 0, 0, 0};
+    j.units = p->batch * j.blocks;
+    if (j.units <= 0)
+        return CD_OK;
+    int64_t ranges = j.units < 64 ? j.units : 64, threads = cd_pool_threads(ctx->pool);
+    j.per = (j.units + ranges - 1) / ranges;
+    ranges = (j.units + j.per - 1) / j.per;
+    int tasks = (int)(threads < ranges ? threads : ranges);
+    j.scratch = scratch_floats(ctx, cd_conv_direct_scratch_floats(), (size_t)tasks);
+    if (!j.scratch)
+        return ctx->err->code;
+    atomic_init(&j.next_range, 0);
+    cd_pool_run(ctx->pool, tasks, direct_task, &j);
     return CD_OK;
 }
 

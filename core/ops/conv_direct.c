@@ -189,13 +189,19 @@ void cd_conv_direct_pack(const float *w, int64_t K, int64_t maps, float *u)
             }
 }
 
+size_t cd_conv_direct_scratch_floats(void)
+{
+    return (size_t)(CD_DIRECT_MAX_K + DC_MAPS) * DC_PIX;
+}
+
 void cd_conv_direct_block(const float *x, const float *u, const float *bias, const float *res,
                           const cd_epilogue *ep, float *y, int64_t channels, int64_t maps,
-                          const cd_win_geom *g, int64_t block)
+                          const cd_win_geom *g, int64_t block, float *scratch)
 {
     int64_t sp = g->out[0] * g->out[1], K = channels * g->k[0] * g->k[1];
     int64_t p0 = block * DC_PIX, n = sp - p0 < DC_PIX ? sp - p0 : DC_PIX;
-    float col[CD_DIRECT_MAX_K * DC_PIX], out[DC_MAPS * DC_PIX];
+    /* the column block and the raw sums: 42 KiB at K = 160, not on the stack */
+    float *col = scratch, *out = scratch + CD_DIRECT_MAX_K * DC_PIX;
     cd_act act = ep ? ep->act : CD_ACT_NONE;
     bool relu = act == CD_ACT_RELU, simple = !res && (act == CD_ACT_NONE || relu);
     dc_gather(x, channels, g, p0, n, col);

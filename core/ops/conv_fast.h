@@ -89,9 +89,11 @@ void cd_epilogue_apply(const cd_epilogue *ep, float *y, const float *bias, const
 size_t cd_conv_direct_packed_floats(int64_t K, int64_t maps);
 void cd_conv_direct_pack(const float *w, int64_t K, int64_t maps, float *u);
 int64_t cd_conv_direct_blocks(const cd_win_geom *g);
+/* scratch: cd_conv_direct_scratch_floats() floats per concurrent call. */
+size_t cd_conv_direct_scratch_floats(void);
 void cd_conv_direct_block(const float *x, const float *u, const float *bias, const float *res,
                           const cd_epilogue *ep, float *y, int64_t channels, int64_t maps,
-                          const cd_win_geom *g, int64_t block);
+                          const cd_win_geom *g, int64_t block, float *scratch);
 #define CD_DW_MAX_TAPS 256
 #define CD_DW_MAX_STRIDE 16
 size_t cd_dw_scratch_floats(const cd_win_geom *g);
