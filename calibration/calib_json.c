@@ -190,6 +190,41 @@ static cd_status read_method_fields(cd_calibrator *c, const cJSON *root, const c
     }
 }
 
+/* Array field name must hold exactly n entries: checked before anything is
+ * allocated for it, so a file cannot make the loader allocate for a size it
+ * only declares ("num_classes": 20000 with method "matrix" would be 3 GB of
+ * weights in a 100-byte file; fuzzing found it). */
+static cd_status check_count(const cJSON *root, const char *name, size_t n, const char *path,
+                             cd_error *err)
+{
+    const cJSON *a = cJSON_GetObjectItemCaseSensitive(root, name);
+    if (!cJSON_IsArray(a) || (size_t)cJSON_GetArraySize(a) != n)
+        return cd_fail(err, CD_ERR_PARSE, "%s: field '%s' must be an array of %zu entries",
+                       path, name, n);
+    return CD_OK;
+}
+
+/* The declared sizes against the arrays present, per method. */
+static cd_status check_declared_sizes(const cJSON *root, cd_calib_method m, size_t k, size_t nb,
+                                      const char *path, cd_error *err)
+{
+    cd_status st = CD_OK;
+    switch (m) {
+    case CD_CALIB_VECTOR:
+        st = check_count(root, "w", k, path, err);
+        return st ? st : check_count(root, "b", k, path, err);
+    case CD_CALIB_MATRIX:
+        st = check_count(root, "W", k * k, path, err); /* k <= 1e6: no overflow */
+        return st ? st : check_count(root, "b", k, path, err);
+    case CD_CALIB_HISTOGRAM:
+        return check_count(root, "values", k * nb, path, err);
+    case CD_CALIB_ISOTONIC:
+        return check_count(root, "classes", k, path, err);
+    default:
+        return CD_OK;
+    }
+}
+
 static cd_status parse_calibrator(const cJSON *root, const char *path, cd_calibrator **out,
                                   cd_error *err)
 {
@@ -207,6 +242,9 @@ static cd_status parse_calibrator(const cJSON *root, const char *path, cd_calibr
     int nb = bins_v >= 1 && bins_v <= 100000 ? (int)bins_v : 0;
     if (m == CD_CALIB_HISTOGRAM && (nb < 1 || nb > 100000))
         return cd_fail(err, CD_ERR_PARSE, "%s: field 'bins' must be 1..100000", path);
+    cd_status st = check_declared_sizes(root, m, (size_t)k->valuedouble, (size_t)nb, path, err);
+    if (st)
+        return st;
     int probs = cJSON_IsString(input) && strcmp(input->valuestring, "probabilities") == 0;
     cd_calibrator *c = cd_calibrator_new(m, (int)k->valuedouble, probs, nb);
     if (!c)
@@ -214,7 +252,7 @@ static cd_status parse_calibrator(const cJSON *root, const char *path, cd_calibr
     const char *warn = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(root, "warning"));
     if (warn)
         snprintf(c->warning, sizeof c->warning, "%s", warn);
-    cd_status st = read_method_fields(c, root, path, err);
+    st = read_method_fields(c, root, path, err);
     if (st) {
         cd_calibrator_free(c);
         return st;
