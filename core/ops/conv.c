@@ -582,10 +582,14 @@ static cd_status fold_bn(cd_conv_kernel *k, const float *scale, const float *shi
     return CD_OK;
 }
 
-/* Allocates k->u, the transformed weights' bytes (what: for the error). */
-static cd_status alloc_transformed(const cd_node *n, cd_conv_kernel *k, size_t bytes,
+/* Allocates k->u for the transformed weights' floats, size-checked (what:
+ * names them in the error). */
+static cd_status alloc_transformed(const cd_node *n, cd_conv_kernel *k, size_t floats,
                                    const char *what, cd_error *err)
 {
+    size_t bytes;
+    if (!cd_mul_size(floats, sizeof(float), &bytes))
+        return cd_node_fail(n, err, CD_ERR_LIMIT, "%s too large", what);
     k->u = malloc(bytes > 0 ? bytes : 1);
     if (!k->u)
         return cd_node_fail(n, err, CD_ERR_OUT_OF_MEMORY, "out of memory for %s", what);
@@ -606,12 +610,11 @@ static cd_status wino4_init(const cd_node *n, cd_conv_kernel *k, cd_error *err)
     const conv_plan *p = &k->p;
     cd_wino4_plan_init(&k->w4, p->batch, p->cg, p->mg, &p->g,
                        k->algo == CD_CONV_WINOGRAD ? 2 : 4);
-    size_t floats = (size_t)k->w4.pos, bytes;
+    size_t floats = (size_t)k->w4.pos;
     if (!cd_mul_size(floats, (size_t)k->w4.maps_padded, &floats) ||
-        !cd_mul_size(floats, (size_t)p->cg, &floats) ||
-        !cd_mul_size(floats, sizeof(float), &bytes))
+        !cd_mul_size(floats, (size_t)p->cg, &floats))
         return cd_node_fail(n, err, CD_ERR_LIMIT, "Winograd weights too large");
-    cd_status st = alloc_transformed(n, k, bytes, "Winograd weights", err);
+    cd_status st = alloc_transformed(n, k, floats, "Winograd weights", err);
     if (st != CD_OK)
         return st;
     cd_wino4_weights(&k->w4, k->w, k->u);
@@ -628,10 +631,8 @@ static cd_status pack1x1_init(const cd_node *n, cd_conv_kernel *k, cd_error *err
         cd_pack1x1_plan_init(&k->pk, 1, p->cg * p->ksize, p->mg, p->out_sp);
     else
         cd_pack1x1_plan_init(&k->pk, p->batch, p->cg, p->mg, p->out_sp);
-    size_t bytes;
-    if (!cd_mul_size(cd_pack1x1_weight_floats(&k->pk), sizeof(float), &bytes))
-        return cd_node_fail(n, err, CD_ERR_LIMIT, "packed 1x1 weights too large");
-    cd_status st = alloc_transformed(n, k, bytes, "packed 1x1 weights", err);
+    cd_status st =
+        alloc_transformed(n, k, cd_pack1x1_weight_floats(&k->pk), "packed 1x1 weights", err);
     if (st != CD_OK)
         return st;
     cd_pack1x1_weights(&k->pk, k->w, k->u);
@@ -644,11 +645,8 @@ static cd_status pack1x1_init(const cd_node *n, cd_conv_kernel *k, cd_error *err
 static cd_status direct_init(const cd_node *n, cd_conv_kernel *k, cd_error *err)
 {
     const conv_plan *p = &k->p;
-    size_t bytes;
-    if (!cd_mul_size(cd_conv_direct_packed_floats(p->cg * p->ksize, p->mg), sizeof(float),
-                     &bytes))
-        return cd_node_fail(n, err, CD_ERR_LIMIT, "packed direct weights too large");
-    cd_status st = alloc_transformed(n, k, bytes, "packed weights", err);
+    cd_status st = alloc_transformed(n, k, cd_conv_direct_packed_floats(p->cg * p->ksize, p->mg),
+                                     "packed direct weights", err);
     if (st != CD_OK)
         return st;
     cd_conv_direct_pack(k->w, p->cg * p->ksize, p->mg, k->u);
