@@ -9,6 +9,7 @@
 #include "ops/conv_fast.h"
 #include "parallel.h"
 #include "plan.h"
+#include "plan64.h"
 
 #define MAX_NODE_IO 64
 #define ARENA_ALIGN 64
@@ -38,6 +39,7 @@ void cd_plan_free(cd_plan *p)
 {
     if (!p)
         return;
+    cd_plan64_free(p);
     for (int i = 0; i < p->n_values; i++)
         cd_tensor_reset(&p->vals[i]);
     for (int e = 0; p->exec && e < p->n_exec; e++) {

@@ -42,6 +42,7 @@ typedef struct cd_plan_options {
 } cd_plan_options;
 
 struct cd_exec;
+struct cd_plan64;
 struct cd_conv_kernel;
 
 typedef struct cd_plan {
@@ -73,6 +74,8 @@ typedef struct cd_plan {
     /* Gradient tensors released by one backward pass, reused by the next
      * (fresh large allocations cost a page fault per page). */
     cd_tensor *grad_cache[4];
+    /* Float64 evaluation state (core/plan64.c), NULL until first used. */
+    struct cd_plan64 *f64;
 } cd_plan;
 
 /* Builds a plan for the given input tensors (n_inputs == model->n_inputs, in

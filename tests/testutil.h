@@ -36,6 +36,10 @@ cd_status tu_run_node(cd_node *n, cd_tensor **in, cd_tensor **out, bool const_in
  * with check[i] true. Finite differences are taken in float32 on the
  * kernel with step eps, and compared with tolerance
  *   |analytic - numeric| <= atol + rtol * max(|analytic|, |numeric|).
+ * When the operator has float64 kernels (forward64/backward64), they are
+ * checked too on the same node and inputs: forward64 against the float32
+ * forward, backward64 against central differences taken in float64 with
+ * relative tolerance 1e-6 (testutil.c, gradcheck64).
  * Returns the largest normalised error found (<= 1 means within tolerance). */
 double tu_gradcheck(cd_node *n, cd_tensor **in, const bool *check, float eps, double atol,
                     double rtol);

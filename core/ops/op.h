@@ -106,6 +106,14 @@ typedef struct cd_op_def {
     cd_op_infer_fn infer;
     cd_op_forward_fn forward;
     cd_op_backward_fn backward; /* NULL only for ops without a gradient (Shape) */
+    /* Float64 evaluation (core/plan64.h, the exact-gradient mode): the same
+     * contracts as forward/backward, except that every tensor which is
+     * float32 in the float32 plan arrives as float64 (weights, activations,
+     * gradients); integer tensors are unchanged. Outputs are allocated by
+     * the caller with the float32 plan's shapes. backward64 may be NULL only
+     * where backward is (Shape). */
+    cd_op_forward_fn forward64;
+    cd_op_backward_fn backward64;
 } cd_op_def;
 
 #define CD_OP_DECLARE(id, name) extern const cd_op_def cd_opdef_##id;
@@ -128,6 +136,8 @@ cd_status cd_node_fail(const cd_node *n, cd_error *err, cd_status code, const ch
 
 static inline float *cd_f32(cd_tensor *t) { return (float *)t->data; }
 static inline const float *cd_cf32(const cd_tensor *t) { return (const float *)t->data; }
+static inline double *cd_f64(cd_tensor *t) { return (double *)t->data; }
+static inline const double *cd_cf64(const cd_tensor *t) { return (const double *)t->data; }
 
 /* Reads element i of an integer tensor (int64/int32/uint8/bool) as int64. */
 int64_t cd_tensor_int_at(const cd_tensor *t, size_t i);
