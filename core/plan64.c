@@ -68,8 +68,8 @@ static cd_status slot(cd_plan *p, int v, cd_error *err)
         cd_tensor_reset(d);
         d->data = malloc(bytes ? bytes : 1);
         if (!d->data)
-            return cd_fail(err, CD_ERR_OUT_OF_MEMORY, "out of memory for float64 values (%zu bytes)",
-                           bytes);
+            return cd_fail(err, CD_ERR_OUT_OF_MEMORY,
+                           "out of memory for float64 values (%zu bytes)", bytes);
         d->capacity = bytes ? bytes : 1;
         d->owns_data = true;
     }

@@ -14,6 +14,7 @@ struct cd_explainer {
     int threads;
     int max_batch;
     bool force_loop;
+    bool float64;                 /* exact mode: plans evaluated in float64 */
     bool batch_refused;           /* a batched plan failed to build once */
     cd_plan *plans[EX_PLAN_CACHE]; /* small cache keyed by input shape */
     int next_slot;

@@ -9,6 +9,7 @@
 
 #include "core/graph.h"
 #include "core/parallel.h"
+#include "core/plan64.h"
 #include "explain_internal.h"
 
 void cd_objective_default(cd_objective *o)
@@ -40,6 +41,7 @@ cd_status cd_explainer_create(const cd_model *model, const cd_explain_options *o
     e->threads = opts && opts->threads > 0 ? opts->threads : (cores > 0 ? (int)cores : 1);
     e->max_batch = opts && opts->max_batch > 0 ? opts->max_batch : 8;
     e->force_loop = opts && opts->force_loop;
+    e->float64 = opts && opts->float64;
     *out = e;
     return CD_OK;
 }
@@ -127,6 +129,7 @@ cd_status ex_get_plan(cd_explainer *e, const cd_tensor *x, bool tape, cd_plan **
                       cd_error *err)
 {
     const cd_tensor *in[1] = {x};
+    tape = tape || e->float64; /* float64 evaluation runs node by node */
     for (int i = 0; i < EX_PLAN_CACHE; i++)
         if (e->plans[i] && e->plans[i]->keep_activations == tape &&
             cd_plan_matches(e->plans[i], in)) {
@@ -251,20 +254,26 @@ cd_status ex_region_mask(const cd_objective *obj, const cd_tensor *y, size_t s, 
     return CD_OK;
 }
 
-/* Scores one row z (k classes x s positions) and writes d(score)/dz to g
- * (may be NULL). */
-static cd_status score_row(const cd_objective *obj, const float *z, int64_t k, size_t s,
-                           const uint8_t *mask, const char *oname, int *target, double *score,
-                           float *g, double *tmp, cd_error *err)
+/* Element i of a row held as float32 (z32) or float64 (z64). */
+static double row_at(const float *z32, const double *z64, size_t i)
+{
+    return z64 ? z64[i] : (double)z32[i];
+}
+
+/* Scores one row (k classes x s positions, float32 z32 or float64 z64) and
+ * writes d(score)/dz to g (zeroed by the caller; may be NULL). */
+static cd_status score_row(const cd_objective *obj, const float *z32, const double *z64,
+                           int64_t k, size_t s, const uint8_t *mask, const char *oname,
+                           int *target, double *score, double *g, double *tmp, cd_error *err)
 {
     if (obj->kind == CD_OBJECTIVE_SUM) {
         double acc = 0;
         for (int64_t c = 0; c < k; c++)
             for (size_t j = 0; j < s; j++)
                 if (mask[j]) {
-                    acc += z[(size_t)c * s + j];
+                    acc += row_at(z32, z64, (size_t)c * s + j);
                     if (g)
-                        g[(size_t)c * s + j] = 1.0f;
+                        g[(size_t)c * s + j] = 1.0;
                 }
         *score = acc;
         return CD_OK;
@@ -273,7 +282,7 @@ static cd_status score_row(const cd_objective *obj, const float *z, int64_t k, s
         double acc = 0;
         for (size_t j = 0; j < s; j++)
             if (mask[j])
-                acc += z[(size_t)c * s + j];
+                acc += row_at(z32, z64, (size_t)c * s + j);
         tmp[c] = acc;
     }
     int t = *target;
@@ -291,7 +300,7 @@ static cd_status score_row(const cd_objective *obj, const float *z, int64_t k, s
     if (obj->kind == CD_OBJECTIVE_LOGIT) {
         *score = tmp[t];
         for (size_t j = 0; g && j < s; j++)
-            g[(size_t)t * s + j] = mask[j] ? 1.0f : 0.0f;
+            g[(size_t)t * s + j] = mask[j] ? 1.0 : 0.0;
         return CD_OK;
     }
     if (s != 1)
@@ -318,7 +327,7 @@ static cd_status score_row(const cd_objective *obj, const float *z, int64_t k, s
         else
             d = tmp[c] > 0 ? -tmp[c] * (log(tmp[c]) + h) : 0;
         if (g)
-            g[c] = (float)d;
+            g[c] = d;
     }
     if (obj->kind == CD_OBJECTIVE_PROB)
         *score = pt;
@@ -329,10 +338,12 @@ static cd_status score_row(const cd_objective *obj, const float *z, int64_t k, s
     return CD_OK;
 }
 
-/* Scores every row of y; seed (y's shape, may be NULL) receives d/dy.
+/* Scores every row of y (y64: the same values in float64, or NULL); seed
+ * (y's shape, float32 or float64, may be NULL) receives d/dy.
  * *batch_mismatch is set when y's first axis is not the batch. */
-static cd_status eval_objective(const cd_objective *obj, const cd_tensor *y, const char *oname,
-                                int64_t n, int *targets, double *scores, cd_tensor *seed,
+static cd_status eval_objective(const cd_objective *obj, const cd_tensor *y,
+                                const cd_tensor *y64, const char *oname, int64_t n,
+                                int *targets, double *scores, cd_tensor *seed,
                                 bool *batch_mismatch, cd_error *err)
 {
     char sh[96];
@@ -349,15 +360,27 @@ static cd_status eval_objective(const cd_objective *obj, const cd_tensor *y, con
     for (int d = 2; d < y->ndim; d++)
         s *= (size_t)y->dims[d];
     uint8_t *mask = NULL;
-    double *tmp = malloc(((size_t)k + 1) * sizeof *tmp);
-    cd_status st = tmp ? ex_region_mask(obj, y, s, &mask, err)
-                       : cd_fail(err, CD_ERR_OUT_OF_MEMORY, "out of memory");
     size_t row = (size_t)k * s;
-    for (int64_t b = 0; st == CD_OK && b < n; b++)
-        st = score_row(obj, cd_cf32(y) + (size_t)b * row, k, s, mask, oname, &targets[b],
-                       &scores[b], seed ? cd_f32(seed) + (size_t)b * row : NULL, tmp, err);
+    double *tmp = malloc(((size_t)k + 1) * sizeof *tmp);
+    double *g = seed ? malloc((row ? row : 1) * sizeof *g) : NULL;
+    cd_status st = tmp && (g || !seed) ? ex_region_mask(obj, y, s, &mask, err)
+                                       : cd_fail(err, CD_ERR_OUT_OF_MEMORY, "out of memory");
+    for (int64_t b = 0; st == CD_OK && b < n; b++) {
+        size_t off = (size_t)b * row;
+        if (g)
+            memset(g, 0, row * sizeof *g);
+        st = score_row(obj, y64 ? NULL : cd_cf32(y) + off, y64 ? cd_cf64(y64) + off : NULL, k,
+                       s, mask, oname, &targets[b], &scores[b], g, tmp, err);
+        for (size_t i = 0; st == CD_OK && g && i < row; i++) {
+            if (seed->dtype == CD_FLOAT64)
+                cd_f64(seed)[off + i] = g[i];
+            else
+                cd_f32(seed)[off + i] = (float)g[i];
+        }
+    }
     free(mask);
     free(tmp);
+    free(g);
     return st;
 }
 
@@ -405,15 +428,19 @@ static cd_status pass_body(cd_explainer *e, cd_plan *p, const cd_tensor *x, cons
     if (e->has_stoch && e->stoch.rows_are_samples)
         e->stoch.sample_offset = e->sample_base + (uint64_t)io->start;
     const cd_tensor *in[1] = {x};
-    st = cd_plan_run(p, in, &e->ctx);
+    st = e->float64 ? cd_plan_run64(p, in, &e->ctx) : cd_plan_run(p, in, &e->ctx);
     if (st != CD_OK)
         return st;
     if (p->kind[vo] == CD_VALUE_UNUSED)
         return cd_fail(err, CD_ERR_INVALID_ARGUMENT, "tensor '%s' is not computed",
                        m->values[vo].name);
     const cd_tensor *y = &p->vals[vo];
+    /* float64 mode: the objective and its seed from the float64 output. A
+     * custom seed function sees the output rounded to float32. */
+    const cd_tensor *y64 = e->float64 && !io->seed_fn ? cd_plan_value64(p, vo) : NULL;
     cd_tensor *seed = NULL;
-    if (io->grads && (st = cd_tensor_create(CD_FLOAT32, y->ndim, y->dims, &seed, err)) != CD_OK)
+    if (io->grads && (st = cd_tensor_create(y64 ? CD_FLOAT64 : CD_FLOAT32, y->ndim, y->dims,
+                                            &seed, err)) != CD_OK)
         return st;
     if (io->seed_fn) {
         if (y->dtype != CD_FLOAT32 || y->ndim < 1 || y->dims[0] != x->dims[0]) {
@@ -423,13 +450,23 @@ static cd_status pass_body(cd_explainer *e, cd_plan *p, const cd_tensor *x, cons
             st = io->seed_fn(io->seed_ctx, y, io->start, seed, err);
         }
     } else {
-        st = eval_objective(io->obj, y, m->values[vo].name, x->dims[0], io->targets,
+        st = eval_objective(io->obj, y, y64, m->values[vo].name, x->dims[0], io->targets,
                             io->scores, seed, batch_problem, err);
     }
     if (st == CD_OK && io->values)
         for (int i = 0; i < io->n_wrt && st == CD_OK; i++)
             st = cd_tensor_clone(&p->vals[ids[i]], &io->values[i], err);
-    if (st == CD_OK && io->grads) {
+    if (st == CD_OK && io->grads && e->float64) {
+        const cd_tensor *seeds[1] = {seed};
+        cd_tensor *g64[16] = {0};
+        st = cd_plan_backward64(p, 1, &vo, seeds, io->n_wrt, ids, g64, &e->ctx);
+        for (int i = 0; i < io->n_wrt; i++) {
+            io->grads[i] = NULL;
+            if (st == CD_OK)
+                st = cd_tensor_narrow(g64[i], &io->grads[i], err);
+            cd_tensor_free(g64[i]);
+        }
+    } else if (st == CD_OK && io->grads) {
         const cd_tensor *seeds[1] = {seed};
         st = cd_plan_backward(p, 1, &vo, seeds, io->n_wrt, ids, io->grads, &e->ctx);
     }
@@ -446,7 +483,8 @@ static cd_status one_pass(cd_explainer *e, const cd_tensor *x, const pass_io *io
         return CD_ERR_INVALID_ARGUMENT;
     /* Gradients and intermediate values (a pre-softmax score included) need
      * the plan that keeps every activation. */
-    bool tape = io->grads || io->values || !m->values[vo].is_graph_output || io->prefix;
+    bool tape = io->grads || io->values || !m->values[vo].is_graph_output || io->prefix ||
+                e->float64;
     cd_plan *p = NULL;
     cd_status st = ex_get_plan(e, x, tape, &p, err);
     if (st != CD_OK) {
@@ -660,7 +698,8 @@ int ex_linear_prefix(cd_explainer *e, const cd_tensor *x, const cd_objective *ob
 {
     const cd_model *m = e->model;
     cd_plan *p = NULL;
-    if (e->has_stoch || e->force_loop || e->batch_refused || check_x(e, x, err) != CD_OK ||
+    if (e->float64 || e->has_stoch || e->force_loop || e->batch_refused ||
+        check_x(e, x, err) != CD_OK ||
         ex_get_plan(e, x, true, &p, err) != CD_OK || p->n_steps < 2)
         return -1; /* a refused plan is reported again by the ordinary path */
     int first = p->steps[0], in = m->inputs[0];

@@ -55,6 +55,8 @@ static void help(FILE *f)
 "  --alpha A           overlay opacity (0.5)\n"
 "  --batch N           rows per forward/backward pass (8)\n"
 "  --threads N         threads (default: all cores)\n"
+"  --precision P       float32 (default) | float64: evaluate every pass in float64\n"
+"                      (exact gradients at ReLU/Clip kinks; slower, docs/explain.md)\n"
 "  --npy FILE          write the raw signed map of the (single) input to FILE\n"
 "                      (with --mc/--ensemble: the mean map)\n"
 "uncertainty (maps per MC sample / ensemble member, docs/explain.md):\n"
@@ -94,6 +96,7 @@ typedef struct ex_args {
     /* sanity check */
     bool sanity;
     int sanity_layers;
+    bool float64; /* --precision float64 */
 } ex_args;
 
 /* SITE:P[:channel] into site k of a. */
@@ -158,7 +161,7 @@ enum {
     OPT_FORM, OPT_STEPS, OPT_RULE, OPT_BASELINE, OPT_WINDOW, OPT_STRIDE, OPT_VALUE, OPT_MASKS,
     OPT_GRID, OPT_P, OPT_SEED, OPT_EVALUATE, OPT_STEP, OPT_BLUR, OPT_ALPHA, OPT_BATCH,
     OPT_THREADS, OPT_NPY, OPT_METHOD, OPT_MC, OPT_DROPOUT, OPT_ENSEMBLE, OPT_MEMBER,
-    OPT_SANITY, OPT_SANITY_LAYERS
+    OPT_SANITY, OPT_SANITY_LAYERS, OPT_PRECISION
 };
 
 /* Applies one option; returns false with a message on a bad value. */
@@ -228,6 +231,11 @@ static bool apply_option(int c, const char *v, void *ctx)
     case OPT_ALPHA: return cli_parse_float(v, -FLT_MAX, &a->alpha) && a->alpha >= 0 && a->alpha <= 1;
     case OPT_BATCH: return cli_parse_int(v, 1, 4096, &a->batch);
     case OPT_THREADS: return cli_parse_int(v, 1, 1024, &a->threads);
+    case OPT_PRECISION:
+        if (strcmp(v, "float32") && strcmp(v, "float64"))
+            return false;
+        a->float64 = strcmp(v, "float64") == 0;
+        return true;
     case OPT_NPY: a->npy = v; return true;
     case 'o': a->outdir = v; return true;
     case OPT_METHOD: return true; /* read before the loop: it sets the defaults */
@@ -257,6 +265,7 @@ static int parse_args(int argc, char **argv, ex_args *a)
         {"ensemble", no_argument, 0, OPT_ENSEMBLE},     {"member", required_argument, 0, OPT_MEMBER},
         {"sanity", no_argument, 0, OPT_SANITY},
         {"sanity-layers", required_argument, 0, OPT_SANITY_LAYERS},
+        {"precision", required_argument, 0, OPT_PRECISION},
         {0, 0, 0, 0}};
     /* First pass finds the method, whose defaults the other options refine. */
     int method = CD_EXPLAIN_GRADIENT;
@@ -306,7 +315,8 @@ static bool custom_curve_score(const ex_args *a)
 static void json_settings(FILE *f, const ex_args *a, const cd_explanation *ex)
 {
     const cd_explain_params *p = &a->p;
-    fprintf(f, "\"settings\":{\"objective\":");
+    fprintf(f, "\"settings\":{\"precision\":\"%s\",\"objective\":",
+            a->float64 ? "float64" : "float32");
     cli_json_str(f, objective_names[p->objective.kind]);
     if (p->objective.region_ndim)
         fprintf(f, ",\"region\":\"%s\"", a->region_text);
@@ -516,7 +526,7 @@ static int explain_one(const cd_model *m, cd_explainer *e, const char *input, co
         fp.objective = &p.objective;
     if (st == CD_OK && a->evaluate && sal)
         st = cd_explain_faithfulness(e, x, sal, ex.target, &fp, &fa, &err);
-    cd_explain_options eo = {.threads = a->threads, .max_batch = a->batch};
+    cd_explain_options eo = {.threads = a->threads, .max_batch = a->batch, .float64 = a->float64};
     if (st == CD_OK && a->sanity)
         st = cd_explain_sanity(m, &eo, x, &p, &ex, a->sanity_layers, p.seed, &san, &err);
     if (st == CD_OK && a->outdir) {
@@ -737,7 +747,7 @@ static int run_uncertain(int argc, char **argv, ex_args *a, cd_tensor *baseline)
     mo.n_sites = a->n_sites;
     mo.sites = a->sites;
     mo.threads = a->threads;
-    cd_explain_options eo = {.threads = a->threads, .max_batch = a->batch};
+    cd_explain_options eo = {.threads = a->threads, .max_batch = a->batch, .float64 = a->float64};
     cd_explain_mc *u = NULL;
     cd_error err = {0};
     /* Without --mc an ensemble is deterministic: Dropout stays the identity. */
@@ -796,7 +806,7 @@ int cmd_explain(int argc, char **argv)
     if (cd_model_load(argv[optind], NULL, &m, &err) != CD_OK)
         return cli_fail_err("explain", &err);
     a.fp.output_is_probability = strcmp(cd_model_output_kind(m), "probabilities") == 0;
-    cd_explain_options eo = {.threads = a.threads, .max_batch = a.batch};
+    cd_explain_options eo = {.threads = a.threads, .max_batch = a.batch, .float64 = a.float64};
     if (cd_explainer_create(m, &eo, &e, &err) != CD_OK ||
         (a.baseline_path && cd_npy_load_f32(a.baseline_path, &baseline, &err) != CD_OK)) {
         cd_explainer_free(e);

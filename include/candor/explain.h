@@ -73,6 +73,15 @@ typedef struct cd_explain_options {
     int threads;    /* 0 = all cores */
     int max_batch;  /* rows per pass, default 8 */
     bool force_loop; /* never batch (testing the fallback) */
+    /* Exact mode: every pass (forward, objective, backward) is evaluated in
+     * float64 on the model's float32 weights, so ReLU/Clip/MaxPool
+     * decisions and gradients are those of float64 arithmetic rather than
+     * float32's (which can take the other branch at a pre-activation
+     * within rounding of its kink). Results are returned as float32
+     * tensors (rounded once). Slower: a plain float64 kernel per operator,
+     * BLAS dgemm for Conv/Gemm/MatMul. Custom seed functions (MC entropy
+     * and mutual information) see the output rounded to float32. */
+    bool float64;
 } cd_explain_options;
 
 /* The model must have exactly one float32 input. *out owned by caller. */

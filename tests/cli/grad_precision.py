@@ -7,6 +7,7 @@ For each model, against the float64 autograd gradient of the fixture
 the float32-rounded file):
   torch32  PyTorch float32 autograd (same model, same input, same objective)
   candor   `candor explain --method gradient --npy` on the exported ONNX model
+  candor64 the same with `--precision float64` (every pass in float64)
   masked   (ONNX models whose operators mini_onnx below covers) a float64
            evaluation of the ONNX graph whose ReLU / Clip masks and MaxPool
            argmax positions are taken from candor's own float32 activations
@@ -167,6 +168,11 @@ def main():
                  "--method", "gradient", "--threads", "1", "--npy", cg] + EXPLAIN_ARGS.get(name, []))
             gc = np.load(cg)
             res = {"model": name, "torch32": rel(g32, g64), "candor": rel(gc, g64)}
+            cg64 = os.path.join(tmp, "g64.npy")
+            run([cli, "explain", onnx_path, os.path.join(fx, name + ".input.npy"),
+                 "--method", "gradient", "--threads", "1", "--precision", "float64",
+                 "--npy", cg64] + EXPLAIN_ARGS.get(name, []))
+            res["candor64"] = rel(np.load(cg64), g64)
             model = onnx.load(onnx_path)
             if covered(model):
                 names_k = kink_tensors(model)
