@@ -37,3 +37,43 @@ print("| IG, 32 Gauss-Legendre steps, %d rows per pass | %.1f ms | %.1f forward-
 print("| occlusion, %d windows, %d rows per pass | %.1f ms | %.3f per window | %.3f | |" % (r["occlusion_windows"], r["batch"], r["occlusion_ms"], r["occlusion_forward_equivalents_per_window"], r["occlusion_cpu_per_window"]))
 print("| RISE, %d masks, %d rows per pass | %.1f ms | %.3f per mask | %.3f | |" % (r["rise_masks"], r["batch"], r["rise_ms"], r["rise_forward_equivalents_per_mask"], r["rise_cpu_per_mask"]))
 PYEOF
+# The same measurements in PyTorch (torchvision resnet18, same input size,
+# same thread count, measured here in the same run): its own forward pass,
+# vanilla gradient and IG-32 in passes of BATCH rows, so the ratios have a
+# reference from a mainstream autograd engine on this machine.
+if "$PY" -c 'import torch, torchvision' 2>/dev/null; then
+  "$PY" - "$THREADS" "$RUNS" "$BATCH" <<'PYEOF'
+import sys, time
+import torch, torchvision
+threads, runs, batch = (int(a) for a in sys.argv[1:4])
+torch.set_num_threads(threads)
+torch.manual_seed(0)
+m = torchvision.models.resnet18().eval()
+x = torch.randn(1, 3, 224, 224)
+def median_ms(f):
+    f()
+    ts = []
+    for _ in range(runs):
+        t = time.perf_counter(); f(); ts.append(time.perf_counter() - t)
+    return sorted(ts)[len(ts) // 2] * 1e3
+def forward():
+    with torch.no_grad():
+        m(x)
+def gradient():
+    xi = x.clone().requires_grad_(True)
+    m(xi)[0, 0].backward()
+def ig32():
+    # 32 points on the straight path from a black baseline, BATCH rows a pass
+    for s in range(0, 32, batch):
+        a = (torch.arange(s, min(s + batch, 32), dtype=torch.float32) + 0.5) / 32
+        xi = (a.view(-1, 1, 1, 1) * x).requires_grad_(True)
+        m(xi)[:, 0].sum().backward()
+f, g, i = median_ms(forward), median_ms(gradient), median_ms(ig32)
+print("\nPyTorch %s reference (same machine, same run, %d threads):" % (torch.__version__, threads))
+print("| measurement | wall time | ratio to PyTorch's forward pass |")
+print("|---|---|---|")
+print("| forward pass | %.1f ms | 1 |" % f)
+print("| vanilla gradient (autograd) | %.1f ms | %.2fx |" % (g, g / f))
+print("| IG, 32 steps, %d rows per pass | %.1f ms | %.1f forward-pass equivalents |" % (batch, i, i / f))
+PYEOF
+fi
