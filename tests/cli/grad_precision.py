@@ -8,6 +8,10 @@ the float32-rounded file):
   torch32  PyTorch float32 autograd (same model, same input, same objective)
   candor   `candor explain --method gradient --npy` on the exported ONNX model
   candor64 the same with `--precision float64` (every pass in float64)
+For models whose operators mini_onnx covers, also against PyTorch float64
+autograd evaluating the exported ONNX graph itself ("onnx64": the function
+candor is given; the export folds BatchNorm into the Conv weights in float32,
+which can itself move a kink -- it does on mobilenet_v2).
   masked   (ONNX models whose operators mini_onnx below covers) a float64
            evaluation of the ONNX graph whose ReLU / Clip masks and MaxPool
            argmax positions are taken from candor's own float32 activations
@@ -172,7 +176,8 @@ def main():
             run([cli, "explain", onnx_path, os.path.join(fx, name + ".input.npy"),
                  "--method", "gradient", "--threads", "1", "--precision", "float64",
                  "--npy", cg64] + EXPLAIN_ARGS.get(name, []))
-            res["candor64"] = rel(np.load(cg64), g64)
+            gc64 = np.load(cg64)
+            res["candor64"] = rel(gc64, g64)
             model = onnx.load(onnx_path)
             if covered(model):
                 names_k = kink_tensors(model)
@@ -193,6 +198,7 @@ def main():
                 (y[0, target] if target is not None else y.sum()).backward()
                 go = xin.grad.numpy()
                 res["candor_vs_onnx64"] = rel(gc, go)
+                res["candor64_vs_onnx64"] = rel(gc64, go)
                 res["torch64_vs_onnx64"] = rel(g64, go)
                 xin, y = masked_eval(model, x, None, np.float32)
                 (y[0, target] if target is not None else y.sum()).backward()
