@@ -148,7 +148,7 @@ static cd_tensor *widen_or_view(const cd_tensor *t)
 }
 
 /* Output tensors for forward64 shaped as the float32 run's (float32 ->
- * float64). */
+ * float64), filled with NaN. */
 static void alloc_out64(const cd_node *n, cd_tensor **out32, cd_tensor **out64)
 {
     for (int j = 0; j < n->n_outputs; j++) {
@@ -158,6 +158,11 @@ static void alloc_out64(const cd_node *n, cd_tensor **out32, cd_tensor **out64)
         cd_dtype dt = out32[j]->dtype == CD_FLOAT32 ? CD_FLOAT64 : out32[j]->dtype;
         if (cd_tensor_create(dt, out32[j]->ndim, out32[j]->dims, &out64[j], NULL) != CD_OK)
             fail_msg("out of memory");
+        /* Reused buffers are not zeroed: an element a kernel leaves unwritten
+         * shows up as NaN. */
+        size_t cnt = cd_tensor_numel(out64[j]);
+        for (size_t i = 0; dt == CD_FLOAT64 && i < cnt; i++)
+            ((double *)out64[j]->data)[i] = NAN;
     }
 }
 
