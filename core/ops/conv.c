@@ -477,7 +477,6 @@ static void col2im_add64(const double *col, int64_t channels, const cd_win_geom 
  * column matrix and its planes of the image, so col2im needs no locking. */
 typedef struct col64_job {
     const conv_plan *p;
-    int64_t channels;
     const double *src;
     double *dst;
     bool to_col; /* im2col, else col2im_add */
@@ -497,7 +496,7 @@ static void col64_range(void *arg, int64_t lo, int64_t hi)
 static void col64_run(cd_ctx *ctx, const conv_plan *p, int64_t channels, const double *src,
                       double *dst, bool to_col)
 {
-    col64_job j = {p, channels, src, dst, to_col};
+    col64_job j = {p, src, dst, to_col};
     int64_t elems = channels * p->ksize * p->out_sp;
     cd_pool_for(ctx->pool, channels, tasks_for(elems), col64_range, &j);
 }
