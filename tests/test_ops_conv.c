@@ -8,6 +8,8 @@
 #include <string.h>
 
 #include "core/ops/conv_ref.h"
+#include "core/parallel.h"
+#include "core/plan64.h"
 #include "testutil.h"
 
 /* The case tables below list fields positionally and leave the trailing
@@ -403,6 +405,14 @@ static const conv_case grad_cases[] = {
     {1, 2, 2, 3, 1, {7}, {3}, {2}, {2}, {2, 1}, NULL, true},
     {3, 1, 2, 2, 1, {3, 4, 3}, {2, 2, 2}, {1, 2, 1}, {1, 1, 1}, {1, 0, 0, 0, 1, 1}, NULL, true},
     {2, 2, 3, 2, 1, {3, 4}, {1, 1}, {1, 1}, {1, 1}, {0, 0, 0, 0}, NULL, true}, /* direct */
+    /* depthwise with multiplier 2, batch 2, SAME_LOWER with stride */
+    {2, 2, 2, 4, 2, {5, 4}, {3, 2}, {2, 1}, {1, 1}, {0}, "SAME_LOWER", true},
+    {2, 1, 2, 3, 1, {6, 5}, {2, 2}, {1, 2}, {2, 1}, {0}, "VALID", false},
+    /* 1x1 with stride and pads: not the direct path */
+    {2, 1, 3, 2, 1, {5, 4}, {1, 1}, {2, 2}, {1, 1}, {1, 0, 0, 1}, NULL, true},
+    /* 3-D with groups, dilation and batch 2; 1-D depthwise SAME_UPPER strided */
+    {3, 2, 4, 2, 2, {3, 4, 4}, {2, 2, 2}, {1, 1, 2}, {1, 2, 1}, {0, 1, 0, 1, 0, 1}, NULL, true},
+    {1, 1, 3, 3, 3, {8}, {4}, {3}, {1}, {0}, "SAME_UPPER", true},
 };
 
 static void test_conv_gradcheck(void **state)
@@ -419,6 +429,15 @@ static const conv_case convt_grad_cases[] = {
     {1, 1, 2, 3, 1, {4}, {3}, {2}, {1}, {0}, "SAME_LOWER", true},
     {3, 1, 2, 2, 1, {2, 2, 3}, {2, 2, 2}, {2, 1, 1}, {1, 1, 1}, {0, 0, 1, 1, 0, 0}, NULL, true},
     {2, 1, 3, 2, 1, {3, 4}, {1, 1}, {1, 1}, {1, 1}, {0, 0, 0, 0}, NULL, true}, /* direct */
+    /* depthwise, batch 2, SAME_UPPER strided */
+    {2, 2, 3, 3, 3, {3, 3}, {3, 3}, {2, 2}, {1, 1}, {0}, "SAME_UPPER", true},
+    /* groups with output_padding and dilation, batch 2 */
+    {2, 2, 4, 6, 2, {3, 2}, {2, 2}, {2, 3}, {2, 1}, {1, 0, 0, 1}, NULL, false, false, {1, 2}},
+    {2, 1, 2, 2, 1, {3, 2}, {2, 3}, {2, 1}, {1, 1}, {0}, "VALID", true},
+    /* 3-D with groups and output_padding; strided 1x1 (not direct) */
+    {3, 1, 2, 4, 2, {2, 2, 2}, {2, 1, 2}, {2, 2, 1}, {1, 1, 2}, {0, 0, 0, 0, 0, 1}, NULL, true,
+     false, {1, 1, 0}},
+    {2, 1, 2, 3, 1, {3, 3}, {1, 1}, {2, 2}, {1, 1}, {0, 0, 0, 0}, NULL, true, false, {1, 0}},
 };
 
 static void test_convtranspose_gradcheck(void **state)
@@ -426,6 +445,117 @@ static void test_convtranspose_gradcheck(void **state)
     (void)state;
     for (size_t i = 0; i < CD_COUNT_OF(convt_grad_cases); i++)
         gradcheck_case("ConvTranspose", &convt_grad_cases[i], 700 + i);
+}
+
+/* Float64 kernels on products large enough for their dgemm to be cut into
+ * ranges (of rows and of columns, with and without transposes), run
+ * serially and on a 2-thread pool into outputs prefilled with NaN (the
+ * executor reuses buffers unzeroed): bit-identical for both thread counts
+ * and within float32 rounding of the float32 kernels (out, dX, dW, dB). */
+static void widen_all(cd_tensor **t32, cd_tensor **t64, int count)
+{
+    cd_error err;
+    for (int i = 0; i < count; i++) {
+        t64[i] = NULL;
+        if (t32[i])
+            assert_int_equal(cd_tensor_widen(t32[i], &t64[i], &err), CD_OK);
+    }
+}
+
+static void expect_near_f32(const cd_tensor *a64, const cd_tensor *b32, const char *op,
+                            const char *what)
+{
+    size_t cnt = cd_tensor_numel(b32);
+    const double *a = a64->data;
+    const float *b = b32->data;
+    double mx = 0;
+    for (size_t i = 0; i < cnt; i++)
+        mx = fmax(mx, fabs((double)b[i]));
+    for (size_t i = 0; i < cnt; i++)
+        if (!(fabs(a[i] - b[i]) <= 1e-5 * (1 + mx)))
+            fail_msg("%s %s element %zu: float64 %.9g float32 %.9g", op, what, i, a[i],
+                     (double)b[i]);
+}
+
+static void check_f64_large(const char *op, const conv_case *c, uint64_t seed)
+{
+    cd_node n;
+    make_conv_node(&n, op, c);
+    const cd_op_def *def = cd_op_get(n.op);
+    int nin = n.n_inputs;
+    cd_tensor *in[3], *out32[1], *gy[1], *g32[3] = {0}, *res[2][4] = {{0}};
+    make_inputs(c, strcmp(op, "ConvTranspose") == 0, seed, in);
+    cd_error err;
+    if (tu_run_node(&n, in, out32, true, &err) != CD_OK)
+        fail_msg("%s forward: %s", op, err.message);
+    gy[0] = tu_random(out32[0]->ndim, out32[0]->dims, seed + 5, -1.f, 1.f);
+    for (int i = 0; i < nin; i++)
+        assert_int_equal(cd_tensor_create(CD_FLOAT32, in[i]->ndim, in[i]->dims, &g32[i], NULL),
+                         CD_OK);
+    cd_ctx ctx = {.err = &err, .threads = 1};
+    assert_int_equal(def->backward(&n, in, out32, gy, g32, &ctx), CD_OK);
+    cd_ctx_release(&ctx);
+    for (int run = 0; run < 2; run++) {
+        cd_tensor *in64[3], *gy64[1], **r = res[run];
+        widen_all(in, in64, nin);
+        widen_all(gy, gy64, 1);
+        assert_int_equal(cd_tensor_create(CD_FLOAT64, out32[0]->ndim, out32[0]->dims, &r[0],
+                                          NULL),
+                         CD_OK);
+        double *y = r[0]->data;
+        for (size_t i = 0; i < cd_tensor_numel(r[0]); i++)
+            y[i] = NAN;
+        for (int i = 0; i < nin; i++)
+            assert_int_equal(
+                cd_tensor_create(CD_FLOAT64, in[i]->ndim, in[i]->dims, &r[1 + i], NULL), CD_OK);
+        cd_ctx c64 = {.err = &err, .threads = run ? 2 : 1};
+        assert_int_equal(cd_ctx_ensure_pool(&c64), CD_OK);
+        if (def->forward64(&n, in64, r, &c64) != CD_OK ||
+            def->backward64(&n, in64, r, gy64, r + 1, &c64) != CD_OK)
+            fail_msg("%s float64: %s", op, err.message);
+        cd_ctx_release(&c64);
+        cd_tensor_free(gy64[0]);
+        for (int i = 0; i < nin; i++)
+            cd_tensor_free(in64[i]);
+    }
+    static const char *const what[] = {"output", "dX", "dW", "dB"};
+    for (int i = 0; i <= nin; i++) {
+        size_t bytes = cd_tensor_numel(res[0][i]) * sizeof(double);
+        if (memcmp(res[0][i]->data, res[1][i]->data, bytes) != 0)
+            fail_msg("%s %s: 1 and 2 threads differ", op, what[i]);
+        expect_near_f32(res[0][i], i ? g32[i - 1] : out32[0], op, what[i]);
+    }
+    for (int i = 0; i < 4; i++) {
+        cd_tensor_free(res[0][i]);
+        cd_tensor_free(res[1][i]);
+    }
+    for (int i = 0; i < nin; i++)
+        cd_tensor_free(g32[i]);
+    cd_tensor_free(gy[0]);
+    cd_tensor_free(out32[0]);
+    free_inputs(in);
+    cd_node_clear(&n);
+}
+
+static void test_f64_large_products(void **state)
+{
+    (void)state;
+    /* Conv: wide planes (column cuts), then a 7x7 plane with many channels
+     * (row cuts); ConvTranspose the same way round. */
+    static const conv_case conv[] = {
+        {2, 2, 16, 32, 1, {32, 32}, {3, 3}, {1, 1}, {1, 1}, {1, 1, 1, 1}, NULL, true},
+        {2, 1, 64, 64, 1, {7, 7}, {3, 3}, {1, 1}, {1, 1}, {1, 1, 1, 1}, NULL, true},
+        {2, 1, 64, 32, 2, {14, 14}, {3, 3}, {2, 2}, {1, 1}, {1, 0, 1, 1}, NULL, false},
+    };
+    static const conv_case convt[] = {
+        {2, 1, 32, 16, 1, {16, 16}, {3, 3}, {2, 2}, {1, 1}, {1, 1, 1, 1}, NULL, true, false,
+         {1, 1}},
+        {2, 1, 64, 64, 1, {7, 7}, {3, 3}, {1, 1}, {1, 1}, {1, 1, 1, 1}, NULL, true},
+    };
+    for (size_t i = 0; i < CD_COUNT_OF(conv); i++)
+        check_f64_large("Conv", &conv[i], 40 + i);
+    for (size_t i = 0; i < CD_COUNT_OF(convt); i++)
+        check_f64_large("ConvTranspose", &convt[i], 60 + i);
 }
 
 /* Errors ------------------------------------------------------------------- */
@@ -484,6 +614,7 @@ int main(void)
         cmocka_unit_test(test_convtranspose_forward_vs_naive),
         cmocka_unit_test(test_conv_gradcheck),
         cmocka_unit_test(test_convtranspose_gradcheck),
+        cmocka_unit_test(test_f64_large_products),
         cmocka_unit_test(test_conv_errors),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

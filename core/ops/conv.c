@@ -7,6 +7,9 @@
  * and its backward reuses im2col. Every product is an OpenBLAS sgemm done per
  * group and per batch item on scratch from the session.
  *
+ * The float64 kernels (forward64/backward64, the exact-gradient mode) follow
+ * the same lowering with dgemm and none of the fast paths.
+ *
  * Also holds the window geometry shared with core/ops/pool.c and a naive
  * reference Conv the tests compare the fast path against (conv_ref.h). */
 #include <cblas.h>
@@ -202,13 +205,16 @@ static cd_status plan_sizes(const cd_node *n, conv_plan *p, int64_t col_channels
     return CD_OK;
 }
 
+/* dt: CD_FLOAT32 for the float kernels, CD_FLOAT64 for the float64 ones. */
 static cd_status check_float_rank(const cd_node *n, const cd_tensor *x, const cd_tensor *w,
-                                  const cd_tensor *b, cd_error *err)
+                                  const cd_tensor *b, cd_dtype dt, cd_error *err)
 {
     if (!x || !w)
         return cd_node_fail(n, err, CD_ERR_PARSE, "inputs X and W are required");
-    if (x->dtype != CD_FLOAT32 || w->dtype != CD_FLOAT32 || (b && b->dtype != CD_FLOAT32))
-        return cd_node_fail(n, err, CD_ERR_UNSUPPORTED, "only float32 is supported");
+    if (x->dtype != dt || w->dtype != dt || (b && b->dtype != dt))
+        return cd_node_fail(n, err, CD_ERR_UNSUPPORTED, "%s",
+                            dt == CD_FLOAT32 ? "only float32 is supported"
+                                             : "float64 kernel given non-float64 X, W or B");
     if (x->ndim < 3 || x->ndim > 2 + CD_WIN_MAX_SP)
         return cd_node_fail(n, err, CD_ERR_UNSUPPORTED,
                             "input rank %d (supported: 3..5, i.e. 1-D to 3-D)", x->ndim);
@@ -244,10 +250,10 @@ static cd_status plan_group(const cd_node *n, int64_t *group, cd_error *err)
 
 /* Conv: X [N, C, in...], W [M, C/G, k...], B [M]. */
 static cd_status conv_plan_make(const cd_node *n, cd_tensor *const *in, conv_plan *p,
-                                cd_error *err)
+                                cd_dtype dt, cd_error *err)
 {
     const cd_tensor *x = in[0], *w = in[1], *b = n->n_inputs > 2 ? in[2] : NULL;
-    cd_status st = check_float_rank(n, x, w, b, err);
+    cd_status st = check_float_rank(n, x, w, b, dt, err);
     if (st != CD_OK || (st = plan_group(n, &p->group, err)) != CD_OK)
         return st;
     int64_t c = x->dims[1], m = w->dims[0];
@@ -324,10 +330,10 @@ static cd_status transpose_geom(const cd_node *n, const cd_tensor *x, const int6
 /* ConvTranspose: X [N, C, in...], W [C, M/G, k...], B [M], Y [N, M, out...].
  * Geometry in = Y spatial, out = X spatial; cg = C/G (X side), mg = M/G. */
 static cd_status convt_plan_make(const cd_node *n, cd_tensor *const *in, conv_plan *p,
-                                 cd_error *err)
+                                 cd_dtype dt, cd_error *err)
 {
     const cd_tensor *x = in[0], *w = in[1], *b = n->n_inputs > 2 ? in[2] : NULL;
-    cd_status st = check_float_rank(n, x, w, b, err);
+    cd_status st = check_float_rank(n, x, w, b, dt, err);
     if (st != CD_OK || (st = plan_group(n, &p->group, err)) != CD_OK)
         return st;
     int64_t c = x->dims[1];
@@ -421,14 +427,152 @@ static void sgemm(cd_ctx *ctx, bool ta, bool tb, int64_t m, int64_t nn, int64_t 
     cd_sgemm(ctx, ta, tb, m, nn, k, 1.0f, a, lda, b, ldb, beta, c, ldc);
 }
 
-static float *scratch_floats(cd_ctx *ctx, size_t elems, size_t copies)
+/* copies * elems values of size bytes each from the session's scratch. */
+static void *scratch_values(cd_ctx *ctx, size_t elems, size_t copies, size_t size)
 {
     size_t bytes;
-    if (!cd_mul_size(elems, copies, &bytes) || !cd_mul_size(bytes, sizeof(float), &bytes)) {
+    if (!cd_mul_size(elems, copies, &bytes) || !cd_mul_size(bytes, size, &bytes)) {
         cd_fail(ctx->err, CD_ERR_LIMIT, "convolution scratch size overflows");
         return NULL;
     }
     return cd_ctx_scratch(ctx, bytes);
+}
+
+static float *scratch_floats(cd_ctx *ctx, size_t elems, size_t copies)
+{
+    return scratch_values(ctx, elems, copies, sizeof(float));
+}
+
+/* im2col runs on the pool in channel ranges (each range writes its own
+ * rows); tasks only when there is enough work to pay for waking the workers:
+ * about one per 32 Ki floats, at most 8. The epilogue runs inside the sgemm
+ * blocks (epilogue_block), except on the batched path (epilogue_range). */
+static int tasks_for(int64_t elems)
+{
+    int64_t t = elems / 32768 + 1;
+    return t < 8 ? (int)t : 8;
+}
+
+/* Float64 primitives (forward64/backward64) --------------------------------
+ *
+ * The exact-gradient mode takes no fast path: im2col/col2im over the same
+ * window walk as the float kernels, and OpenBLAS dgemm. */
+
+static void im2col64(const double *img, int64_t channels, const cd_win_geom *g, int64_t out_sp,
+                     double *col)
+{
+    WIN_WALK(g, channels, { col[row_ * out_sp + pos_] = src_ >= 0 ? img[src_] : 0.0; });
+}
+
+static void col2im_add64(const double *col, int64_t channels, const cd_win_geom *g,
+                         int64_t out_sp, double *img)
+{
+    WIN_WALK(g, channels, {
+        if (src_ >= 0)
+            img[src_] += col[row_ * out_sp + pos_];
+    });
+}
+
+/* Channel ranges of one image on the pool: each range owns its rows of the
+ * column matrix and its planes of the image, so col2im needs no locking. */
+typedef struct col64_job {
+    const conv_plan *p;
+    const double *src;
+    double *dst;
+    bool to_col; /* im2col, else col2im_add */
+} col64_job;
+
+static void col64_range(void *arg, int64_t lo, int64_t hi)
+{
+    const col64_job *j = arg;
+    const conv_plan *p = j->p;
+    size_t img = (size_t)(lo * p->in_sp), col = (size_t)(lo * p->ksize * p->out_sp);
+    if (j->to_col)
+        im2col64(j->src + img, hi - lo, &p->g, p->out_sp, j->dst + col);
+    else
+        col2im_add64(j->src + col, hi - lo, &p->g, p->out_sp, j->dst + img);
+}
+
+static void col64_run(cd_ctx *ctx, const conv_plan *p, int64_t channels, const double *src,
+                      double *dst, bool to_col)
+{
+    col64_job j = {p, src, dst, to_col};
+    int64_t elems = channels * p->ksize * p->out_sp;
+    cd_pool_for(ctx->pool, channels, tasks_for(elems), col64_range, &j);
+}
+
+/* C = op(A) op(B) + beta C cut into ranges of op(A)'s rows or op(B)'s
+ * columns (the longer), the cut chosen from the shape alone so that the bits
+ * do not depend on the thread count (as cd_sgemm); each range is one
+ * single-threaded dgemm. */
+typedef struct dgemm_job {
+    bool ta, tb, rows;
+    int64_t m, n, k, lda, ldb, ldc, per;
+    const double *a, *b;
+    double beta;
+    double *c;
+} dgemm_job;
+
+static void dgemm_task(void *arg, int task)
+{
+    const dgemm_job *j = arg;
+    int64_t lo = (int64_t)task * j->per, len = j->rows ? j->m : j->n;
+    len = len - lo < j->per ? len - lo : j->per;
+    const double *a = j->a, *b = j->b;
+    double *c = j->c;
+    int64_t m = j->m, n = j->n;
+    if (j->rows) {
+        a += j->ta ? lo : lo * j->lda;
+        c += lo * j->ldc;
+        m = len;
+    } else {
+        b += j->tb ? lo * j->ldb : lo;
+        c += lo;
+        n = len;
+    }
+    cblas_dgemm(CblasRowMajor, j->ta ? CblasTrans : CblasNoTrans,
+                j->tb ? CblasTrans : CblasNoTrans, (int)m, (int)n, (int)j->k, 1.0, a,
+                (int)j->lda, b, (int)j->ldb, j->beta, c, (int)j->ldc);
+}
+
+/* About one range per 2^20 multiply-adds (smaller ones do not repay a pool
+ * round trip), at most 8, each at least 32 long. */
+static void dgemm64(cd_ctx *ctx, bool ta, bool tb, int64_t m, int64_t n, int64_t k,
+                    const double *a, int64_t lda, const double *b, int64_t ldb, double beta,
+                    double *c, int64_t ldc)
+{
+    if (m <= 0 || n <= 0)
+        return;
+    dgemm_job j = {ta, tb, n < m, m, n, k, lda, ldb, ldc, 0, a, b, beta, c};
+    int64_t len = j.rows ? m : n;
+    double ranges = (double)m * (double)n * (double)k / 1048576.0 + 1;
+    int64_t t = ranges < 8 ? (int64_t)ranges : 8;
+    t = t < len / 32 ? t : len / 32;
+    t = t > 1 ? t : 1;
+    j.per = (len + t - 1) / t;
+    cd_pool_run(ctx->pool, (int)((len + j.per - 1) / j.per), dgemm_task, &j);
+}
+
+static void add_bias64(double *y, const double *b, int64_t maps, int64_t sp)
+{
+    for (int64_t m = 0; m < maps; m++)
+        for (int64_t i = 0; i < sp; i++)
+            y[m * sp + i] += b[m];
+}
+
+static void sum_bias_grad64(const double *gy, double *gb, int64_t maps, int64_t sp)
+{
+    for (int64_t m = 0; m < maps; m++) {
+        double s = 0;
+        for (int64_t i = 0; i < sp; i++)
+            s += gy[m * sp + i];
+        gb[m] += s;
+    }
+}
+
+static double *scratch_doubles(cd_ctx *ctx, size_t elems, size_t copies)
+{
+    return scratch_values(ctx, elems, copies, sizeof(double));
 }
 
 /* Conv --------------------------------------------------------------------- */
@@ -444,7 +588,7 @@ static cd_status conv_infer(const cd_node *n, cd_tensor *const *in, cd_tensor **
                             cd_error *err)
 {
     conv_plan p;
-    cd_status st = conv_plan_make(n, in, &p, err);
+    cd_status st = conv_plan_make(n, in, &p, CD_FLOAT32, err);
     if (st != CD_OK)
         return st;
     int64_t dims[CD_MAX_DIMS] = {p.batch, p.mg * p.group};
@@ -671,7 +815,7 @@ static cd_status kernel_init(cd_conv_kernel *k, const cd_node *n, cd_tensor *con
                              cd_conv_algo algo, bool plan_time, cd_error *err)
 {
     memset(k, 0, sizeof *k);
-    cd_status st = conv_plan_make(n, in, &k->p, err);
+    cd_status st = conv_plan_make(n, in, &k->p, CD_FLOAT32, err);
     if (st != CD_OK)
         return st;
     const cd_tensor *b = n->n_inputs > 2 ? in[2] : NULL;
@@ -730,16 +874,6 @@ void cd_conv_kernel_free(cd_conv_kernel *k)
 }
 
 cd_conv_algo cd_conv_kernel_algo(const cd_conv_kernel *k) { return k->algo; }
-
-/* im2col runs on the pool in channel ranges (each range writes its own
- * rows); tasks only when there is enough work to pay for waking the workers:
- * about one per 32 Ki floats, at most 8. The epilogue runs inside the sgemm
- * blocks (epilogue_block), except on the batched path (epilogue_range). */
-static int tasks_for(int64_t elems)
-{
-    int64_t t = elems / 32768 + 1;
-    return t < 8 ? (int)t : 8;
-}
 
 typedef struct gemm_side_job {
     const conv_plan *p;
@@ -1063,7 +1197,7 @@ cd_status cd_conv_kernel_create_input_grad(const cd_node *n, cd_tensor *const *i
 {
     *out = NULL;
     conv_plan f;
-    cd_status st = conv_plan_make(n, in, &f, err);
+    cd_status st = conv_plan_make(n, in, &f, CD_FLOAT32, err);
     if (st != CD_OK)
         return st;
     conv_plan t = f;
@@ -1116,7 +1250,7 @@ static cd_status conv_backward(const cd_node *n, cd_tensor *const *in, cd_tensor
     if (!gout[0])
         return CD_OK;
     conv_plan p;
-    cd_status st = conv_plan_make(n, in, &p, ctx->err);
+    cd_status st = conv_plan_make(n, in, &p, CD_FLOAT32, ctx->err);
     if (st != CD_OK)
         return st;
     float *gx = gin[0] ? cd_f32(gin[0]) : NULL, *gw = gin[1] ? cd_f32(gin[1]) : NULL;
@@ -1155,7 +1289,81 @@ static cd_status conv_backward(const cd_node *n, cd_tensor *const *in, cd_tensor
     return CD_OK;
 }
 
-const cd_op_def cd_opdef_CONV = {"Conv", 1, conv_parse, conv_infer, conv_forward, conv_backward};
+/* Float64 Conv: Y_g = W_g im2col(X_g) + B per batch item and group. */
+static cd_status conv_forward64(const cd_node *n, cd_tensor *const *in, cd_tensor **out,
+                                cd_ctx *ctx)
+{
+    conv_plan p;
+    cd_status st = conv_plan_make(n, in, &p, CD_FLOAT64, ctx->err);
+    if (st != CD_OK)
+        return st;
+    const cd_tensor *b = n->n_inputs > 2 ? in[2] : NULL;
+    double *col = p.direct ? NULL : scratch_doubles(ctx, p.col_elems, 1);
+    if (!p.direct && !col)
+        return ctx->err->code;
+    int64_t kdim = p.cg * p.ksize, m_all = p.mg * p.group, c_all = p.cg * p.group;
+    for (int64_t bi = 0; bi < p.batch; bi++)
+        for (int64_t gi = 0; gi < p.group; gi++) {
+            const double *x = cd_cf64(in[0]) + (bi * c_all + gi * p.cg) * p.in_sp;
+            double *y = cd_f64(out[0]) + (bi * m_all + gi * p.mg) * p.out_sp;
+            if (!p.direct)
+                col64_run(ctx, &p, p.cg, x, col, true);
+            dgemm64(ctx, false, false, p.mg, p.out_sp, kdim, cd_cf64(in[1]) + gi * p.mg * kdim,
+                    kdim, p.direct ? x : col, p.out_sp, 0.0, y, p.out_sp);
+            if (b)
+                add_bias64(y, cd_cf64(b) + gi * p.mg, p.mg, p.out_sp);
+        }
+    return CD_OK;
+}
+
+/* conv_backward in float64: dW += dY col^T, dX += col2im(W^T dY), dB += sum dY. */
+static cd_status conv_backward64(const cd_node *n, cd_tensor *const *in, cd_tensor *const *out,
+                                 cd_tensor *const *gout, cd_tensor **gin, cd_ctx *ctx)
+{
+    CD_UNUSED(out);
+    if (!gout[0])
+        return CD_OK;
+    conv_plan p;
+    cd_status st = conv_plan_make(n, in, &p, CD_FLOAT64, ctx->err);
+    if (st != CD_OK)
+        return st;
+    double *gx = gin[0] ? cd_f64(gin[0]) : NULL, *gw = gin[1] ? cd_f64(gin[1]) : NULL;
+    double *gb = n->n_inputs > 2 && gin[2] ? cd_f64(gin[2]) : NULL;
+    /* col (for dW) and dcol (for dX), only what is asked for. */
+    size_t copies = (size_t)(gw != NULL) + (size_t)(gx != NULL);
+    double *col = p.direct || !copies ? NULL : scratch_doubles(ctx, p.col_elems, copies);
+    if (!p.direct && copies && !col)
+        return ctx->err->code;
+    double *dcol = col && gw ? col + p.col_elems : col;
+    int64_t kdim = p.cg * p.ksize, m_all = p.mg * p.group, c_all = p.cg * p.group;
+    for (int64_t bi = 0; bi < p.batch; bi++)
+        for (int64_t gi = 0; gi < p.group; gi++) {
+            int64_t xoff = (bi * c_all + gi * p.cg) * p.in_sp;
+            const double *x = cd_cf64(in[0]) + xoff;
+            const double *w = cd_cf64(in[1]) + gi * p.mg * kdim;
+            const double *gy = cd_cf64(gout[0]) + (bi * m_all + gi * p.mg) * p.out_sp;
+            if (gw) {
+                if (!p.direct)
+                    col64_run(ctx, &p, p.cg, x, col, true);
+                dgemm64(ctx, false, true, p.mg, kdim, p.out_sp, gy, p.out_sp, p.direct ? x : col,
+                        p.out_sp, 1.0, gw + gi * p.mg * kdim, kdim);
+            }
+            if (gx && p.direct)
+                dgemm64(ctx, true, false, kdim, p.out_sp, p.mg, w, kdim, gy, p.out_sp, 1.0,
+                        gx + xoff, p.in_sp);
+            else if (gx) {
+                dgemm64(ctx, true, false, kdim, p.out_sp, p.mg, w, kdim, gy, p.out_sp, 0.0, dcol,
+                        p.out_sp);
+                col64_run(ctx, &p, p.cg, dcol, gx + xoff, false);
+            }
+            if (gb)
+                sum_bias_grad64(gy, gb + gi * p.mg, p.mg, p.out_sp);
+        }
+    return CD_OK;
+}
+
+const cd_op_def cd_opdef_CONV = {"Conv", 1, conv_parse, conv_infer, conv_forward, conv_backward,
+                                 conv_forward64, conv_backward64};
 
 /* ConvTranspose ------------------------------------------------------------ */
 
@@ -1163,7 +1371,7 @@ static cd_status convt_infer(const cd_node *n, cd_tensor *const *in, cd_tensor *
                              cd_error *err)
 {
     conv_plan p;
-    cd_status st = convt_plan_make(n, in, &p, err);
+    cd_status st = convt_plan_make(n, in, &p, CD_FLOAT32, err);
     if (st != CD_OK)
         return st;
     int64_t dims[CD_MAX_DIMS] = {p.batch, p.mg * p.group};
@@ -1178,7 +1386,7 @@ static cd_status convt_forward(const cd_node *n, cd_tensor *const *in, cd_tensor
                                cd_ctx *ctx)
 {
     conv_plan p;
-    cd_status st = convt_plan_make(n, in, &p, ctx->err);
+    cd_status st = convt_plan_make(n, in, &p, CD_FLOAT32, ctx->err);
     if (st != CD_OK)
         return st;
     const cd_tensor *b = n->n_inputs > 2 ? in[2] : NULL;
@@ -1213,7 +1421,7 @@ static cd_status convt_backward(const cd_node *n, cd_tensor *const *in, cd_tenso
     if (!gout[0])
         return CD_OK;
     conv_plan p;
-    cd_status st = convt_plan_make(n, in, &p, ctx->err);
+    cd_status st = convt_plan_make(n, in, &p, CD_FLOAT32, ctx->err);
     if (st != CD_OK)
         return st;
     float *gx = gin[0] ? cd_f32(gin[0]) : NULL, *gw = gin[1] ? cd_f32(gin[1]) : NULL;
@@ -1243,8 +1451,82 @@ static cd_status convt_backward(const cd_node *n, cd_tensor *const *in, cd_tenso
     return CD_OK;
 }
 
-const cd_op_def cd_opdef_CONV_TRANSPOSE = {"ConvTranspose", 1,           conv_parse,
-                                           convt_infer,     convt_forward, convt_backward};
+/* Float64 ConvTranspose: Y_g = col2im(W_g^T X_g) + B. */
+static cd_status convt_forward64(const cd_node *n, cd_tensor *const *in, cd_tensor **out,
+                                 cd_ctx *ctx)
+{
+    conv_plan p;
+    cd_status st = convt_plan_make(n, in, &p, CD_FLOAT64, ctx->err);
+    if (st != CD_OK)
+        return st;
+    const cd_tensor *b = n->n_inputs > 2 ? in[2] : NULL;
+    double *col = p.direct ? NULL : scratch_doubles(ctx, p.col_elems, 1);
+    if (!p.direct && !col)
+        return ctx->err->code;
+    int64_t kdim = p.mg * p.ksize, m_all = p.mg * p.group, c_all = p.cg * p.group;
+    for (int64_t bi = 0; bi < p.batch; bi++)
+        for (int64_t gi = 0; gi < p.group; gi++) {
+            const double *x = cd_cf64(in[0]) + (bi * c_all + gi * p.cg) * p.out_sp;
+            const double *w = cd_cf64(in[1]) + gi * p.cg * kdim;
+            double *y = cd_f64(out[0]) + (bi * m_all + gi * p.mg) * p.in_sp;
+            if (p.direct) {
+                dgemm64(ctx, true, false, kdim, p.out_sp, p.cg, w, kdim, x, p.out_sp, 0.0, y,
+                        p.in_sp);
+            } else {
+                dgemm64(ctx, true, false, kdim, p.out_sp, p.cg, w, kdim, x, p.out_sp, 0.0, col,
+                        p.out_sp);
+                memset(y, 0, (size_t)(p.mg * p.in_sp) * sizeof *y);
+                col64_run(ctx, &p, p.mg, col, y, false);
+            }
+            if (b)
+                add_bias64(y, cd_cf64(b) + gi * p.mg, p.mg, p.in_sp);
+        }
+    return CD_OK;
+}
+
+/* convt_backward in float64: with colY = im2col(dY_g), dX_g += W_g colY,
+ * dW_g += X_g colY^T, dB += sum dY. */
+static cd_status convt_backward64(const cd_node *n, cd_tensor *const *in, cd_tensor *const *out,
+                                  cd_tensor *const *gout, cd_tensor **gin, cd_ctx *ctx)
+{
+    CD_UNUSED(out);
+    if (!gout[0])
+        return CD_OK;
+    conv_plan p;
+    cd_status st = convt_plan_make(n, in, &p, CD_FLOAT64, ctx->err);
+    if (st != CD_OK)
+        return st;
+    double *gx = gin[0] ? cd_f64(gin[0]) : NULL, *gw = gin[1] ? cd_f64(gin[1]) : NULL;
+    double *gb = n->n_inputs > 2 && gin[2] ? cd_f64(gin[2]) : NULL;
+    bool need_col = !p.direct && (gx || gw);
+    double *col = need_col ? scratch_doubles(ctx, p.col_elems, 1) : NULL;
+    if (need_col && !col)
+        return ctx->err->code;
+    int64_t kdim = p.mg * p.ksize, m_all = p.mg * p.group, c_all = p.cg * p.group;
+    for (int64_t bi = 0; bi < p.batch; bi++)
+        for (int64_t gi = 0; gi < p.group; gi++) {
+            int64_t xoff = (bi * c_all + gi * p.cg) * p.out_sp;
+            const double *w = cd_cf64(in[1]) + gi * p.cg * kdim;
+            const double *gy = cd_cf64(gout[0]) + (bi * m_all + gi * p.mg) * p.in_sp;
+            const double *cy = p.direct ? gy : col;
+            if (need_col)
+                col64_run(ctx, &p, p.mg, gy, col, true);
+            if (gx)
+                dgemm64(ctx, false, false, p.cg, p.out_sp, kdim, w, kdim, cy, p.out_sp, 1.0,
+                        gx + xoff, p.out_sp);
+            if (gw)
+                dgemm64(ctx, false, true, p.cg, kdim, p.out_sp, cd_cf64(in[0]) + xoff, p.out_sp,
+                        cy, p.out_sp, 1.0, gw + gi * p.cg * kdim, kdim);
+            if (gb)
+                sum_bias_grad64(gy, gb + gi * p.mg, p.mg, p.in_sp);
+        }
+    return CD_OK;
+}
+
+const cd_op_def cd_opdef_CONV_TRANSPOSE = {"ConvTranspose", 1,
+                                           conv_parse,      convt_infer,
+                                           convt_forward,   convt_backward,
+                                           convt_forward64, convt_backward64};
 
 /* Reference ---------------------------------------------------------------- */
 
