@@ -276,7 +276,8 @@ static double gradcheck64(cd_node *n, cd_tensor **in, cd_tensor **out32, cd_tens
             double fm = objective64(n, in64, out32, w64);
             x[k] = saved;
             double num = (fp - fm) / (2 * h), ana = g[k];
-            double e = fabs(ana - num) / (1e-6 * (fmax(fabs(ana), fabs(num)) + 1e-2 * gmax));
+            double tol = 1e-6 * (fmax(fabs(ana), fabs(num)) + 1e-2 * gmax);
+            double e = ana == num ? 0 : fabs(ana - num) / tol; /* 0 == 0 is exact */
             if (!(e <= worst))
                 worst = isnan(e) ? INFINITY : fmax(worst, e);
             if (e > 1.0 && worst == e)
