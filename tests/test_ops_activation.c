@@ -476,6 +476,10 @@ static void test_definitions_registered(void **state)
     for (size_t i = 0; i < CD_COUNT_OF(defs); i++) {
         assert_ptr_equal(cd_op_get(ids[i]), defs[i]);
         assert_non_null(defs[i]->backward);
+        if (ids[i] != CD_OP_DROPOUT) { /* the float64 mode's kernels */
+            assert_non_null(defs[i]->forward64);
+            assert_non_null(defs[i]->backward64);
+        }
     }
 }
 
