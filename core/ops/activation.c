@@ -69,7 +69,7 @@ static float attr_alpha(const cd_node *n)
 
 /* The point-wise formulas, written once for float and double: y[i] from x[i]
  * over cnt elements, with the element type's libm functions. */
-#define POINTWISE_LOOPS(T, EXPM1, TANH, SIGMOID, CLAMP)                                      \
+#define POINTWISE_LOOPS(T, EXPM1, TANH, SIGMOID, CLAMP)                                       \
     switch (n->op) {                                                                          \
     case CD_OP_RELU:                                                                          \
         for (size_t i = 0; i < cnt; i++)                                                      \
@@ -100,7 +100,7 @@ static float attr_alpha(const cd_node *n)
             y[i] = x[i] * CLAMP(x[i] / (T)6 + (T)0.5);                                        \
         break;                                                                                \
     default:                                                                                  \
-        return cd_node_fail(n, ctx->err, CD_ERR_INTERNAL, "not a point-wise activation");    \
+        return cd_node_fail(n, ctx->err, CD_ERR_INTERNAL, "not a point-wise activation");     \
     }
 
 static cd_status pointwise_forward(const cd_node *n, cd_tensor *const *in, cd_tensor **out,
@@ -142,7 +142,7 @@ static cd_status pointwise_forward64(const cd_node *n, cd_tensor *const *in, cd_
             T v = alpha * x + beta;                                                           \
             return v > 0 && v < 1 ? alpha : (T)0;                                             \
         }                                                                                     \
-        default: { /* HardSwish: x * (x/6 + 1/2) inside the ramp */                          \
+        default: { /* HardSwish: x * (x/6 + 1/2) inside the ramp */                           \
             T v = x / (T)6 + (T)0.5;                                                          \
             return v <= 0 ? (T)0 : v >= 1 ? (T)1 : x / (T)3 + (T)0.5;                         \
         }                                                                                     \
@@ -185,8 +185,8 @@ static cd_status pointwise_backward64(const cd_node *n, cd_tensor *const *in,
 }
 
 #define POINTWISE(id, name, opset)                                                            \
-    const cd_op_def cd_opdef_##id = {name, opset, NULL, same_shape_infer, pointwise_forward,   \
-                                     pointwise_backward, pointwise_forward64,                  \
+    const cd_op_def cd_opdef_##id = {name, opset, NULL, same_shape_infer, pointwise_forward,  \
+                                     pointwise_backward, pointwise_forward64,                 \
                                      pointwise_backward64};
 POINTWISE(RELU, "Relu", 1)
 POINTWISE(LEAKY_RELU, "LeakyRelu", 1)
@@ -435,8 +435,8 @@ static cd_status clip_forward(const cd_node *n, cd_tensor *const *in, cd_tensor 
         CLIP_BOUNDS(T, LOWEST, HIGHEST)                                                       \
         const T *x = in[0]->data, *g = gout[0]->data;                                         \
         T *gx = gin[0] ? gin[0]->data : NULL;                                                 \
-        T *gmin = n->n_inputs > 1 && clip_bound(n, in, 1) && gin[1] ? gin[1]->data : NULL;   \
-        T *gmax = n->n_inputs > 2 && clip_bound(n, in, 2) && gin[2] ? gin[2]->data : NULL;   \
+        T *gmin = n->n_inputs > 1 && clip_bound(n, in, 1) && gin[1] ? gin[1]->data : NULL;    \
+        T *gmax = n->n_inputs > 2 && clip_bound(n, in, 2) && gin[2] ? gin[2]->data : NULL;    \
         size_t cnt = cd_tensor_numel_raw(in[0]);                                              \
         for (size_t i = 0; i < cnt; i++) {                                                    \
             bool below = x[i] < lo;                                                           \

@@ -242,7 +242,7 @@ typedef struct bin_args {
     } while (0)
 
 #define BIN_ROW(NAME, T, ADD, SUB, MUL, DIV)                                                  \
-    static void NAME(void *vc, const size_t *off, int64_t n, const int64_t *step)            \
+    static void NAME(void *vc, const size_t *off, int64_t n, const int64_t *step)             \
     {                                                                                         \
         const bin_args *c = vc;                                                               \
         T *o = (T *)c->o + off[0];                                                            \
@@ -316,7 +316,7 @@ typedef struct bin_grad_args {
  * repeated) offset: repeated offsets sum the gradient over broadcast axes.
  * One row function per element type (float32 plan, float64 mode). */
 #define BIN_GRAD_ROW(NAME, T)                                                                 \
-    static void NAME(void *vc, const size_t *off, int64_t n, const int64_t *step)            \
+    static void NAME(void *vc, const size_t *off, int64_t n, const int64_t *step)             \
     {                                                                                         \
         const bin_grad_args *c = vc;                                                          \
         const T *g = (const T *)c->g + off[0];                                                \
