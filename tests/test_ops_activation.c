@@ -8,11 +8,11 @@
 
 #include "testutil.h"
 
-/* Values in [-2, 2] at least `gap` away from every kink in `kinks`. */
-static cd_tensor *random_away_from(int ndim, const int64_t *dims, uint64_t seed,
-                                   const float *kinks, int n_kinks, float gap)
+/* Values in [-r, r] at least `gap` away from every kink in `kinks`. */
+static cd_tensor *random_away_within(int ndim, const int64_t *dims, uint64_t seed, float r,
+                                     const float *kinks, int n_kinks, float gap)
 {
-    cd_tensor *t = tu_random(ndim, dims, seed, -2.0f, 2.0f);
+    cd_tensor *t = tu_random(ndim, dims, seed, -r, r);
     float *p = t->data;
     size_t cnt = cd_tensor_numel(t);
     for (size_t i = 0; i < cnt; i++)
@@ -20,6 +20,12 @@ static cd_tensor *random_away_from(int ndim, const int64_t *dims, uint64_t seed,
             if (fabsf(p[i] - kinks[k]) < gap)
                 p[i] = kinks[k] + (p[i] >= kinks[k] ? gap : -gap);
     return t;
+}
+
+static cd_tensor *random_away_from(int ndim, const int64_t *dims, uint64_t seed,
+                                   const float *kinks, int n_kinks, float gap)
+{
+    return random_away_within(ndim, dims, seed, 2.0f, kinks, n_kinks, gap);
 }
 
 static double ref_sigmoid(double x) { return 1.0 / (1.0 + exp(-x)); }
@@ -82,6 +88,38 @@ static void test_pointwise(void **state)
     check_pointwise("HardSigmoid", 6, 0.5f, 0.6f, 0, 0, r_hsig, hs_custom, 2);
     const float hswish[] = {-3.0f, 3.0f};
     check_pointwise("HardSwish", 14, -1, -1, 0, 0, r_hswish, hswish, 2);
+}
+
+/* Gradients over [-6, 6]: the saturated ends of HardSigmoid and HardSwish
+ * and the flat tails of Sigmoid, Tanh and Elu, for both element types. */
+static void gradcheck_wide(const char *op, int opset, float alpha, const float *kinks,
+                           int n_kinks)
+{
+    cd_node n;
+    cd_error err;
+    tu_node_make(&n, op, opset, 1, 1);
+    if (alpha >= 0)
+        assert_int_equal(cd_node_add_float(&n, "alpha", alpha, &err), CD_OK);
+    tu_node_bind(&n);
+    int64_t d[] = {4, 10};
+    cd_tensor *in[1] = {random_away_within(2, d, 23, 6.0f, kinks, n_kinks, 0.05f)};
+    bool check[1] = {true};
+    assert_true(tu_gradcheck(&n, in, check, 1e-2f, 1e-3, 1e-2) <= 1.0);
+    cd_tensor_free(in[0]);
+    cd_node_clear(&n);
+}
+
+static void test_pointwise_wide(void **state)
+{
+    (void)state;
+    const float zero[] = {0.0f}, hsig[] = {-2.5f, 2.5f}, hswish[] = {-3.0f, 3.0f};
+    gradcheck_wide("HardSigmoid", 6, -1, hsig, 2);
+    gradcheck_wide("HardSwish", 14, -1, hswish, 2);
+    gradcheck_wide("Sigmoid", 13, -1, NULL, 0);
+    gradcheck_wide("Tanh", 13, -1, NULL, 0);
+    gradcheck_wide("Elu", 6, 0.7f, zero, 1);
+    gradcheck_wide("LeakyRelu", 16, 0.3f, zero, 1);
+    gradcheck_wide("Relu", 14, -1, zero, 1);
 }
 
 /* Extreme inputs: the sigmoid must neither overflow nor lose its tails. */
@@ -198,12 +236,25 @@ static void test_clip(void **state)
     cd_tensor *only_max[3] = {x, NULL, in3[2]};
     assert_int_equal(tu_run_node(&n, only_max, out, false, &err), CD_OK);
     check_clip_values(x, out[0], -INFINITY, 0.8);
+    assert_true(tu_gradcheck(&n, only_max, check3, 1e-2f, 1e-3, 1e-2) <= 1.0);
     cd_tensor_free(out[0]);
-    /* min > max: everything becomes max (spec). */
+    /* min > max: everything becomes max (spec), and so does the gradient. */
     cd_tensor *swapped[3] = {x, in3[2], in3[1]};
     assert_int_equal(tu_run_node(&n, swapped, out, false, &err), CD_OK);
     for (int i = 0; i < 20; i++)
         assert_float_equal(((float *)out[0]->data)[i], -0.5f, 0);
+    /* (Only max: gradcheck64's relative test is 0/0 on all-zero gradients.) */
+    bool check_max[3] = {false, false, true};
+    assert_true(tu_gradcheck(&n, swapped, check_max, 1e-2f, 1e-3, 1e-2) <= 1.0);
+    cd_tensor_free(out[0]);
+    cd_node_clear(&n);
+
+    /* Opset 13 without bounds: the identity. */
+    tu_node_make(&n, "Clip", 13, 1, 1);
+    tu_node_bind(&n);
+    assert_int_equal(tu_run_node(&n, in1, out, false, &err), CD_OK);
+    check_clip_values(x, out[0], -INFINITY, INFINITY);
+    assert_true(tu_gradcheck(&n, in1, check1, 1e-2f, 1e-3, 1e-2) <= 1.0);
     cd_tensor_free(out[0]);
     cd_node_clear(&n);
 
@@ -425,6 +476,10 @@ static void test_definitions_registered(void **state)
     for (size_t i = 0; i < CD_COUNT_OF(defs); i++) {
         assert_ptr_equal(cd_op_get(ids[i]), defs[i]);
         assert_non_null(defs[i]->backward);
+        if (ids[i] != CD_OP_DROPOUT) { /* the float64 mode's kernels */
+            assert_non_null(defs[i]->forward64);
+            assert_non_null(defs[i]->backward64);
+        }
     }
 }
 
@@ -433,6 +488,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_definitions_registered),
         cmocka_unit_test(test_pointwise),
+        cmocka_unit_test(test_pointwise_wide),
         cmocka_unit_test(test_sigmoid_extremes),
         cmocka_unit_test(test_prelu),
         cmocka_unit_test(test_clip),

@@ -221,8 +221,29 @@ static void test_sum_variadic(void **state)
     in[0] = tu_random(2, d0, 8, -1, 1);
     assert_int_equal(tu_run_node(&n, in, out, false, &err), CD_OK);
     assert_true(tu_max_abs_diff(in[0], out[0]) == 0);
+    bool check1[1] = {true};
+    assert_true(tu_gradcheck(&n, in, check1, 1e-2f, 1e-3, 1e-2) <= 1.0);
     cd_tensor_free(out[0]);
     cd_tensor_free(in[0]);
+    cd_node_clear(&n);
+
+    /* No input has the output's shape: (2,1,4) + (3,1) -> (2,3,4). */
+    tu_node_make(&n, "Sum", 13, 2, 1);
+    tu_node_bind(&n);
+    int64_t e0[] = {2, 1, 4}, e1[] = {3, 1};
+    in[0] = tu_random(3, e0, 9, -1, 1);
+    in[1] = tu_random(2, e1, 10, -1, 1);
+    assert_int_equal(tu_run_node(&n, in, out, false, &err), CD_OK);
+    assert_int_equal(cd_tensor_numel(out[0]), 24);
+    a = in[0]->data;
+    b = in[1]->data;
+    y = out[0]->data;
+    for (int i = 0; i < 24; i++)
+        assert_float_equal(y[i], a[(i / 12) * 4 + i % 4] + b[(i / 4) % 3], 1e-6);
+    assert_true(tu_gradcheck(&n, in, check, 1e-2f, 1e-3, 1e-2) <= 1.0);
+    cd_tensor_free(out[0]);
+    cd_tensor_free(in[0]);
+    cd_tensor_free(in[1]);
     cd_node_clear(&n);
 }
 
@@ -267,6 +288,8 @@ static void test_definitions_registered(void **state)
         assert_ptr_equal(cd_op_get(ids[i]), defs[i]);
         assert_non_null(defs[i]->forward);
         assert_non_null(defs[i]->backward);
+        assert_non_null(defs[i]->forward64);
+        assert_non_null(defs[i]->backward64);
         assert_true(defs[i]->min_opset <= 6);
     }
 }

@@ -1,7 +1,8 @@
 /* Activations: Relu, LeakyRelu, PRelu, Elu, Sigmoid, Tanh, Clip, HardSigmoid,
  * HardSwish, Softmax, LogSoftmax. Each has its shape rule, forward kernel and
  * vector-Jacobian product. Float32 throughout, except Clip, which also clamps
- * integer tensors (forward only). */
+ * integer tensors (forward only); the *64 kernels are the float64 mode's
+ * (op.h), with the float32 kernels' branches at every kink. */
 #include <float.h>
 #include <math.h>
 #include <string.h>
@@ -32,6 +33,14 @@ static float sigmoidf(float x)
     return e / (1.0f + e);
 }
 
+static double sigmoid64(double x)
+{
+    if (x >= 0)
+        return 1.0 / (1.0 + exp(-x));
+    double e = exp(x);
+    return e / (1.0 + e);
+}
+
 /* min(max(v, 0), 1) by comparisons: GCC leaves fminf/fmaxf as libm calls
  * (15% of MobileNet-v3's time), while this vectorises. A NaN passes through
  * both comparisons unchanged, as in NumPy's np.clip. */
@@ -39,6 +48,12 @@ static inline float unit_clamp(float v)
 {
     v = v < 0.0f ? 0.0f : v;
     return v > 1.0f ? 1.0f : v;
+}
+
+static inline double unit_clamp64(double v)
+{
+    v = v < 0.0 ? 0.0 : v;
+    return v > 1.0 ? 1.0 : v;
 }
 
 /* Attribute defaults follow the ONNX operator spec. */
@@ -52,6 +67,42 @@ static float attr_alpha(const cd_node *n)
     }
 }
 
+/* The point-wise formulas, written once for float and double: y[i] from x[i]
+ * over cnt elements, with the element type's libm functions. */
+#define POINTWISE_LOOPS(T, EXPM1, TANH, SIGMOID, CLAMP)                                       \
+    switch (n->op) {                                                                          \
+    case CD_OP_RELU:                                                                          \
+        for (size_t i = 0; i < cnt; i++)                                                      \
+            y[i] = x[i] > 0 ? x[i] : (T)0;                                                    \
+        break;                                                                                \
+    case CD_OP_LEAKY_RELU:                                                                    \
+        for (size_t i = 0; i < cnt; i++)                                                      \
+            y[i] = x[i] >= 0 ? x[i] : alpha * x[i];                                           \
+        break;                                                                                \
+    case CD_OP_ELU:                                                                           \
+        for (size_t i = 0; i < cnt; i++)                                                      \
+            y[i] = x[i] > 0 ? x[i] : alpha * EXPM1(x[i]);                                     \
+        break;                                                                                \
+    case CD_OP_SIGMOID:                                                                       \
+        for (size_t i = 0; i < cnt; i++)                                                      \
+            y[i] = SIGMOID(x[i]);                                                             \
+        break;                                                                                \
+    case CD_OP_TANH:                                                                          \
+        for (size_t i = 0; i < cnt; i++)                                                      \
+            y[i] = TANH(x[i]);                                                                \
+        break;                                                                                \
+    case CD_OP_HARD_SIGMOID:                                                                  \
+        for (size_t i = 0; i < cnt; i++)                                                      \
+            y[i] = CLAMP(alpha * x[i] + beta);                                                \
+        break;                                                                                \
+    case CD_OP_HARD_SWISH:                                                                    \
+        for (size_t i = 0; i < cnt; i++)                                                      \
+            y[i] = x[i] * CLAMP(x[i] / (T)6 + (T)0.5);                                        \
+        break;                                                                                \
+    default:                                                                                  \
+        return cd_node_fail(n, ctx->err, CD_ERR_INTERNAL, "not a point-wise activation");     \
+    }
+
 static cd_status pointwise_forward(const cd_node *n, cd_tensor *const *in, cd_tensor **out,
                                    cd_ctx *ctx)
 {
@@ -59,60 +110,47 @@ static cd_status pointwise_forward(const cd_node *n, cd_tensor *const *in, cd_te
     float *y = cd_f32(out[0]);
     size_t cnt = cd_tensor_numel_raw(in[0]);
     float alpha = attr_alpha(n), beta = cd_attr_float(n, "beta", 0.5f);
-    switch (n->op) {
-    case CD_OP_RELU:
-        for (size_t i = 0; i < cnt; i++)
-            y[i] = x[i] > 0 ? x[i] : 0.0f;
-        break;
-    case CD_OP_LEAKY_RELU:
-        for (size_t i = 0; i < cnt; i++)
-            y[i] = x[i] >= 0 ? x[i] : alpha * x[i];
-        break;
-    case CD_OP_ELU:
-        for (size_t i = 0; i < cnt; i++)
-            y[i] = x[i] > 0 ? x[i] : alpha * expm1f(x[i]);
-        break;
-    case CD_OP_SIGMOID:
-        for (size_t i = 0; i < cnt; i++)
-            y[i] = sigmoidf(x[i]);
-        break;
-    case CD_OP_TANH:
-        for (size_t i = 0; i < cnt; i++)
-            y[i] = tanhf(x[i]);
-        break;
-    case CD_OP_HARD_SIGMOID:
-        for (size_t i = 0; i < cnt; i++)
-            y[i] = unit_clamp(alpha * x[i] + beta);
-        break;
-    case CD_OP_HARD_SWISH:
-        for (size_t i = 0; i < cnt; i++)
-            y[i] = x[i] * unit_clamp(x[i] / 6.0f + 0.5f);
-        break;
-    default:
-        return cd_node_fail(n, ctx->err, CD_ERR_INTERNAL, "not a point-wise activation");
-    }
+    POINTWISE_LOOPS(float, expm1f, tanhf, sigmoidf, unit_clamp)
     return CD_OK;
 }
 
-/* dy/dx at one element, from the input x and the output y. */
-static float pointwise_slope(int op, float x, float y, float alpha, float beta)
+/* alpha and beta stay the float attributes' values, as in the float plan. */
+static cd_status pointwise_forward64(const cd_node *n, cd_tensor *const *in, cd_tensor **out,
+                                     cd_ctx *ctx)
 {
-    switch (op) {
-    case CD_OP_RELU: return x > 0 ? 1.0f : 0.0f;
-    case CD_OP_LEAKY_RELU: return x >= 0 ? 1.0f : alpha;
-    case CD_OP_ELU: return x > 0 ? 1.0f : y + alpha;
-    case CD_OP_SIGMOID: return y * (1.0f - y);
-    case CD_OP_TANH: return 1.0f - y * y;
-    case CD_OP_HARD_SIGMOID: {
-        float v = alpha * x + beta;
-        return v > 0 && v < 1 ? alpha : 0.0f;
-    }
-    default: { /* HardSwish: x * (x/6 + 1/2) inside the ramp */
-        float v = x / 6.0f + 0.5f;
-        return v <= 0 ? 0.0f : v >= 1 ? 1.0f : x / 3.0f + 0.5f;
-    }
-    }
+    const double *x = cd_cf64(in[0]);
+    double *y = cd_f64(out[0]);
+    size_t cnt = cd_tensor_numel_raw(in[0]);
+    double alpha = attr_alpha(n), beta = cd_attr_float(n, "beta", 0.5f);
+    POINTWISE_LOOPS(double, expm1, tanh, sigmoid64, unit_clamp64)
+    return CD_OK;
 }
+#undef POINTWISE_LOOPS
+
+/* dy/dx at one element, from the input x and the output y. Both element
+ * types take the same branches at the kinks. */
+#define POINTWISE_SLOPE(NAME, T)                                                              \
+    static T NAME(int op, T x, T y, T alpha, T beta)                                          \
+    {                                                                                         \
+        switch (op) {                                                                         \
+        case CD_OP_RELU: return x > 0 ? (T)1 : (T)0;                                          \
+        case CD_OP_LEAKY_RELU: return x >= 0 ? (T)1 : alpha;                                  \
+        case CD_OP_ELU: return x > 0 ? (T)1 : y + alpha;                                      \
+        case CD_OP_SIGMOID: return y * ((T)1 - y);                                            \
+        case CD_OP_TANH: return (T)1 - y * y;                                                 \
+        case CD_OP_HARD_SIGMOID: {                                                            \
+            T v = alpha * x + beta;                                                           \
+            return v > 0 && v < 1 ? alpha : (T)0;                                             \
+        }                                                                                     \
+        default: { /* HardSwish: x * (x/6 + 1/2) inside the ramp */                           \
+            T v = x / (T)6 + (T)0.5;                                                          \
+            return v <= 0 ? (T)0 : v >= 1 ? (T)1 : x / (T)3 + (T)0.5;                         \
+        }                                                                                     \
+        }                                                                                     \
+    }
+POINTWISE_SLOPE(pointwise_slope, float)
+POINTWISE_SLOPE(pointwise_slope64, double)
+#undef POINTWISE_SLOPE
 
 static cd_status pointwise_backward(const cd_node *n, cd_tensor *const *in,
                                     cd_tensor *const *out, cd_tensor *const *gout,
@@ -130,18 +168,34 @@ static cd_status pointwise_backward(const cd_node *n, cd_tensor *const *in,
     return CD_OK;
 }
 
-#define POINTWISE(id, name)                                                                   \
-    const cd_op_def cd_opdef_##id = {name, 1, NULL, same_shape_infer, pointwise_forward,      \
-                                     pointwise_backward};
-POINTWISE(RELU, "Relu")
-POINTWISE(LEAKY_RELU, "LeakyRelu")
-POINTWISE(ELU, "Elu")
-POINTWISE(SIGMOID, "Sigmoid")
-POINTWISE(TANH, "Tanh")
-POINTWISE(HARD_SIGMOID, "HardSigmoid")
+static cd_status pointwise_backward64(const cd_node *n, cd_tensor *const *in,
+                                      cd_tensor *const *out, cd_tensor *const *gout,
+                                      cd_tensor **gin, cd_ctx *ctx)
+{
+    CD_UNUSED(ctx);
+    if (!gout[0] || !gin[0])
+        return CD_OK;
+    const double *x = cd_cf64(in[0]), *y = cd_cf64(out[0]), *g = cd_cf64(gout[0]);
+    double *gx = cd_f64(gin[0]);
+    size_t cnt = cd_tensor_numel_raw(in[0]);
+    double alpha = attr_alpha(n), beta = cd_attr_float(n, "beta", 0.5f);
+    for (size_t i = 0; i < cnt; i++)
+        gx[i] += g[i] * pointwise_slope64(n->op, x[i], y[i], alpha, beta);
+    return CD_OK;
+}
+
+#define POINTWISE(id, name, opset)                                                            \
+    const cd_op_def cd_opdef_##id = {name, opset, NULL, same_shape_infer, pointwise_forward,  \
+                                     pointwise_backward, pointwise_forward64,                 \
+                                     pointwise_backward64};
+POINTWISE(RELU, "Relu", 1)
+POINTWISE(LEAKY_RELU, "LeakyRelu", 1)
+POINTWISE(ELU, "Elu", 1)
+POINTWISE(SIGMOID, "Sigmoid", 1)
+POINTWISE(TANH, "Tanh", 1)
+POINTWISE(HARD_SIGMOID, "HardSigmoid", 1)
+POINTWISE(HARD_SWISH, "HardSwish", 14)
 #undef POINTWISE
-const cd_op_def cd_opdef_HARD_SWISH = {"HardSwish", 14, NULL, same_shape_infer,
-                                       pointwise_forward, pointwise_backward};
 
 /* PRelu ----------------------------------------------------------------------- */
 
@@ -245,7 +299,51 @@ static cd_status prelu_backward(const cd_node *n, cd_tensor *const *in, cd_tenso
     return CD_OK;
 }
 
-const cd_op_def cd_opdef_PRELU = {"PRelu", 1, NULL, prelu_infer, prelu_forward, prelu_backward};
+/* Float64 forms: the slope arrives as float64 too. */
+static cd_status prelu_forward64(const cd_node *n, cd_tensor *const *in, cd_tensor **out,
+                                 cd_ctx *ctx)
+{
+    int64_t st[CD_MAX_DIMS], idx[CD_MAX_DIMS] = {0};
+    cd_status status = prelu_strides(n, in[0], in[1], st, ctx->err);
+    if (status != CD_OK)
+        return status;
+    const double *x = cd_cf64(in[0]), *s = cd_cf64(in[1]);
+    double *y = cd_f64(out[0]);
+    size_t cnt = cd_tensor_numel_raw(in[0]), so = 0;
+    for (size_t i = 0; i < cnt; i++) {
+        y[i] = x[i] >= 0 ? x[i] : s[so] * x[i];
+        next_index(in[0]->ndim, in[0]->dims, st, idx, &so);
+    }
+    return CD_OK;
+}
+
+static cd_status prelu_backward64(const cd_node *n, cd_tensor *const *in,
+                                  cd_tensor *const *out, cd_tensor *const *gout,
+                                  cd_tensor **gin, cd_ctx *ctx)
+{
+    CD_UNUSED(out);
+    if (!gout[0] || (!gin[0] && !gin[1]))
+        return CD_OK;
+    int64_t st[CD_MAX_DIMS], idx[CD_MAX_DIMS] = {0};
+    cd_status status = prelu_strides(n, in[0], in[1], st, ctx->err);
+    if (status != CD_OK)
+        return status;
+    const double *x = cd_cf64(in[0]), *s = cd_cf64(in[1]), *g = cd_cf64(gout[0]);
+    double *gx = gin[0] ? cd_f64(gin[0]) : NULL, *gs = gin[1] ? cd_f64(gin[1]) : NULL;
+    size_t cnt = cd_tensor_numel_raw(in[0]), so = 0;
+    for (size_t i = 0; i < cnt; i++) {
+        bool neg = x[i] < 0;
+        if (gx)
+            gx[i] += neg ? g[i] * s[so] : g[i];
+        if (gs && neg)
+            gs[so] += g[i] * x[i];
+        next_index(in[0]->ndim, in[0]->dims, st, idx, &so);
+    }
+    return CD_OK;
+}
+
+const cd_op_def cd_opdef_PRELU = {"PRelu", 1, NULL, prelu_infer, prelu_forward, prelu_backward,
+                                  prelu_forward64, prelu_backward64};
 
 /* Clip -------------------------------------------------------------------------- */
 
@@ -310,12 +408,14 @@ static cd_status clip_infer(const cd_node *n, cd_tensor *const *in, cd_tensor **
         }                                                                                     \
     } while (0)
 
+/* Float64 (the float64 mode's form of float32 X) and the integer types. */
 static cd_status clip_forward(const cd_node *n, cd_tensor *const *in, cd_tensor **out,
                               cd_ctx *ctx)
 {
     size_t cnt = cd_tensor_numel_raw(in[0]);
     switch (in[0]->dtype) {
     case CD_FLOAT32: CLIP_LOOP(float, -FLT_MAX, FLT_MAX); break;
+    case CD_FLOAT64: CLIP_LOOP(double, -INFINITY, INFINITY); break;
     case CD_INT64: CLIP_LOOP(int64_t, INT64_MIN, INT64_MAX); break;
     case CD_INT32: CLIP_LOOP(int32_t, INT32_MIN, INT32_MAX); break;
     case CD_INT8: CLIP_LOOP(int8_t, INT8_MIN, INT8_MAX); break;
@@ -328,7 +428,31 @@ static cd_status clip_forward(const cd_node *n, cd_tensor *const *in, cd_tensor 
 }
 
 /* Each output element comes from exactly one of x, min or max (the same
- * choice the forward makes); its gradient goes there. */
+ * choice the forward makes); its gradient goes there. x == min or x == max
+ * counts as x (as PyTorch's clamp). */
+#define CLIP_GRAD_LOOP(T, LOWEST, HIGHEST)                                                    \
+    do {                                                                                      \
+        CLIP_BOUNDS(T, LOWEST, HIGHEST)                                                       \
+        const T *x = in[0]->data, *g = gout[0]->data;                                         \
+        T *gx = gin[0] ? gin[0]->data : NULL;                                                 \
+        T *gmin = n->n_inputs > 1 && clip_bound(n, in, 1) && gin[1] ? gin[1]->data : NULL;    \
+        T *gmax = n->n_inputs > 2 && clip_bound(n, in, 2) && gin[2] ? gin[2]->data : NULL;    \
+        size_t cnt = cd_tensor_numel_raw(in[0]);                                              \
+        for (size_t i = 0; i < cnt; i++) {                                                    \
+            bool below = x[i] < lo;                                                           \
+            T v = below ? lo : x[i];                                                          \
+            if (v > hi) {                                                                     \
+                if (gmax)                                                                     \
+                    gmax[0] += g[i];                                                          \
+            } else if (below) {                                                               \
+                if (gmin)                                                                     \
+                    gmin[0] += g[i];                                                          \
+            } else if (gx) {                                                                  \
+                gx[i] += g[i];                                                                \
+            }                                                                                 \
+        }                                                                                     \
+    } while (0)
+
 static cd_status clip_backward(const cd_node *n, cd_tensor *const *in, cd_tensor *const *out,
                                cd_tensor *const *gout, cd_tensor **gin, cd_ctx *ctx)
 {
@@ -337,29 +461,24 @@ static cd_status clip_backward(const cd_node *n, cd_tensor *const *in, cd_tensor
         return CD_OK;
     if (in[0]->dtype != CD_FLOAT32)
         return cd_node_fail(n, ctx->err, CD_ERR_UNSUPPORTED, "gradients need float32");
-    CLIP_BOUNDS(float, -FLT_MAX, FLT_MAX)
-    const float *x = cd_cf32(in[0]), *g = cd_cf32(gout[0]);
-    float *gx = gin[0] ? cd_f32(gin[0]) : NULL;
-    float *gmin = n->n_inputs > 1 && clip_bound(n, in, 1) && gin[1] ? cd_f32(gin[1]) : NULL;
-    float *gmax = n->n_inputs > 2 && clip_bound(n, in, 2) && gin[2] ? cd_f32(gin[2]) : NULL;
-    size_t cnt = cd_tensor_numel_raw(in[0]);
-    for (size_t i = 0; i < cnt; i++) {
-        bool below = x[i] < lo;
-        float v = below ? lo : x[i];
-        if (v > hi) {
-            if (gmax)
-                gmax[0] += g[i];
-        } else if (below) {
-            if (gmin)
-                gmin[0] += g[i];
-        } else if (gx) {
-            gx[i] += g[i];
-        }
-    }
+    CLIP_GRAD_LOOP(float, -FLT_MAX, FLT_MAX);
     return CD_OK;
 }
 
-const cd_op_def cd_opdef_CLIP = {"Clip", 1, NULL, clip_infer, clip_forward, clip_backward};
+static cd_status clip_backward64(const cd_node *n, cd_tensor *const *in, cd_tensor *const *out,
+                                 cd_tensor *const *gout, cd_tensor **gin, cd_ctx *ctx)
+{
+    CD_UNUSED(out);
+    if (!gout[0])
+        return CD_OK;
+    if (in[0]->dtype != CD_FLOAT64)
+        return cd_node_fail(n, ctx->err, CD_ERR_UNSUPPORTED, "gradients need float64");
+    CLIP_GRAD_LOOP(double, -INFINITY, INFINITY);
+    return CD_OK;
+}
+
+const cd_op_def cd_opdef_CLIP = {"Clip", 1, NULL, clip_infer, clip_forward,
+                                 clip_backward, clip_forward, clip_backward64};
 
 /* Softmax, LogSoftmax --------------------------------------------------------- */
 
@@ -480,7 +599,63 @@ static cd_status softmax_backward(const cd_node *n, cd_tensor *const *in, cd_ten
     return CD_OK;
 }
 
+/* Float64: the same slices with the arithmetic in double throughout. */
+static void softmax_slice64(const double *x, double *y, size_t len, size_t stride, bool log_out)
+{
+    double m = -INFINITY, sum = 0;
+    for (size_t k = 0; k < len; k++)
+        m = fmax(m, x[k * stride]);
+    for (size_t k = 0; k < len; k++)
+        sum += exp(x[k * stride] - m);
+    double ls = log(sum);
+    for (size_t k = 0; k < len; k++)
+        y[k * stride] = log_out ? (x[k * stride] - m) - ls : exp(x[k * stride] - m) / sum;
+}
+
+static cd_status softmax_forward64(const cd_node *n, cd_tensor *const *in, cd_tensor **out,
+                                   cd_ctx *ctx)
+{
+    size_t outer = 0, len = 0, inner = 0;
+    cd_status st = softmax_layout(n, in[0], &outer, &len, &inner, ctx->err);
+    if (st != CD_OK)
+        return st;
+    const double *x = cd_cf64(in[0]);
+    double *y = cd_f64(out[0]);
+    bool log_out = n->op == CD_OP_LOG_SOFTMAX;
+    for (size_t o = 0; o < outer; o++)
+        for (size_t i = 0; i < inner; i++) {
+            size_t base = o * len * inner + i;
+            softmax_slice64(x + base, y + base, len, inner, log_out);
+        }
+    return CD_OK;
+}
+
+static cd_status softmax_backward64(const cd_node *n, cd_tensor *const *in,
+                                    cd_tensor *const *out, cd_tensor *const *gout,
+                                    cd_tensor **gin, cd_ctx *ctx)
+{
+    if (!gout[0] || !gin[0])
+        return CD_OK;
+    size_t outer = 0, len = 0, inner = 0;
+    cd_status st = softmax_layout(n, in[0], &outer, &len, &inner, ctx->err);
+    if (st != CD_OK)
+        return st;
+    const double *y = cd_cf64(out[0]), *g = cd_cf64(gout[0]);
+    double *gx = cd_f64(gin[0]);
+    bool log_out = n->op == CD_OP_LOG_SOFTMAX;
+    for (size_t o = 0; o < outer; o++)
+        for (size_t i = 0; i < inner; i++) {
+            size_t base = o * len * inner + i, end = base + len * inner;
+            double acc = 0;
+            for (size_t j = base; j < end; j += inner)
+                acc += log_out ? g[j] : g[j] * y[j];
+            for (size_t j = base; j < end; j += inner)
+                gx[j] += log_out ? g[j] - exp(y[j]) * acc : y[j] * (g[j] - acc);
+        }
+    return CD_OK;
+}
+
 const cd_op_def cd_opdef_SOFTMAX = {"Softmax", 1, NULL, softmax_infer, softmax_forward,
-                                    softmax_backward};
+                                    softmax_backward, softmax_forward64, softmax_backward64};
 const cd_op_def cd_opdef_LOG_SOFTMAX = {"LogSoftmax", 1, NULL, softmax_infer, softmax_forward,
-                                        softmax_backward};
+                                        softmax_backward, softmax_forward64, softmax_backward64};

@@ -1,8 +1,8 @@
 /* Element-wise arithmetic: Add, Sub, Mul, Div (NumPy broadcasting; float32,
  * float64 and integer types for shape-arithmetic subgraphs), variadic Sum,
- * and the unary Sqrt and Exp. Gradients are float32 only; a gradient of a
- * broadcast operand is the sum of the output gradient over the axes along
- * which that operand was repeated. */
+ * and the unary Sqrt and Exp. Gradients are float32 (float64 in the float64
+ * mode's *64 kernels); a gradient of a broadcast operand is the sum of the
+ * output gradient over the axes along which that operand was repeated. */
 #include <math.h>
 #include <string.h>
 
@@ -242,7 +242,7 @@ typedef struct bin_args {
     } while (0)
 
 #define BIN_ROW(NAME, T, ADD, SUB, MUL, DIV)                                                  \
-    static void NAME(void *vc, const size_t *off, int64_t n, const int64_t *step)            \
+    static void NAME(void *vc, const size_t *off, int64_t n, const int64_t *step)             \
     {                                                                                         \
         const bin_args *c = vc;                                                               \
         T *o = (T *)c->o + off[0];                                                            \
@@ -308,49 +308,69 @@ static cd_status binary_forward(const cd_node *n, cd_tensor *const *in, cd_tenso
 
 typedef struct bin_grad_args {
     int op;
-    const float *g, *a, *b;
-    float *ga, *gb; /* either may be NULL */
+    const void *g, *a, *b; /* float or double, as the row function */
+    void *ga, *gb;         /* either may be NULL */
 } bin_grad_args;
 
 /* d(a op b)/da and /db, accumulated at each operand's own (possibly
- * repeated) offset: repeated offsets sum the gradient over broadcast axes. */
-static void binary_grad_row(void *vc, const size_t *off, int64_t n, const int64_t *step)
-{
-    const bin_grad_args *c = vc;
-    const float *g = c->g + off[0];
-    const float *a = c->a ? c->a + off[1] : NULL, *b = c->b ? c->b + off[2] : NULL;
-    float *ga = c->ga ? c->ga + off[1] : NULL, *gb = c->gb ? c->gb + off[2] : NULL;
-    int64_t sa = step[1], sb = step[2];
-    for (int64_t i = 0; i < n; i++) {
-        float gi = g[i];
-        switch (c->op) {
-        case CD_OP_ADD:
-        case CD_OP_SUM:
-            if (ga) ga[i * sa] += gi;
-            if (gb) gb[i * sb] += gi;
-            break;
-        case CD_OP_SUB:
-            if (ga) ga[i * sa] += gi;
-            if (gb) gb[i * sb] -= gi;
-            break;
-        case CD_OP_MUL:
-            if (ga) ga[i * sa] += gi * b[i * sb];
-            if (gb) gb[i * sb] += gi * a[i * sa];
-            break;
-        default: {
-            float y = b[i * sb];
-            if (ga) ga[i * sa] += gi / y;
-            if (gb) gb[i * sb] -= gi * a[i * sa] / (y * y);
-        }
-        }
+ * repeated) offset: repeated offsets sum the gradient over broadcast axes.
+ * One row function per element type (float32 plan, float64 mode). */
+#define BIN_GRAD_ROW(NAME, T)                                                                 \
+    static void NAME(void *vc, const size_t *off, int64_t n, const int64_t *step)             \
+    {                                                                                         \
+        const bin_grad_args *c = vc;                                                          \
+        const T *g = (const T *)c->g + off[0];                                                \
+        const T *a = c->a ? (const T *)c->a + off[1] : NULL;                                  \
+        const T *b = c->b ? (const T *)c->b + off[2] : NULL;                                  \
+        T *ga = c->ga ? (T *)c->ga + off[1] : NULL, *gb = c->gb ? (T *)c->gb + off[2] : NULL; \
+        int64_t sa = step[1], sb = step[2];                                                   \
+        for (int64_t i = 0; i < n; i++) {                                                     \
+            T gi = g[i];                                                                      \
+            switch (c->op) {                                                                  \
+            case CD_OP_ADD:                                                                   \
+            case CD_OP_SUM:                                                                   \
+                if (ga) ga[i * sa] += gi;                                                     \
+                if (gb) gb[i * sb] += gi;                                                     \
+                break;                                                                        \
+            case CD_OP_SUB:                                                                   \
+                if (ga) ga[i * sa] += gi;                                                     \
+                if (gb) gb[i * sb] -= gi;                                                     \
+                break;                                                                        \
+            case CD_OP_MUL:                                                                   \
+                if (ga) ga[i * sa] += gi * b[i * sb];                                         \
+                if (gb) gb[i * sb] += gi * a[i * sa];                                         \
+                break;                                                                        \
+            default: {                                                                        \
+                T y = b[i * sb];                                                              \
+                if (ga) ga[i * sa] += gi / y;                                                 \
+                if (gb) gb[i * sb] -= gi * a[i * sa] / (y * y);                               \
+            }                                                                                 \
+            }                                                                                 \
+        }                                                                                     \
     }
-}
+BIN_GRAD_ROW(grad_row_f32, float)
+BIN_GRAD_ROW(grad_row_f64, double)
+#undef BIN_GRAD_ROW
 
-static cd_status float_only(const cd_node *n, const cd_tensor *t, cd_error *err)
+/* The gradient pass for X's element type `want` (float32, or float64 in
+ * the float64 mode). */
+static cd_status binary_grads(const cd_node *n, cd_tensor *const *in, cd_tensor *const *gout,
+                              cd_tensor **gin, cd_dtype want, bc_row_fn row, cd_ctx *ctx)
 {
-    if (t && t->dtype != CD_FLOAT32)
-        return cd_node_fail(n, err, CD_ERR_UNSUPPORTED, "gradients need float32, got %s",
-                            cd_dtype_name(t->dtype));
+    if (!gout[0] || (!gin[0] && !gin[1]))
+        return CD_OK;
+    if (in[0]->dtype != want)
+        return cd_node_fail(n, ctx->err, CD_ERR_UNSUPPORTED, "gradients need %s, got %s",
+                            cd_dtype_name(want), cd_dtype_name(in[0]->dtype));
+    int nd;
+    int64_t dims[CD_MAX_DIMS];
+    bc_walk w = {0};
+    cd_status st = binary_walk(n, in[0], in[1], &nd, dims, &w, ctx->err);
+    if (st != CD_OK)
+        return st;
+    bin_grad_args args = {n->op, gout[0]->data, in[0]->data, in[1]->data,
+                          gin[0] ? gin[0]->data : NULL, gin[1] ? gin[1]->data : NULL};
+    bc_run(&w, row, &args);
     return CD_OK;
 }
 
@@ -358,27 +378,28 @@ static cd_status binary_backward(const cd_node *n, cd_tensor *const *in, cd_tens
                                  cd_tensor *const *gout, cd_tensor **gin, cd_ctx *ctx)
 {
     CD_UNUSED(out);
-    if (!gout[0] || (!gin[0] && !gin[1]))
-        return CD_OK;
-    cd_status st = float_only(n, in[0], ctx->err);
-    if (st != CD_OK)
-        return st;
-    int nd;
-    int64_t dims[CD_MAX_DIMS];
-    bc_walk w = {0};
-    st = binary_walk(n, in[0], in[1], &nd, dims, &w, ctx->err);
-    if (st != CD_OK)
-        return st;
-    bin_grad_args args = {n->op, cd_cf32(gout[0]), cd_cf32(in[0]), cd_cf32(in[1]),
-                          gin[0] ? cd_f32(gin[0]) : NULL, gin[1] ? cd_f32(gin[1]) : NULL};
-    bc_run(&w, binary_grad_row, &args);
-    return CD_OK;
+    return binary_grads(n, in, gout, gin, CD_FLOAT32, grad_row_f32, ctx);
 }
 
-const cd_op_def cd_opdef_ADD = {"Add", 1, NULL, binary_infer, binary_forward, binary_backward};
-const cd_op_def cd_opdef_SUB = {"Sub", 1, NULL, binary_infer, binary_forward, binary_backward};
-const cd_op_def cd_opdef_MUL = {"Mul", 1, NULL, binary_infer, binary_forward, binary_backward};
-const cd_op_def cd_opdef_DIV = {"Div", 1, NULL, binary_infer, binary_forward, binary_backward};
+static cd_status binary_backward64(const cd_node *n, cd_tensor *const *in,
+                                   cd_tensor *const *out, cd_tensor *const *gout,
+                                   cd_tensor **gin, cd_ctx *ctx)
+{
+    CD_UNUSED(out);
+    return binary_grads(n, in, gout, gin, CD_FLOAT64, grad_row_f64, ctx);
+}
+
+/* binary_forward already computes float64 (and integer) tensors, which is
+ * all the float64 mode hands it. */
+#define BINARY(id, name)                                                                      \
+    const cd_op_def cd_opdef_##id = {name, 1, NULL, binary_infer,      \
+                                     binary_forward, binary_backward, binary_forward,         \
+                                     binary_backward64};
+BINARY(ADD, "Add")
+BINARY(SUB, "Sub")
+BINARY(MUL, "Mul")
+BINARY(DIV, "Div")
+#undef BINARY
 
 /* Sum (variadic) ----------------------------------------------------------- */
 
@@ -419,16 +440,47 @@ static cd_status sum_infer(const cd_node *n, cd_tensor *const *in, cd_tensor **o
     return st;
 }
 
-static cd_status sum_forward(const cd_node *n, cd_tensor *const *in, cd_tensor **out, cd_ctx *ctx)
+/* Y = 0, then Y += X_i through the broadcast walk, for the element type
+ * whose add row is given (float32, or float64 in the float64 mode). */
+static cd_status sum_accumulate(const cd_node *n, cd_tensor *const *in, cd_tensor *y,
+                                bc_row_fn add_row, size_t elem)
 {
-    CD_UNUSED(ctx);
-    cd_tensor *y = out[0];
-    memset(y->data, 0, cd_tensor_numel_raw(y) * sizeof(float));
+    memset(y->data, 0, cd_tensor_numel_raw(y) * elem);
     for (int i = 0; i < n->n_inputs; i++) {
         bc_walk w;
         bc_init(&w, y->ndim, y->dims, y->ndim, y->dims, in[i]->ndim, in[i]->dims);
         bin_args args = {CD_OP_ADD, y->data, y->data, in[i]->data};
-        bc_run(&w, row_f32, &args);
+        bc_run(&w, add_row, &args);
+    }
+    return CD_OK;
+}
+
+static cd_status sum_forward(const cd_node *n, cd_tensor *const *in, cd_tensor **out, cd_ctx *ctx)
+{
+    CD_UNUSED(ctx);
+    return sum_accumulate(n, in, out[0], row_f32, sizeof(float));
+}
+
+static cd_status sum_forward64(const cd_node *n, cd_tensor *const *in, cd_tensor **out,
+                               cd_ctx *ctx)
+{
+    CD_UNUSED(ctx);
+    return sum_accumulate(n, in, out[0], row_f64, sizeof(double));
+}
+
+/* Each input receives the output gradient summed over its broadcast axes. */
+static cd_status sum_grads(const cd_node *n, cd_tensor *const *in, const cd_tensor *g,
+                           cd_tensor **gin, bc_row_fn grad_row)
+{
+    if (!g)
+        return CD_OK;
+    for (int i = 0; i < n->n_inputs; i++) {
+        if (!gin[i])
+            continue;
+        bc_walk w;
+        bc_init(&w, g->ndim, g->dims, g->ndim, g->dims, in[i]->ndim, in[i]->dims);
+        bin_grad_args args = {CD_OP_SUM, g->data, NULL, NULL, NULL, gin[i]->data};
+        bc_run(&w, grad_row, &args);
     }
     return CD_OK;
 }
@@ -438,21 +490,19 @@ static cd_status sum_backward(const cd_node *n, cd_tensor *const *in, cd_tensor 
 {
     CD_UNUSED(ctx);
     CD_UNUSED(out);
-    if (!gout[0])
-        return CD_OK;
-    const cd_tensor *g = gout[0];
-    for (int i = 0; i < n->n_inputs; i++) {
-        if (!gin[i])
-            continue;
-        bc_walk w;
-        bc_init(&w, g->ndim, g->dims, g->ndim, g->dims, in[i]->ndim, in[i]->dims);
-        bin_grad_args args = {CD_OP_SUM, cd_cf32(g), NULL, NULL, NULL, cd_f32(gin[i])};
-        bc_run(&w, binary_grad_row, &args);
-    }
-    return CD_OK;
+    return sum_grads(n, in, gout[0], gin, grad_row_f32);
 }
 
-const cd_op_def cd_opdef_SUM = {"Sum", 1, NULL, sum_infer, sum_forward, sum_backward};
+static cd_status sum_backward64(const cd_node *n, cd_tensor *const *in, cd_tensor *const *out,
+                                cd_tensor *const *gout, cd_tensor **gin, cd_ctx *ctx)
+{
+    CD_UNUSED(ctx);
+    CD_UNUSED(out);
+    return sum_grads(n, in, gout[0], gin, grad_row_f64);
+}
+
+const cd_op_def cd_opdef_SUM = {"Sum", 1, NULL, sum_infer, sum_forward, sum_backward,
+                                sum_forward64, sum_backward64};
 
 /* Sqrt, Exp ---------------------------------------------------------------- */
 
@@ -504,5 +554,34 @@ static cd_status unary_backward(const cd_node *n, cd_tensor *const *in, cd_tenso
     return CD_OK;
 }
 
-const cd_op_def cd_opdef_SQRT = {"Sqrt", 1, NULL, unary_infer, unary_forward, unary_backward};
-const cd_op_def cd_opdef_EXP = {"Exp", 1, NULL, unary_infer, unary_forward, unary_backward};
+static cd_status unary_forward64(const cd_node *n, cd_tensor *const *in, cd_tensor **out,
+                                 cd_ctx *ctx)
+{
+    CD_UNUSED(ctx);
+    const double *x = cd_cf64(in[0]);
+    double *y = cd_f64(out[0]);
+    size_t cnt = cd_tensor_numel_raw(in[0]);
+    for (size_t i = 0; i < cnt; i++)
+        y[i] = n->op == CD_OP_SQRT ? sqrt(x[i]) : exp(x[i]);
+    return CD_OK;
+}
+
+static cd_status unary_backward64(const cd_node *n, cd_tensor *const *in,
+                                  cd_tensor *const *out, cd_tensor *const *gout,
+                                  cd_tensor **gin, cd_ctx *ctx)
+{
+    CD_UNUSED(ctx);
+    if (!gout[0] || !gin[0])
+        return CD_OK;
+    const double *y = cd_cf64(out[0]), *g = cd_cf64(gout[0]);
+    double *gx = cd_f64(gin[0]);
+    size_t cnt = cd_tensor_numel_raw(in[0]);
+    for (size_t i = 0; i < cnt; i++)
+        gx[i] += n->op == CD_OP_SQRT ? g[i] * 0.5 / y[i] : g[i] * y[i];
+    return CD_OK;
+}
+
+const cd_op_def cd_opdef_SQRT = {"Sqrt", 1, NULL, unary_infer, unary_forward, unary_backward,
+                                 unary_forward64, unary_backward64};
+const cd_op_def cd_opdef_EXP = {"Exp", 1, NULL, unary_infer, unary_forward, unary_backward,
+                                unary_forward64, unary_backward64};

@@ -1,6 +1,7 @@
 /* Gemm (Y = alpha * op(A) op(B) + beta * C) and MatMul (NumPy matmul:
  * 1-D promotion and batch broadcasting), both on OpenBLAS's cblas_sgemm,
- * with their vector-Jacobian products. */
+ * with their vector-Jacobian products. The kernels take the element type:
+ * float32, or float64 in the float64 mode (cblas_dgemm; op.h). */
 #include <cblas.h>
 #include <limits.h>
 #include <string.h>
@@ -9,6 +10,33 @@
 #include "op.h"
 
 static bool fits_blas(int64_t v) { return v >= 0 && v <= INT_MAX; }
+
+/* C = alpha op(A) op(B) + beta C (row-major) in element type t; a, b, c point
+ * at float or double accordingly. alpha and beta are float attributes (or 0
+ * and 1), so narrowing them back for cd_sgemm is exact. */
+static void gemm_t(cd_ctx *ctx, cd_dtype t, bool ta, bool tb, int64_t m, int64_t n, int64_t k,
+                   double alpha, const void *a, int64_t lda, const void *b, int64_t ldb,
+                   double beta, void *c, int64_t ldc)
+{
+    if (t == CD_FLOAT32) {
+        cd_sgemm(ctx, ta, tb, m, n, k, (float)alpha, a, lda, b, ldb, (float)beta, c, ldc);
+        return;
+    }
+    cd_blas_single_thread(); /* as for cd_sgemm: one thread setting, no oversubscription */
+    cblas_dgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans,
+                (int)m, (int)n, (int)k, alpha, a, (int)lda, b, (int)ldb, beta, c, (int)ldc);
+}
+
+/* Element i of an array of t. */
+static const void *elem(const void *p, size_t i, cd_dtype t)
+{
+    return (const char *)p + i * cd_dtype_size(t);
+}
+
+static void *elem_mut(void *p, size_t i, cd_dtype t)
+{
+    return (char *)p + i * cd_dtype_size(t);
+}
 
 /* Gemm ------------------------------------------------------------------------ */
 
@@ -37,16 +65,17 @@ static const cd_tensor *gemm_c(const cd_node *n, cd_tensor *const *in)
     return n->n_inputs > 2 ? in[2] : NULL;
 }
 
+/* `want` is the element type the kernel handles (float32 or float64). */
 static cd_status gemm_dims_get(const cd_node *n, cd_tensor *const *in, gemm_dims *g,
-                               cd_error *err)
+                               cd_dtype want, cd_error *err)
 {
     if (n->n_inputs < 2 || !in[0] || !in[1])
         return cd_node_fail(n, err, CD_ERR_PARSE, "inputs A and B are required");
     const cd_tensor *a = in[0], *b = in[1], *c = gemm_c(n, in);
     for (int i = 0; i < n->n_inputs && i < 3; i++)
-        if (in[i] && in[i]->dtype != CD_FLOAT32)
-            return cd_node_fail(n, err, CD_ERR_UNSUPPORTED, "input %d is %s; only float32 is "
-                                "supported", i, cd_dtype_name(in[i]->dtype));
+        if (in[i] && in[i]->dtype != want)
+            return cd_node_fail(n, err, CD_ERR_UNSUPPORTED, "input %d is %s; only %s is "
+                                "supported", i, cd_dtype_name(in[i]->dtype), cd_dtype_name(want));
     if (a->ndim != 2 || b->ndim != 2)
         return cd_node_fail(n, err, CD_ERR_SHAPE, "A and B must be 2-D (ranks %d and %d)",
                             a->ndim, b->ndim);
@@ -77,7 +106,7 @@ static cd_status gemm_infer(const cd_node *n, cd_tensor *const *in, cd_tensor **
                             cd_error *err)
 {
     gemm_dims g = {0};
-    cd_status st = gemm_dims_get(n, in, &g, err);
+    cd_status st = gemm_dims_get(n, in, &g, CD_FLOAT32, err);
     if (st != CD_OK)
         return st;
     int64_t dims[2] = {g.m, g.n};
@@ -86,33 +115,52 @@ static cd_status gemm_infer(const cd_node *n, cd_tensor *const *in, cd_tensor **
     return CD_OK;
 }
 
-static cd_status gemm_forward(const cd_node *n, cd_tensor *const *in, cd_tensor **out,
-                              cd_ctx *ctx)
+static cd_status gemm_run(const cd_node *n, cd_tensor *const *in, cd_tensor **out,
+                          cd_dtype t, cd_ctx *ctx)
 {
     gemm_dims g = {0};
-    cd_status st = gemm_dims_get(n, in, &g, ctx->err);
+    cd_status st = gemm_dims_get(n, in, &g, t, ctx->err);
     if (st != CD_OK)
         return st;
     const cd_tensor *c = gemm_c(n, in);
-    float *y = cd_f32(out[0]);
+    void *y = out[0]->data;
+    size_t mn = (size_t)g.m * (size_t)g.n;
     float beta = 0.0f;
     if (c && g.beta != 0.0f) {
-        const float *cv = cd_cf32(c);
-        for (int i = 0; i < g.m; i++)
-            for (int j = 0; j < g.n; j++)
-                y[(size_t)i * (size_t)g.n + (size_t)j] = g.beta * cv[i * g.c_rs + j * g.c_cs];
+        const void *cv = c->data;
+        for (int i = 0; i < g.m; i++) {
+            size_t row = (size_t)i * (size_t)g.n;
+            if (t == CD_FLOAT32)
+                for (int j = 0; j < g.n; j++)
+                    ((float *)y)[row + j] = g.beta * ((const float *)cv)[i * g.c_rs + j * g.c_cs];
+            else
+                for (int j = 0; j < g.n; j++)
+                    ((double *)y)[row + j] = g.beta * ((const double *)cv)[i * g.c_rs + j * g.c_cs];
+        }
         beta = 1.0f;
     }
     if (g.m == 0 || g.n == 0)
         return CD_OK;
     if (g.k == 0) { /* BLAS leaves Y alone for k = 0 only when beta = 1 */
         if (beta == 0.0f)
-            memset(y, 0, (size_t)g.m * (size_t)g.n * sizeof(float));
+            memset(y, 0, mn * cd_dtype_size(t));
         return CD_OK;
     }
-    cd_sgemm(ctx, g.ta, g.tb, g.m, g.n, g.k, g.alpha, cd_cf32(in[0]), g.ta ? g.m : g.k,
-             cd_cf32(in[1]), g.tb ? g.k : g.n, beta, y, g.n);
+    gemm_t(ctx, t, g.ta, g.tb, g.m, g.n, g.k, g.alpha, in[0]->data, g.ta ? g.m : g.k,
+           in[1]->data, g.tb ? g.k : g.n, beta, y, g.n);
     return CD_OK;
+}
+
+static cd_status gemm_forward(const cd_node *n, cd_tensor *const *in, cd_tensor **out,
+                              cd_ctx *ctx)
+{
+    return gemm_run(n, in, out, CD_FLOAT32, ctx);
+}
+
+static cd_status gemm_forward64(const cd_node *n, cd_tensor *const *in, cd_tensor **out,
+                                cd_ctx *ctx)
+{
+    return gemm_run(n, in, out, CD_FLOAT64, ctx);
 }
 
 /* With G = dL/dY and op(X) = X or X^T:
@@ -120,54 +168,75 @@ static cd_status gemm_forward(const cd_node *n, cd_tensor *const *in, cd_tensor 
  *   dC = beta * G summed over the axes along which C was broadcast.
  * A transposed operand receives the transpose, which BLAS computes by
  * swapping the factors' roles. */
-static void gemm_grad_a(cd_ctx *ctx, const gemm_dims *g, const float *b, const float *gy,
-                        float *ga)
+static void gemm_grad_a(cd_ctx *ctx, cd_dtype t, const gemm_dims *g, const void *b,
+                        const void *gy, void *ga)
 {
     int ldb = g->tb ? g->k : g->n;
     if (!g->ta)
-        cd_sgemm(ctx, false, !g->tb, g->m, g->k, g->n, g->alpha, gy, g->n, b, ldb, 1.0f, ga,
-                 g->k);
+        gemm_t(ctx, t, false, !g->tb, g->m, g->k, g->n, g->alpha, gy, g->n, b, ldb, 1.0, ga,
+               g->k);
     else
-        cd_sgemm(ctx, g->tb, true, g->k, g->m, g->n, g->alpha, b, ldb, gy, g->n, 1.0f, ga, g->m);
+        gemm_t(ctx, t, g->tb, true, g->k, g->m, g->n, g->alpha, b, ldb, gy, g->n, 1.0, ga, g->m);
 }
 
-static void gemm_grad_b(cd_ctx *ctx, const gemm_dims *g, const float *a, const float *gy,
-                        float *gb)
+static void gemm_grad_b(cd_ctx *ctx, cd_dtype t, const gemm_dims *g, const void *a,
+                        const void *gy, void *gb)
 {
     int lda = g->ta ? g->m : g->k;
     if (!g->tb)
-        cd_sgemm(ctx, !g->ta, false, g->k, g->n, g->m, g->alpha, a, lda, gy, g->n, 1.0f, gb,
-                 g->n);
+        gemm_t(ctx, t, !g->ta, false, g->k, g->n, g->m, g->alpha, a, lda, gy, g->n, 1.0, gb,
+               g->n);
     else
-        cd_sgemm(ctx, true, g->ta, g->n, g->k, g->m, g->alpha, gy, g->n, a, lda, 1.0f, gb, g->k);
+        gemm_t(ctx, t, true, g->ta, g->n, g->k, g->m, g->alpha, gy, g->n, a, lda, 1.0, gb, g->k);
+}
+
+static cd_status gemm_grads(const cd_node *n, cd_tensor *const *in, cd_tensor *const *gout,
+                            cd_tensor **gin, cd_dtype t, cd_ctx *ctx)
+{
+    if (!gout[0])
+        return CD_OK;
+    gemm_dims g = {0};
+    cd_status st = gemm_dims_get(n, in, &g, t, ctx->err);
+    if (st != CD_OK)
+        return st;
+    const void *gy = gout[0]->data;
+    bool nonempty = g.m > 0 && g.n > 0 && g.k > 0;
+    if (gin[0] && nonempty)
+        gemm_grad_a(ctx, t, &g, in[1]->data, gy, gin[0]->data);
+    if (gin[1] && nonempty)
+        gemm_grad_b(ctx, t, &g, in[0]->data, gy, gin[1]->data);
+    if (n->n_inputs > 2 && gin[2] && gemm_c(n, in)) {
+        void *gc = gin[2]->data;
+        for (int i = 0; i < g.m; i++) {
+            size_t row = (size_t)i * (size_t)g.n;
+            if (t == CD_FLOAT32)
+                for (int j = 0; j < g.n; j++)
+                    ((float *)gc)[i * g.c_rs + j * g.c_cs] += g.beta * ((const float *)gy)[row + j];
+            else
+                for (int j = 0; j < g.n; j++)
+                    ((double *)gc)[i * g.c_rs + j * g.c_cs] +=
+                        g.beta * ((const double *)gy)[row + j];
+        }
+    }
+    return CD_OK;
 }
 
 static cd_status gemm_backward(const cd_node *n, cd_tensor *const *in, cd_tensor *const *out,
                                cd_tensor *const *gout, cd_tensor **gin, cd_ctx *ctx)
 {
     CD_UNUSED(out);
-    if (!gout[0])
-        return CD_OK;
-    gemm_dims g = {0};
-    cd_status st = gemm_dims_get(n, in, &g, ctx->err);
-    if (st != CD_OK)
-        return st;
-    const float *gy = cd_cf32(gout[0]);
-    bool nonempty = g.m > 0 && g.n > 0 && g.k > 0;
-    if (gin[0] && nonempty)
-        gemm_grad_a(ctx, &g, cd_cf32(in[1]), gy, cd_f32(gin[0]));
-    if (gin[1] && nonempty)
-        gemm_grad_b(ctx, &g, cd_cf32(in[0]), gy, cd_f32(gin[1]));
-    if (n->n_inputs > 2 && gin[2] && gemm_c(n, in)) {
-        float *gc = cd_f32(gin[2]);
-        for (int i = 0; i < g.m; i++)
-            for (int j = 0; j < g.n; j++)
-                gc[i * g.c_rs + j * g.c_cs] += g.beta * gy[(size_t)i * (size_t)g.n + (size_t)j];
-    }
-    return CD_OK;
+    return gemm_grads(n, in, gout, gin, CD_FLOAT32, ctx);
 }
 
-const cd_op_def cd_opdef_GEMM = {"Gemm", 1, NULL, gemm_infer, gemm_forward, gemm_backward};
+static cd_status gemm_backward64(const cd_node *n, cd_tensor *const *in, cd_tensor *const *out,
+                                 cd_tensor *const *gout, cd_tensor **gin, cd_ctx *ctx)
+{
+    CD_UNUSED(out);
+    return gemm_grads(n, in, gout, gin, CD_FLOAT64, ctx);
+}
+
+const cd_op_def cd_opdef_GEMM = {"Gemm", 1, NULL, gemm_infer, gemm_forward, gemm_backward,
+                                 gemm_forward64, gemm_backward64};
 
 /* MatMul ------------------------------------------------------------------------ */
 
@@ -196,14 +265,16 @@ static void batch_strides(int nd, const int64_t *batch, int nx, const int64_t *d
     }
 }
 
+/* `want` is the element type the kernel handles (float32 or float64). */
 static cd_status matmul_plan_make(const cd_node *n, cd_tensor *const *in, matmul_plan *p,
-                                  cd_error *err)
+                                  cd_dtype want, cd_error *err)
 {
     if (n->n_inputs != 2 || !in[0] || !in[1])
         return cd_node_fail(n, err, CD_ERR_PARSE, "expects inputs A and B");
     const cd_tensor *a = in[0], *b = in[1];
-    if (a->dtype != CD_FLOAT32 || b->dtype != CD_FLOAT32)
-        return cd_node_fail(n, err, CD_ERR_UNSUPPORTED, "only float32 is supported");
+    if (a->dtype != want || b->dtype != want)
+        return cd_node_fail(n, err, CD_ERR_UNSUPPORTED, "only %s is supported",
+                            cd_dtype_name(want));
     if (a->ndim < 1 || b->ndim < 1)
         return cd_node_fail(n, err, CD_ERR_SHAPE, "inputs must have rank >= 1");
     int64_t m = a->ndim == 1 ? 1 : a->dims[a->ndim - 2], ka = a->dims[a->ndim - 1];
@@ -239,7 +310,7 @@ static cd_status matmul_infer(const cd_node *n, cd_tensor *const *in, cd_tensor 
                               cd_error *err)
 {
     matmul_plan p = {0};
-    cd_status st = matmul_plan_make(n, in, &p, err);
+    cd_status st = matmul_plan_make(n, in, &p, CD_FLOAT32, err);
     if (st == CD_OK && out[0])
         cd_tensor_set_shape(out[0], CD_FLOAT32, p.out_nd, p.out_dims);
     return st;
@@ -270,69 +341,96 @@ static bool matmul_foldable(const matmul_plan *p, const cd_tensor *a, const cd_t
     return a_mats == p->batches && (size_t)p->m * p->batches <= INT_MAX;
 }
 
-static cd_status matmul_forward(const cd_node *n, cd_tensor *const *in, cd_tensor **out,
-                                cd_ctx *ctx)
+static cd_status matmul_run(const cd_node *n, cd_tensor *const *in, cd_tensor **out,
+                            cd_dtype t, cd_ctx *ctx)
 {
     matmul_plan p = {0};
-    cd_status st = matmul_plan_make(n, in, &p, ctx->err);
+    cd_status st = matmul_plan_make(n, in, &p, t, ctx->err);
     if (st != CD_OK)
         return st;
-    const float *a = cd_cf32(in[0]), *b = cd_cf32(in[1]);
-    float *y = cd_f32(out[0]);
+    const void *a = in[0]->data, *b = in[1]->data;
+    void *y = out[0]->data;
     size_t sa = (size_t)p.m * p.k, sb = (size_t)p.k * p.n, sy = (size_t)p.m * p.n;
     if (sy * p.batches == 0)
         return CD_OK;
     if (p.k == 0) {
-        memset(y, 0, sy * p.batches * sizeof(float));
+        memset(y, 0, sy * p.batches * cd_dtype_size(t));
         return CD_OK;
     }
     if (matmul_foldable(&p, in[0], in[1])) {
-        cd_sgemm(ctx, false, false, (int64_t)p.m * (int64_t)p.batches, p.n, p.k, 1.0f, a, p.k, b,
-                 p.n, 0.0f, y, p.n);
+        gemm_t(ctx, t, false, false, (int64_t)p.m * (int64_t)p.batches, p.n, p.k, 1.0, a, p.k, b,
+               p.n, 0.0, y, p.n);
         return CD_OK;
     }
-    for (size_t t = 0; t < p.batches; t++) {
+    for (size_t i = 0; i < p.batches; i++) {
         size_t oa, ob;
-        batch_offsets(&p, t, &oa, &ob);
-        cd_sgemm(ctx, false, false, p.m, p.n, p.k, 1.0f, a + oa * sa, p.k, b + ob * sb, p.n,
-                 0.0f, y + t * sy, p.n);
+        batch_offsets(&p, i, &oa, &ob);
+        gemm_t(ctx, t, false, false, p.m, p.n, p.k, 1.0, elem(a, oa * sa, t), p.k,
+               elem(b, ob * sb, t), p.n, 0.0, elem_mut(y, i * sy, t), p.n);
     }
     return CD_OK;
+}
+
+static cd_status matmul_forward(const cd_node *n, cd_tensor *const *in, cd_tensor **out,
+                                cd_ctx *ctx)
+{
+    return matmul_run(n, in, out, CD_FLOAT32, ctx);
+}
+
+static cd_status matmul_forward64(const cd_node *n, cd_tensor *const *in, cd_tensor **out,
+                                  cd_ctx *ctx)
+{
+    return matmul_run(n, in, out, CD_FLOAT64, ctx);
 }
 
 /* dA_t += G_t B_t^T and dB_t += A_t^T G_t for every batch t; a repeated
  * operand accumulates over all batches that used it. */
-static cd_status matmul_backward(const cd_node *n, cd_tensor *const *in, cd_tensor *const *out,
-                                 cd_tensor *const *gout, cd_tensor **gin, cd_ctx *ctx)
+static cd_status matmul_grads(const cd_node *n, cd_tensor *const *in, cd_tensor *const *gout,
+                              cd_tensor **gin, cd_dtype t, cd_ctx *ctx)
 {
-    CD_UNUSED(out);
     if (!gout[0] || (!gin[0] && !gin[1]))
         return CD_OK;
     matmul_plan p = {0};
-    cd_status st = matmul_plan_make(n, in, &p, ctx->err);
+    cd_status st = matmul_plan_make(n, in, &p, t, ctx->err);
     if (st != CD_OK)
         return st;
     if (p.m == 0 || p.n == 0 || p.k == 0 || p.batches == 0)
         return CD_OK;
-    const float *a = cd_cf32(in[0]), *b = cd_cf32(in[1]), *g = cd_cf32(gout[0]);
-    float *ga = gin[0] ? cd_f32(gin[0]) : NULL, *gb = gin[1] ? cd_f32(gin[1]) : NULL;
+    const void *a = in[0]->data, *b = in[1]->data, *g = gout[0]->data;
+    void *ga = gin[0] ? gin[0]->data : NULL, *gb = gin[1] ? gin[1]->data : NULL;
     size_t sa = (size_t)p.m * p.k, sb = (size_t)p.k * p.n, sy = (size_t)p.m * p.n;
     bool fold = matmul_foldable(&p, in[0], in[1]);
     size_t loops = fold ? 1 : p.batches;
     int m = fold ? p.m * (int)p.batches : p.m; /* folded: one tall GEMM */
-    for (size_t t = 0; t < loops; t++) {
+    for (size_t i = 0; i < loops; i++) {
         size_t oa = 0, ob = 0;
         if (!fold)
-            batch_offsets(&p, t, &oa, &ob);
+            batch_offsets(&p, i, &oa, &ob);
+        const void *gi = elem(g, i * sy, t);
         if (ga)
-            cd_sgemm(ctx, false, true, m, p.k, p.n, 1.0f, g + t * sy, p.n, b + ob * sb, p.n, 1.0f,
-                     ga + oa * sa, p.k);
+            gemm_t(ctx, t, false, true, m, p.k, p.n, 1.0, gi, p.n, elem(b, ob * sb, t), p.n, 1.0,
+                   elem_mut(ga, oa * sa, t), p.k);
         if (gb)
-            cd_sgemm(ctx, true, false, p.k, p.n, m, 1.0f, a + oa * sa, p.k, g + t * sy, p.n, 1.0f,
-                     gb + ob * sb, p.n);
+            gemm_t(ctx, t, true, false, p.k, p.n, m, 1.0, elem(a, oa * sa, t), p.k, gi, p.n, 1.0,
+                   elem_mut(gb, ob * sb, t), p.n);
     }
     return CD_OK;
 }
 
+static cd_status matmul_backward(const cd_node *n, cd_tensor *const *in, cd_tensor *const *out,
+                                 cd_tensor *const *gout, cd_tensor **gin, cd_ctx *ctx)
+{
+    CD_UNUSED(out);
+    return matmul_grads(n, in, gout, gin, CD_FLOAT32, ctx);
+}
+
+static cd_status matmul_backward64(const cd_node *n, cd_tensor *const *in,
+                                   cd_tensor *const *out, cd_tensor *const *gout,
+                                   cd_tensor **gin, cd_ctx *ctx)
+{
+    CD_UNUSED(out);
+    return matmul_grads(n, in, gout, gin, CD_FLOAT64, ctx);
+}
+
 const cd_op_def cd_opdef_MATMUL = {"MatMul", 1, NULL, matmul_infer, matmul_forward,
-                                   matmul_backward};
+                                   matmul_backward, matmul_forward64, matmul_backward64};
