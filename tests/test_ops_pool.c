@@ -227,6 +227,9 @@ static void test_maxpool_indices_column_major(void **state)
         assert_int_equal(((int64_t *)out[1]->data)[i], want[i]);
         assert_true(((float *)out[0]->data)[i] == wantv[i % 4]);
     }
+    /* forward64's Indices must match these too (checked inside gradcheck) */
+    const bool check[1] = {true};
+    assert_true(tu_gradcheck(&n, in, check, 1e-2f, 1e-3, 1e-3) <= 1.0);
     cd_tensor_free(out[0]);
     cd_tensor_free(out[1]);
     cd_tensor_free(x);
@@ -263,6 +266,14 @@ static void test_maxpool_uint8(void **state)
             naive_window(&g, xf + pl * 30, p, false, &mx, &arg, &avg);
             assert_int_equal(((uint8_t *)out[0]->data)[pl * osp + p], (uint8_t)mx);
         }
+    /* Float64 mode leaves integer data as it is: forward64 gives the same bytes. */
+    cd_tensor *o64 = NULL;
+    assert_int_equal(cd_tensor_create(CD_UINT8, 4, out[0]->dims, &o64, NULL), CD_OK);
+    memset(o64->data, 0xAB, cd_tensor_numel(o64));
+    cd_ctx ctx = {.err = &err, .threads = 1};
+    assert_int_equal(cd_opdef_MAX_POOL.forward64(&n, in, &o64, &ctx), CD_OK);
+    assert_memory_equal(o64->data, out[0]->data, cd_tensor_numel(o64));
+    cd_tensor_free(o64);
     cd_tensor_free(out[0]);
     cd_tensor_free(x);
     cd_node_clear(&n);
@@ -379,6 +390,10 @@ static const pool_case grad_cases[] = {
     {2, 1, 1, {5, 5}, {3, 3}, {2, 2}, {1, 1}, {0}, "SAME_LOWER"},
     {1, 2, 2, {9}, {3}, {2}, {2}, {2, 1}, NULL, true},
     {3, 1, 2, {3, 4, 4}, {2, 2, 3}, {1, 2, 2}, {1, 1, 1}, {1, 0, 0, 0, 1, 1}, NULL, false, true},
+    {3, 1, 1, {5, 5, 4}, {2, 2, 2}, {2, 1, 1}, {2, 1, 1}, {0, 1, 0, 1, 0, 1}, NULL, true, true},
+    {1, 1, 2, {10}, {3}, {3}, {2}, {2, 2}, NULL, true, true},
+    {2, 1, 2, {7, 6}, {3, 2}, {2, 1}, {1, 1}, {0}, "SAME_UPPER"},
+    {2, 1, 1, {6, 7}, {2, 3}, {1, 2}, {2, 1}, {0}, "VALID"},
 };
 
 static void test_pool_gradcheck(void **state)
@@ -391,7 +406,7 @@ static void test_pool_gradcheck(void **state)
             dims[2 + d] = c->in[d];
         cd_tensor *x = tie_free_input(2 + c->nsp, dims, 80 + i);
         cd_node mp, ap;
-        make_pool_node(&mp, "MaxPool", c, 1);
+        make_pool_node(&mp, "MaxPool", c, 1 + (int)(i % 2)); /* odd cases: with Indices */
         make_pool_node(&ap, "AveragePool", c, 1);
         gradcheck_or_fail(&mp, x, "MaxPool");
         gradcheck_or_fail(&ap, x, "AveragePool");
@@ -418,6 +433,49 @@ static void test_global_pool_gradcheck(void **state)
         }
         cd_tensor_free(x);
     }
+}
+
+/* Ties: backward64 routes each window's gradient to its first maximum, the
+ * element the float32 backward picks (values and gradients exactly
+ * representable, so both precisions see the same ties and sums). */
+static void test_maxpool_ties_f64(void **state)
+{
+    (void)state;
+    const pool_case c = {2, 1, 1, {4, 5}, {3, 3}, {1, 2}, {1, 1}, {1, 1, 0, 1}, NULL, true};
+    int64_t dims[4] = {1, 1, 4, 5};
+    float v[20];
+    for (int i = 0; i < 20; i++)
+        v[i] = (float)((i * 7) % 3); /* values 0, 1, 2: many tied maxima */
+    cd_tensor *x = tu_tensor_f32(4, dims, v), *in[1] = {x}, *out[1];
+    cd_node n;
+    cd_error err;
+    make_pool_node(&n, "MaxPool", &c, 1);
+    assert_int_equal(tu_run_node(&n, in, out, false, &err), CD_OK);
+    size_t no = cd_tensor_numel(out[0]);
+    cd_tensor *gy = tu_random(out[0]->ndim, out[0]->dims, 5, 0.f, 1.f), *gx = NULL;
+    cd_tensor *x64 = NULL, *y64 = NULL, *gy64 = NULL, *gx64 = NULL;
+    assert_int_equal(cd_tensor_create(CD_FLOAT32, 4, dims, &gx, NULL), CD_OK);
+    assert_int_equal(cd_tensor_create(CD_FLOAT64, 4, dims, &x64, NULL), CD_OK);
+    assert_int_equal(cd_tensor_create(CD_FLOAT64, 4, dims, &gx64, NULL), CD_OK);
+    assert_int_equal(cd_tensor_create(CD_FLOAT64, 4, out[0]->dims, &y64, NULL), CD_OK);
+    assert_int_equal(cd_tensor_create(CD_FLOAT64, 4, out[0]->dims, &gy64, NULL), CD_OK);
+    for (int i = 0; i < 20; i++)
+        ((double *)x64->data)[i] = v[i];
+    for (size_t i = 0; i < no; i++) /* eighths: sums agree in both precisions */
+        ((double *)gy64->data)[i] = ((float *)gy->data)[i] = (float)(i % 5 + 1) * 0.125f;
+    cd_ctx ctx = {.err = &err, .threads = 1};
+    assert_int_equal(cd_opdef_MAX_POOL.backward(&n, in, out, &gy, &gx, &ctx), CD_OK);
+    assert_int_equal(cd_opdef_MAX_POOL.forward64(&n, &x64, &y64, &ctx), CD_OK);
+    assert_int_equal(cd_opdef_MAX_POOL.backward64(&n, &x64, &y64, &gy64, &gx64, &ctx), CD_OK);
+    for (size_t i = 0; i < no; i++)
+        assert_true(((double *)y64->data)[i] == ((float *)out[0]->data)[i]);
+    for (int i = 0; i < 20; i++)
+        assert_true(((double *)gx64->data)[i] == ((float *)gx->data)[i]);
+    free(ctx.scratch);
+    cd_tensor *all[] = {x, out[0], gy, gx, x64, y64, gy64, gx64};
+    for (size_t i = 0; i < CD_COUNT_OF(all); i++)
+        cd_tensor_free(all[i]);
+    cd_node_clear(&n);
 }
 
 static void test_pool_errors(void **state)
@@ -458,6 +516,7 @@ int main(void)
         cmocka_unit_test(test_global_pools_vs_naive),
         cmocka_unit_test(test_pool_gradcheck),
         cmocka_unit_test(test_global_pool_gradcheck),
+        cmocka_unit_test(test_maxpool_ties_f64),
         cmocka_unit_test(test_pool_errors),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -328,6 +328,163 @@ static void test_backward(void **state)
     gradcheck_case((rs_node_opts){10, "linear", NULL, NULL}, up, 3, 4);
 }
 
+/* Float64 kernels over every mode and convention the float32 kernel has
+ * (forward64 against forward and backward64 against float64 differences,
+ * inside tu_gradcheck), each also through the float32 gradcheck. */
+
+typedef struct rs_extra {
+    const char *mode, *coord, *nearest, *policy;
+    float cubic_a, extrapolation; /* 0: attribute left out */
+    bool exclude_outside;
+    int n_axes;
+    int64_t axes[CD_MAX_DIMS];
+} rs_extra;
+
+static void make_resize_ex(cd_node *n, int opset, const rs_extra *e)
+{
+    cd_error err;
+    assert_int_equal(cd_node_init(n, "Resize", opset, opset < 11 ? 2 : 4, 1, &err), CD_OK);
+    if (e->mode)
+        assert_int_equal(cd_node_add_string(n, "mode", e->mode, &err), CD_OK);
+    if (e->coord)
+        assert_int_equal(
+            cd_node_add_string(n, "coordinate_transformation_mode", e->coord, &err), CD_OK);
+    if (e->nearest)
+        assert_int_equal(cd_node_add_string(n, "nearest_mode", e->nearest, &err), CD_OK);
+    if (e->policy)
+        assert_int_equal(cd_node_add_string(n, "keep_aspect_ratio_policy", e->policy, &err),
+                         CD_OK);
+    if (e->cubic_a != 0)
+        assert_int_equal(cd_node_add_float(n, "cubic_coeff_a", e->cubic_a, &err), CD_OK);
+    if (e->extrapolation != 0)
+        assert_int_equal(cd_node_add_float(n, "extrapolation_value", e->extrapolation, &err),
+                         CD_OK);
+    if (e->exclude_outside)
+        assert_int_equal(cd_node_add_int(n, "exclude_outside", 1, &err), CD_OK);
+    if (e->n_axes)
+        assert_int_equal(cd_node_add_ints(n, "axes", e->axes, (size_t)e->n_axes, &err), CD_OK);
+    assert_int_equal(cd_node_bind(n, &err), CD_OK);
+}
+
+/* x of rank nd and dims; scales (count floats) or sizes (count ints), roi
+ * (2 * count floats) optional. */
+static void gradcheck_ex(int opset, const rs_extra *e, int nd, const int64_t *dims,
+                         const float *scales, const int64_t *sizes, const float *roi, int count)
+{
+    int64_t cnt = count, rcnt = 2 * (int64_t)count;
+    cd_tensor *x = tu_random(nd, dims, 17, -1, 1);
+    cd_tensor *sc = scales ? tu_tensor_f32(1, &cnt, scales) : NULL;
+    cd_tensor *sz = sizes ? tu_tensor_i64(1, &cnt, sizes) : NULL;
+    cd_tensor *r = roi ? tu_tensor_f32(1, &rcnt, roi) : NULL;
+    cd_tensor *in[4] = {x, r, sc, sz};
+    if (opset < 11)
+        in[1] = sc;
+    cd_node n;
+    make_resize_ex(&n, opset, e);
+    const bool check[4] = {true, false, false, false};
+    double worst = tu_gradcheck(&n, in, check, 1e-2f, 1e-3, 1e-3);
+    if (!(worst <= 1.0))
+        fail_msg("gradcheck opset %d %s/%s/%s: %g", opset, e->mode ? e->mode : "nearest",
+                 e->coord ? e->coord : "default", e->nearest ? e->nearest : "default", worst);
+    cd_node_clear(&n);
+    cd_tensor_free(x);
+    cd_tensor_free(sc);
+    cd_tensor_free(sz);
+    cd_tensor_free(r);
+}
+
+static void test_float64_conventions(void **state)
+{
+    (void)state;
+    const int64_t d4[4] = {1, 2, 3, 4}, d5[5] = {1, 1, 3, 2, 4}, d1[1] = {5};
+    const float up[4] = {1, 1, 2.5f, 1.75f}, down[4] = {1, 1, 0.5f, 0.6f};
+    const float mixed[4] = {1, 1, 1.5f, 0.75f};
+    /* every coordinate transformation, linear and nearest */
+    static const char *const coords[] = {"half_pixel", "pytorch_half_pixel", "align_corners",
+                                         "asymmetric", "tf_half_pixel_for_nn"};
+    for (int k = 0; k < 5; k++) {
+        rs_extra lin = {.mode = "linear", .coord = coords[k]};
+        rs_extra nn = {.mode = "nearest", .coord = coords[k]};
+        gradcheck_ex(13, &lin, 4, d4, up, NULL, NULL, 4);
+        gradcheck_ex(13, &lin, 4, d4, mixed, NULL, NULL, 4);
+        gradcheck_ex(13, &nn, 4, d4, mixed, NULL, NULL, 4);
+    }
+    /* pytorch_half_pixel and align_corners with an output length of 1 */
+    const int64_t to1[4] = {1, 2, 1, 5};
+    rs_extra pt = {.mode = "linear", .coord = "pytorch_half_pixel"};
+    rs_extra ac = {.mode = "linear", .coord = "align_corners"};
+    gradcheck_ex(13, &pt, 4, d4, NULL, to1, NULL, 4);
+    gradcheck_ex(13, &ac, 4, d4, NULL, to1, NULL, 4);
+    /* every nearest rounding mode, up and down */
+    static const char *const nearests[] = {"round_prefer_floor", "round_prefer_ceil", "floor",
+                                           "ceil"};
+    for (int k = 0; k < 4; k++) {
+        rs_extra e = {.mode = "nearest", .coord = "asymmetric", .nearest = nearests[k]};
+        gradcheck_ex(13, &e, 4, d4, up, NULL, NULL, 4);
+        gradcheck_ex(13, &e, 4, d4, down, NULL, NULL, 4);
+    }
+    /* opset 10: asymmetric, nearest truncating up and ceiling down */
+    gradcheck_ex(10, &(rs_extra){.mode = "nearest"}, 4, d4, up, NULL, NULL, 4);
+    gradcheck_ex(10, &(rs_extra){.mode = "nearest"}, 4, d4, down, NULL, NULL, 4);
+    gradcheck_ex(10, &(rs_extra){.mode = "linear"}, 4, d4, mixed, NULL, NULL, 4);
+    /* cubic: default, another coefficient with exclude_outside */
+    rs_extra cub = {.mode = "cubic", .coord = "align_corners"};
+    gradcheck_ex(13, &cub, 4, d4, mixed, NULL, NULL, 4);
+    cub = (rs_extra){.mode = "cubic", .cubic_a = -0.5f, .exclude_outside = true};
+    gradcheck_ex(13, &cub, 4, d4, up, NULL, NULL, 4);
+    gradcheck_ex(13, &cub, 4, d4, down, NULL, NULL, 4);
+    /* tf_crop_and_resize: roi partly outside, extrapolation_value */
+    const float roi[8] = {0, 0, 0.2f, -0.3f, 1, 1, 1.3f, 0.8f};
+    const int64_t crop[4] = {1, 2, 4, 5};
+    rs_extra tf = {.mode = "linear", .coord = "tf_crop_and_resize", .extrapolation = 2.5f};
+    gradcheck_ex(13, &tf, 4, d4, NULL, crop, roi, 4);
+    tf.mode = "nearest";
+    gradcheck_ex(13, &tf, 4, d4, NULL, crop, roi, 4);
+    /* opset 18 axes with a keep_aspect_ratio_policy */
+    const int64_t hw[2] = {5, 9};
+    rs_extra ax = {.mode = "linear", .policy = "not_larger", .n_axes = 2, .axes = {2, -1}};
+    gradcheck_ex(18, &ax, 4, d4, NULL, hw, NULL, 2);
+    ax.policy = "not_smaller";
+    gradcheck_ex(18, &ax, 4, d4, NULL, hw, NULL, 2);
+    /* 5-D (the generic walk in float32 too) and 1-D */
+    const float s5[5] = {1, 1, 2, 1.5f, 0.75f};
+    gradcheck_ex(13, &ac, 5, d5, s5, NULL, NULL, 5);
+    gradcheck_ex(13, &(rs_extra){.mode = "cubic"}, 5, d5, s5, NULL, NULL, 5);
+    const int64_t s1[1] = {8};
+    gradcheck_ex(13, &(rs_extra){.mode = "linear"}, 1, d1, NULL, s1, NULL, 1);
+    gradcheck_ex(13, &(rs_extra){.mode = "nearest"}, 1, d1, NULL, s1, NULL, 1);
+}
+
+/* Integer data keeps its type in float64 mode: forward64 copies the same
+ * elements as forward (nearest is the only mode for it). */
+static void test_float64_integer_nearest(void **state)
+{
+    (void)state;
+    int64_t d[4] = {1, 2, 3, 4}, four = 4;
+    cd_tensor *x = NULL;
+    assert_int_equal(cd_tensor_create(CD_UINT8, 4, d, &x, NULL), CD_OK);
+    for (int i = 0; i < 24; i++)
+        ((uint8_t *)x->data)[i] = (uint8_t)(i * 11);
+    cd_tensor *sz = tu_tensor_i64(1, &four, (const int64_t[]){1, 2, 5, 7});
+    cd_tensor *in[4] = {x, NULL, NULL, sz}, *out[1];
+    cd_node n;
+    cd_error err;
+    make_resize(&n, (rs_node_opts){13, "nearest", "asymmetric", "ceil"});
+    assert_int_equal(tu_run_node(&n, in, out, true, &err), CD_OK);
+    cd_tensor *y64 = NULL;
+    assert_int_equal(cd_tensor_create(CD_UINT8, 4, out[0]->dims, &y64, NULL), CD_OK);
+    memset(y64->data, 0xEE, cd_tensor_numel(y64));
+    cd_ctx ctx = {.err = &err, .threads = 1};
+    assert_int_equal(cd_opdef_RESIZE.forward64(&n, in, &y64, &ctx), CD_OK);
+    assert_memory_equal(y64->data, out[0]->data, cd_tensor_numel(y64));
+    free(ctx.scratch);
+    cd_tensor_free(y64);
+    cd_tensor_free(out[0]);
+    cd_tensor_free(x);
+    cd_tensor_free(sz);
+    cd_node_clear(&n);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -338,6 +495,8 @@ int main(void)
         cmocka_unit_test(test_shapes_and_conventions),
         cmocka_unit_test(test_crop_and_resize),
         cmocka_unit_test(test_backward),
+        cmocka_unit_test(test_float64_conventions),
+        cmocka_unit_test(test_float64_integer_nearest),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -626,6 +626,54 @@ static void test_pad_conventions(void **state)
     cd_tensor_free(axes);
 }
 
+/* Rank 3, opset 18 axes, reflect with a crop (float64 kernels checked inside
+ * the gradcheck); integer data keeps its type in float64 mode, so forward64
+ * must give the float32 forward's bytes. */
+static void test_pad_rank3_and_float64(void **state)
+{
+    (void)state;
+    int64_t d[3] = {3, 2, 4}, two = 2, four = 4;
+    cd_tensor *x = tu_random(3, d, 23, -1, 1);
+    cd_tensor *p = tu_tensor_i64(1, &four, (const int64_t[]){1, 2, 2, -1});
+    cd_tensor *axes = tu_tensor_i64(1, &two, (const int64_t[]){0, -1});
+    cd_tensor *in[4] = {x, p, NULL, axes};
+    cd_node n;
+    cd_error err;
+    init_node(&n, "Pad", 18, 4);
+    cd_node_add_string(&n, "mode", "reflect", &err);
+    bind_or_fail(&n);
+    cd_tensor *y = run1(&n, in);
+    expect_dims(y, 3, (const int64_t[]){6, 2, 5});
+    cd_tensor_free(y);
+    gradcheck_ok(&n, in, (const bool[]){true, false, false, false});
+    cd_node_clear(&n);
+    cd_tensor_free(x);
+
+    init_node(&n, "Pad", 18, 4);
+    bind_or_fail(&n);
+    int64_t vals[24];
+    for (int i = 0; i < 24; i++)
+        vals[i] = i - 7;
+    x = tu_tensor_i64(3, d, vals);
+    cd_tensor *cv = tu_tensor_i64(0, NULL, (const int64_t[]){-99});
+    cd_tensor *in2[4] = {x, p, cv, axes};
+    y = run1(&n, in2);
+    cd_tensor *y64 = NULL;
+    assert_int_equal(cd_tensor_create(CD_INT64, y->ndim, y->dims, &y64, NULL), CD_OK);
+    memset(y64->data, 0x5A, cd_tensor_nbytes(y64));
+    cd_ctx ctx = {.err = &err, .threads = 1};
+    assert_int_equal(cd_opdef_PAD.forward64(&n, in2, &y64, &ctx), CD_OK);
+    expect_same_payload(y, y64);
+    free(ctx.scratch);
+    cd_tensor_free(y);
+    cd_tensor_free(y64);
+    cd_tensor_free(cv);
+    cd_node_clear(&n);
+    cd_tensor_free(x);
+    cd_tensor_free(p);
+    cd_tensor_free(axes);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -635,6 +683,7 @@ int main(void)
         cmocka_unit_test(test_transpose),       cmocka_unit_test(test_gather),
         cmocka_unit_test(test_cast),            cmocka_unit_test(test_pad_modes),
         cmocka_unit_test(test_pad_conventions),
+        cmocka_unit_test(test_pad_rank3_and_float64),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -2,7 +2,8 @@
  *   y = scale * (x - mean) / sqrt(var + epsilon) + B
  * with per-channel parameters (axis 1). Training mode (batch statistics,
  * running-average outputs) is refused: candor runs exported, frozen models.
- * The backward pass gives gradients for X and for every parameter input. */
+ * The backward pass gives gradients for X and for every parameter input.
+ * The float64 kernels (exact-gradient mode) get all five inputs as float64. */
 #include <math.h>
 #include <string.h>
 
@@ -76,7 +77,8 @@ typedef struct bn_view {
     size_t outer, channels, inner, params;
     bool per_position;
     float eps;
-    const float *scale, *bias, *mean, *var;
+    const float *scale, *bias, *mean, *var;          /* float32 plan */
+    const double *scale64, *bias64, *mean64, *var64; /* float64 mode */
 } bn_view;
 
 static cd_status bn_view_init(const cd_node *n, cd_tensor *const *in, bn_view *v, cd_error *err)
@@ -86,10 +88,21 @@ static cd_status bn_view_init(const cd_node *n, cd_tensor *const *in, bn_view *v
         return st;
     v->params = v->per_position ? v->channels * v->inner : v->channels;
     v->eps = cd_attr_float(n, "epsilon", 1e-5f);
-    v->scale = cd_cf32(in[1]);
-    v->bias = cd_cf32(in[2]);
-    v->mean = cd_cf32(in[3]);
-    v->var = cd_cf32(in[4]);
+    if (in[0]->dtype != CD_FLOAT64) {
+        v->scale = cd_cf32(in[1]);
+        v->bias = cd_cf32(in[2]);
+        v->mean = cd_cf32(in[3]);
+        v->var = cd_cf32(in[4]);
+        return CD_OK;
+    }
+    /* Float64 mode: infer checked the float32 plan, so every input widened. */
+    for (int i = 1; i < 5; i++)
+        if (!in[i] || in[i]->dtype != CD_FLOAT64)
+            return cd_node_fail(n, err, CD_ERR_UNSUPPORTED, "input %d is not float64", i);
+    v->scale64 = cd_cf64(in[1]);
+    v->bias64 = cd_cf64(in[2]);
+    v->mean64 = cd_cf64(in[3]);
+    v->var64 = cd_cf64(in[4]);
     return CD_OK;
 }
 
@@ -170,5 +183,74 @@ static cd_status bn_backward(const cd_node *n, cd_tensor *const *in, cd_tensor *
     return CD_OK;
 }
 
-const cd_op_def cd_opdef_BATCH_NORMALIZATION = {"BatchNormalization", 1, bn_parse, bn_infer,
-                                                bn_forward, bn_backward};
+/* Float64 ------------------------------------------------------------------ */
+
+static cd_status bn_view64(const cd_node *n, cd_tensor *const *in, bn_view *v, cd_error *err)
+{
+    if (!in[0] || in[0]->dtype != CD_FLOAT64)
+        return cd_node_fail(n, err, CD_ERR_UNSUPPORTED, "float64 kernel needs float64 X");
+    return bn_view_init(n, in, v, err);
+}
+
+static cd_status bn_forward64(const cd_node *n, cd_tensor *const *in, cd_tensor **out,
+                              cd_ctx *ctx)
+{
+    bn_view v = {0};
+    cd_status st = bn_view64(n, in, &v, ctx->err);
+    if (st != CD_OK)
+        return st;
+    const double *x = cd_cf64(in[0]);
+    double *y = cd_f64(out[0]);
+    for (size_t o = 0; o < v.outer; o++)
+        for (size_t c = 0; c < v.channels; c++) {
+            size_t base = (o * v.channels + c) * v.inner;
+            for (size_t s = 0; s < v.inner; s++) {
+                size_t p = bn_slot(&v, c, s);
+                double r = 1.0 / sqrt(v.var64[p] + (double)v.eps);
+                y[base + s] = v.scale64[p] * (x[base + s] - v.mean64[p]) * r + v.bias64[p];
+            }
+        }
+    return CD_OK;
+}
+
+/* The formulas of bn_backward, in double. */
+static cd_status bn_backward64(const cd_node *n, cd_tensor *const *in, cd_tensor *const *out,
+                               cd_tensor *const *gout, cd_tensor **gin, cd_ctx *ctx)
+{
+    CD_UNUSED(out);
+    if (!gout[0])
+        return CD_OK;
+    bn_view v = {0};
+    cd_status st = bn_view64(n, in, &v, ctx->err);
+    if (st != CD_OK)
+        return st;
+    const double *x = cd_cf64(in[0]), *g = cd_cf64(gout[0]);
+    double *gx = gin[0] ? cd_f64(gin[0]) : NULL;
+    double *gp[5] = {NULL};
+    for (int i = 1; i < 5; i++)
+        gp[i] = gin[i] ? cd_f64(gin[i]) : NULL;
+    for (size_t o = 0; o < v.outer; o++)
+        for (size_t c = 0; c < v.channels; c++) {
+            size_t base = (o * v.channels + c) * v.inner;
+            for (size_t s = 0; s < v.inner; s++) {
+                size_t p = bn_slot(&v, c, s);
+                double r = 1.0 / sqrt(v.var64[p] + (double)v.eps);
+                double gi = g[base + s], xc = x[base + s] - v.mean64[p];
+                if (gx)
+                    gx[base + s] += gi * v.scale64[p] * r;
+                if (gp[1])
+                    gp[1][p] += gi * xc * r;
+                if (gp[2])
+                    gp[2][p] += gi;
+                if (gp[3])
+                    gp[3][p] -= gi * v.scale64[p] * r;
+                if (gp[4])
+                    gp[4][p] -= 0.5 * gi * v.scale64[p] * xc * r * r * r;
+            }
+        }
+    return CD_OK;
+}
+
+const cd_op_def cd_opdef_BATCH_NORMALIZATION = {"BatchNormalization", 1,           bn_parse,
+                                                bn_infer,             bn_forward,  bn_backward,
+                                                bn_forward64,         bn_backward64};

@@ -1,7 +1,11 @@
 /* Pad: constant, reflect and edge modes, any element type, negative pads
  * (cropping). Every output coordinate maps per axis to one input coordinate
  * (or to "constant"), so forward gathers through per-axis index tables and
- * backward scatters the gradient back through the same tables. */
+ * backward scatters the gradient back through the same tables.
+ *
+ * Forward copies element bytes of any type, so it serves the float64 mode
+ * (exact gradients) as it is: data and constant_value both arrive as float64
+ * there, or both keep their integer type. */
 #include <string.h>
 
 #include "op.h"
@@ -278,6 +282,8 @@ static cd_status pad_forward(const cd_node *n, cd_tensor *const *in, cd_tensor *
 typedef struct pad_bwd {
     float *gin;
     const float *gout;
+    double *gin64; /* float64 mode instead of gin/gout */
+    const double *gout64;
 } pad_bwd;
 
 static void pad_row_backward(size_t out_row, int64_t base, const int64_t *last_tab, size_t len,
@@ -292,8 +298,34 @@ static void pad_row_backward(size_t out_row, int64_t base, const int64_t *last_t
             b->gin[base + last_tab[k]] += g[k];
 }
 
+static void pad_row_backward64(size_t out_row, int64_t base, const int64_t *last_tab, size_t len,
+                               void *user)
+{
+    pad_bwd *b = user;
+    if (base < 0)
+        return;
+    const double *g = b->gout64 + out_row * len;
+    for (size_t k = 0; k < len; k++)
+        if (last_tab[k] >= 0)
+            b->gin64[base + last_tab[k]] += g[k];
+}
+
 /* Reflected and edge positions feed several outputs from one input, so the
  * gradient accumulates; constant positions have no input to flow to. */
+static cd_status pad_scatter(const cd_node *n, cd_tensor *const *in, pad_row_fn row, pad_bwd *b,
+                             cd_ctx *ctx)
+{
+    pad_cfg c;
+    cd_status st = pad_config(n, in, ctx->err, &c);
+    if (st != CD_OK)
+        return st;
+    int64_t *tab[CD_MAX_DIMS];
+    if (!pad_tables(in[0], &c, ctx, tab))
+        return ctx->err ? ctx->err->code : CD_ERR_OUT_OF_MEMORY;
+    pad_walk(&c, tab, row, b);
+    return CD_OK;
+}
+
 static cd_status pad_backward(const cd_node *n, cd_tensor *const *in, cd_tensor *const *out,
                               cd_tensor *const *gout, cd_tensor **gin, cd_ctx *ctx)
 {
@@ -303,16 +335,23 @@ static cd_status pad_backward(const cd_node *n, cd_tensor *const *in, cd_tensor 
     if (gin[0]->dtype != CD_FLOAT32 || gout[0]->dtype != CD_FLOAT32)
         return cd_node_fail(n, ctx->err, CD_ERR_UNSUPPORTED,
                             "gradients are supported for float32 only");
-    pad_cfg c;
-    cd_status st = pad_config(n, in, ctx->err, &c);
-    if (st != CD_OK)
-        return st;
-    int64_t *tab[CD_MAX_DIMS];
-    if (!pad_tables(in[0], &c, ctx, tab))
-        return ctx->err ? ctx->err->code : CD_ERR_OUT_OF_MEMORY;
-    pad_bwd b = {cd_f32(gin[0]), cd_cf32(gout[0])};
-    pad_walk(&c, tab, pad_row_backward, &b);
-    return CD_OK;
+    pad_bwd b = {.gin = cd_f32(gin[0]), .gout = cd_cf32(gout[0])};
+    return pad_scatter(n, in, pad_row_backward, &b, ctx);
 }
 
-const cd_op_def cd_opdef_PAD = {"Pad", 1, NULL, pad_infer, pad_forward, pad_backward};
+static cd_status pad_backward64(const cd_node *n, cd_tensor *const *in, cd_tensor *const *out,
+                                cd_tensor *const *gout, cd_tensor **gin, cd_ctx *ctx)
+{
+    CD_UNUSED(out);
+    if (!gin[0] || !gout[0])
+        return CD_OK;
+    if (gin[0]->dtype != CD_FLOAT64 || gout[0]->dtype != CD_FLOAT64)
+        return cd_node_fail(n, ctx->err, CD_ERR_UNSUPPORTED,
+                            "float64 gradients need float64 data");
+    pad_bwd b = {.gin64 = cd_f64(gin[0]), .gout64 = cd_cf64(gout[0])};
+    return pad_scatter(n, in, pad_row_backward64, &b, ctx);
+}
+
+/* forward64 is pad_forward: see the top of the file. */
+const cd_op_def cd_opdef_PAD = {"Pad",       1,           NULL,        pad_infer,
+                                pad_forward, pad_backward, pad_forward, pad_backward64};

@@ -5,7 +5,11 @@
  *
  * MaxPool accepts float32, uint8 and int8 (ONNX allows integer max pooling);
  * its gradient is float32 only and routes to the first maximum of each window
- * (the element that forward selected). */
+ * (the element that forward selected).
+ *
+ * The float64 kernels (forward64/backward64, exact-gradient mode) are plain
+ * double loops over the same geometry and tap walks; integer MaxPool data is
+ * unchanged in that mode and goes through the float32 path's byte copy. */
 #include <math.h>
 #include <string.h>
 
@@ -135,6 +139,7 @@ static cd_status pool_parse(cd_node *n, cd_error *err)
 DEFINE_ARGMAX(float, argmax_f32)
 DEFINE_ARGMAX(uint8_t, argmax_u8)
 DEFINE_ARGMAX(int8_t, argmax_i8)
+DEFINE_ARGMAX(double, argmax_f64)
 
 typedef int64_t (*argmax_fn)(const void *, const cd_win_geom *, const win_taps *);
 
@@ -146,6 +151,22 @@ static argmax_fn argmax_for(cd_dtype dt)
     case CD_INT8: return argmax_i8;
     default: return NULL;
     }
+}
+
+/* Float64 mode: float data arrives widened, integer data as it is. */
+static argmax_fn argmax64_for(cd_dtype dt)
+{
+    if (dt == CD_FLOAT64)
+        return argmax_f64;
+    return dt == CD_FLOAT32 ? NULL : argmax_for(dt);
+}
+
+/* The float64 kernels' data check (infer ran on the float32 plan only). */
+static cd_status need_f64(const cd_node *n, const cd_tensor *t, cd_error *err)
+{
+    if (!t || t->dtype != CD_FLOAT64)
+        return cd_node_fail(n, err, CD_ERR_UNSUPPORTED, "float64 kernel needs float64 data");
+    return CD_OK;
 }
 
 static cd_status maxpool_infer(const cd_node *n, cd_tensor *const *in, cd_tensor **out,
@@ -186,23 +207,25 @@ static void lowest_value(cd_dtype dt, void *dst)
 {
     if (dt == CD_FLOAT32)
         *(float *)dst = -INFINITY;
+    else if (dt == CD_FLOAT64)
+        *(double *)dst = -INFINITY;
     else if (dt == CD_INT8)
         *(int8_t *)dst = INT8_MIN;
     else
         *(uint8_t *)dst = 0;
 }
 
-static cd_status maxpool_forward(const cd_node *n, cd_tensor *const *in, cd_tensor **out,
-                                 cd_ctx *ctx)
+/* Both precisions: copies the selected element's bytes (argmax for the type). */
+static cd_status maxpool_run(const cd_node *n, cd_tensor *const *in, cd_tensor **out,
+                             cd_ctx *ctx, argmax_fn argmax)
 {
     pool_plan p;
     cd_status st = pool_plan_make(n, in[0], &p, ctx->err);
     if (st != CD_OK)
         return st;
-    argmax_fn argmax = argmax_for(in[0]->dtype);
     if (!argmax)
         return cd_node_fail(n, ctx->err, CD_ERR_UNSUPPORTED, "unsupported element type");
-    size_t es = in[0]->dtype == CD_FLOAT32 ? sizeof(float) : 1;
+    size_t es = cd_dtype_size(in[0]->dtype);
     int64_t *ind = n->n_outputs > 1 && out[1] ? out[1]->data : NULL;
     bool colmajor = cd_attr_int(n, "storage_order", 0) != 0;
     const char *xb = in[0]->data;
@@ -224,6 +247,18 @@ static cd_status maxpool_forward(const cd_node *n, cd_tensor *const *in, cd_tens
         });
     }
     return CD_OK;
+}
+
+static cd_status maxpool_forward(const cd_node *n, cd_tensor *const *in, cd_tensor **out,
+                                 cd_ctx *ctx)
+{
+    return maxpool_run(n, in, out, ctx, in[0] ? argmax_for(in[0]->dtype) : NULL);
+}
+
+static cd_status maxpool_forward64(const cd_node *n, cd_tensor *const *in, cd_tensor **out,
+                                   cd_ctx *ctx)
+{
+    return maxpool_run(n, in, out, ctx, in[0] ? argmax64_for(in[0]->dtype) : NULL);
 }
 
 static cd_status maxpool_backward(const cd_node *n, cd_tensor *const *in, cd_tensor *const *out,
@@ -253,8 +288,39 @@ static cd_status maxpool_backward(const cd_node *n, cd_tensor *const *in, cd_ten
     return CD_OK;
 }
 
-const cd_op_def cd_opdef_MAX_POOL = {"MaxPool",     1,           pool_parse,
-                                     maxpool_infer, maxpool_forward, maxpool_backward};
+/* Same first-maximum rule as the float32 backward, decided on the doubles. */
+static cd_status maxpool_backward64(const cd_node *n, cd_tensor *const *in,
+                                    cd_tensor *const *out, cd_tensor *const *gout,
+                                    cd_tensor **gin, cd_ctx *ctx)
+{
+    CD_UNUSED(out);
+    if (!gout[0] || !gin[0])
+        return CD_OK;
+    pool_plan p;
+    cd_status st = need_f64(n, in[0], ctx->err);
+    if (st == CD_OK)
+        st = pool_plan_make(n, in[0], &p, ctx->err);
+    if (st != CD_OK)
+        return st;
+    for (int64_t pl = 0; pl < p.planes; pl++) {
+        const double *x = cd_cf64(in[0]) + pl * p.in_sp;
+        const double *gy = cd_cf64(gout[0]) + pl * p.out_sp;
+        double *gx = cd_f64(gin[0]) + pl * p.in_sp;
+        OUT_FOR(&p.g, {
+            win_taps t;
+            taps_at(&p.g, o, &t);
+            int64_t best = argmax_f64(x, &p.g, &t);
+            if (best >= 0)
+                gx[best] += gy[pos];
+        });
+    }
+    return CD_OK;
+}
+
+const cd_op_def cd_opdef_MAX_POOL = {"MaxPool",          1,
+                                     pool_parse,         maxpool_infer,
+                                     maxpool_forward,    maxpool_backward,
+                                     maxpool_forward64,  maxpool_backward64};
 
 /* AveragePool -------------------------------------------------------------- */
 
@@ -343,8 +409,65 @@ static cd_status avgpool_backward(const cd_node *n, cd_tensor *const *in, cd_ten
     return CD_OK;
 }
 
-const cd_op_def cd_opdef_AVERAGE_POOL = {"AveragePool", 1,           pool_parse,
-                                         avgpool_infer, avgpool_forward, avgpool_backward};
+static cd_status avgpool_forward64(const cd_node *n, cd_tensor *const *in, cd_tensor **out,
+                                   cd_ctx *ctx)
+{
+    pool_plan p;
+    cd_status st = need_f64(n, in[0], ctx->err);
+    if (st == CD_OK)
+        st = pool_plan_make(n, in[0], &p, ctx->err);
+    if (st != CD_OK)
+        return st;
+    bool include_pad = cd_attr_int(n, "count_include_pad", 0) != 0;
+    for (int64_t pl = 0; pl < p.planes; pl++) {
+        const double *x = cd_cf64(in[0]) + pl * p.in_sp;
+        double *y = cd_f64(out[0]) + pl * p.out_sp;
+        OUT_FOR(&p.g, {
+            win_taps t;
+            taps_at(&p.g, o, &t);
+            double s = 0;
+            TAPS_FOR(&p.g, &t, { s += x[idx]; })
+            int64_t div = avg_divisor(&p.g, o, &t, include_pad);
+            y[pos] = div > 0 ? s / (double)div : 0.0;
+        });
+    }
+    return CD_OK;
+}
+
+static cd_status avgpool_backward64(const cd_node *n, cd_tensor *const *in,
+                                    cd_tensor *const *out, cd_tensor *const *gout,
+                                    cd_tensor **gin, cd_ctx *ctx)
+{
+    CD_UNUSED(out);
+    if (!gout[0] || !gin[0])
+        return CD_OK;
+    pool_plan p;
+    cd_status st = need_f64(n, in[0], ctx->err);
+    if (st == CD_OK)
+        st = pool_plan_make(n, in[0], &p, ctx->err);
+    if (st != CD_OK)
+        return st;
+    bool include_pad = cd_attr_int(n, "count_include_pad", 0) != 0;
+    for (int64_t pl = 0; pl < p.planes; pl++) {
+        const double *gy = cd_cf64(gout[0]) + pl * p.out_sp;
+        double *gx = cd_f64(gin[0]) + pl * p.in_sp;
+        OUT_FOR(&p.g, {
+            win_taps t;
+            taps_at(&p.g, o, &t);
+            int64_t div = avg_divisor(&p.g, o, &t, include_pad);
+            if (div > 0) {
+                double share = gy[pos] / (double)div;
+                TAPS_FOR(&p.g, &t, { gx[idx] += share; })
+            }
+        });
+    }
+    return CD_OK;
+}
+
+const cd_op_def cd_opdef_AVERAGE_POOL = {"AveragePool",     1,
+                                         pool_parse,        avgpool_infer,
+                                         avgpool_forward,   avgpool_backward,
+                                         avgpool_forward64, avgpool_backward64};
 
 /* Global pools ------------------------------------------------------------- */
 
@@ -433,11 +556,62 @@ static cd_status gavg_backward(const cd_node *n, cd_tensor *const *in, cd_tensor
     return CD_OK;
 }
 
-const cd_op_def cd_opdef_GLOBAL_AVERAGE_POOL = {"GlobalAveragePool", 1,          NULL,
-                                                global_infer,        gavg_forward, gavg_backward};
+static cd_status gavg_forward64(const cd_node *n, cd_tensor *const *in, cd_tensor **out,
+                                cd_ctx *ctx)
+{
+    int64_t planes, sp;
+    cd_status st = need_f64(n, in[0], ctx->err);
+    if (st != CD_OK)
+        return st;
+    global_sizes(in[0], &planes, &sp);
+    if (sp == 0)
+        return cd_node_fail(n, ctx->err, CD_ERR_SHAPE, "empty spatial extent");
+    for (int64_t pl = 0; pl < planes; pl++) {
+        const double *x = cd_cf64(in[0]) + pl * sp;
+        double s = 0;
+        for (int64_t i = 0; i < sp; i++)
+            s += x[i];
+        cd_f64(out[0])[pl] = s / (double)sp;
+    }
+    return CD_OK;
+}
+
+static cd_status gavg_backward64(const cd_node *n, cd_tensor *const *in, cd_tensor *const *out,
+                                 cd_tensor *const *gout, cd_tensor **gin, cd_ctx *ctx)
+{
+    CD_UNUSED(out);
+    if (!gout[0] || !gin[0])
+        return CD_OK;
+    int64_t planes, sp;
+    cd_status st = need_f64(n, in[0], ctx->err);
+    if (st != CD_OK)
+        return st;
+    global_sizes(in[0], &planes, &sp);
+    for (int64_t pl = 0; pl < planes; pl++) {
+        double share = cd_cf64(gout[0])[pl] / (double)sp;
+        double *gx = cd_f64(gin[0]) + pl * sp;
+        for (int64_t i = 0; i < sp; i++)
+            gx[i] += share;
+    }
+    return CD_OK;
+}
+
+const cd_op_def cd_opdef_GLOBAL_AVERAGE_POOL = {"GlobalAveragePool", 1,
+                                                NULL,                global_infer,
+                                                gavg_forward,        gavg_backward,
+                                                gavg_forward64,      gavg_backward64};
 
 /* Index of the first maximum of x[0..sp-1]. */
 static int64_t first_max(const float *x, int64_t sp)
+{
+    int64_t best = 0;
+    for (int64_t i = 1; i < sp; i++)
+        if (x[i] > x[best])
+            best = i;
+    return best;
+}
+
+static int64_t first_max64(const double *x, int64_t sp)
 {
     int64_t best = 0;
     for (int64_t i = 1; i < sp; i++)
@@ -477,5 +651,42 @@ static cd_status gmax_backward(const cd_node *n, cd_tensor *const *in, cd_tensor
     return CD_OK;
 }
 
-const cd_op_def cd_opdef_GLOBAL_MAX_POOL = {"GlobalMaxPool", 1,          NULL,
-                                            global_infer,    gmax_forward, gmax_backward};
+static cd_status gmax_forward64(const cd_node *n, cd_tensor *const *in, cd_tensor **out,
+                                cd_ctx *ctx)
+{
+    int64_t planes, sp;
+    cd_status st = need_f64(n, in[0], ctx->err);
+    if (st != CD_OK)
+        return st;
+    global_sizes(in[0], &planes, &sp);
+    if (sp == 0)
+        return cd_node_fail(n, ctx->err, CD_ERR_SHAPE, "empty spatial extent");
+    for (int64_t pl = 0; pl < planes; pl++) {
+        const double *x = cd_cf64(in[0]) + pl * sp;
+        cd_f64(out[0])[pl] = x[first_max64(x, sp)];
+    }
+    return CD_OK;
+}
+
+static cd_status gmax_backward64(const cd_node *n, cd_tensor *const *in, cd_tensor *const *out,
+                                 cd_tensor *const *gout, cd_tensor **gin, cd_ctx *ctx)
+{
+    CD_UNUSED(out);
+    if (!gout[0] || !gin[0])
+        return CD_OK;
+    int64_t planes, sp;
+    cd_status st = need_f64(n, in[0], ctx->err);
+    if (st != CD_OK)
+        return st;
+    global_sizes(in[0], &planes, &sp);
+    for (int64_t pl = 0; pl < planes; pl++) {
+        const double *x = cd_cf64(in[0]) + pl * sp;
+        cd_f64(gin[0])[pl * sp + first_max64(x, sp)] += cd_cf64(gout[0])[pl];
+    }
+    return CD_OK;
+}
+
+const cd_op_def cd_opdef_GLOBAL_MAX_POOL = {"GlobalMaxPool", 1,
+                                            NULL,            global_infer,
+                                            gmax_forward,    gmax_backward,
+                                            gmax_forward64,  gmax_backward64};

@@ -1,7 +1,8 @@
 /* ReduceMean over a set of axes (float32). Axes come from the `axes`
  * attribute before opset 18 and from the optional second input from opset 18
  * on; no axes means all axes, unless noop_with_empty_axes=1 (opset 18),
- * which makes the node an identity. */
+ * which makes the node an identity. The float64 kernels (exact-gradient
+ * mode) walk the same plan over float64 data. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -50,13 +51,14 @@ static cd_status reduce_axes(const cd_node *n, cd_tensor *const *in, int64_t *ax
     return CD_OK;
 }
 
-static cd_status reduce_plan_make(const cd_node *n, cd_tensor *const *in, reduce_plan *p,
-                                  cd_error *err)
+/* dt: the data type the caller handles (float32, or float64 in float64 mode). */
+static cd_status reduce_plan_make(const cd_node *n, cd_tensor *const *in, cd_dtype dt,
+                                  reduce_plan *p, cd_error *err)
 {
     memset(p, 0, sizeof *p);
     if (n->n_inputs < 1 || !in[0])
         return cd_node_fail(n, err, CD_ERR_PARSE, "input data is missing");
-    if (in[0]->dtype != CD_FLOAT32)
+    if (in[0]->dtype != dt)
         return cd_node_fail(n, err, CD_ERR_UNSUPPORTED, "element type %s is not supported",
                             cd_dtype_name(in[0]->dtype));
     int64_t axes[CD_MAX_DIMS];
@@ -96,7 +98,7 @@ static cd_status reduce_infer(const cd_node *n, cd_tensor *const *in, cd_tensor 
                               cd_error *err)
 {
     reduce_plan p;
-    cd_status st = reduce_plan_make(n, in, &p, err);
+    cd_status st = reduce_plan_make(n, in, CD_FLOAT32, &p, err);
     if (st == CD_OK && out[0])
         cd_tensor_set_shape(out[0], CD_FLOAT32, p.out_ndim, p.out_dims);
     return st;
@@ -118,7 +120,7 @@ static cd_status reduce_forward(const cd_node *n, cd_tensor *const *in, cd_tenso
                                 cd_ctx *ctx)
 {
     reduce_plan p;
-    cd_status st = reduce_plan_make(n, in, &p, ctx->err);
+    cd_status st = reduce_plan_make(n, in, CD_FLOAT32, &p, ctx->err);
     if (st != CD_OK)
         return st;
     const cd_tensor *x = in[0];
@@ -157,7 +159,7 @@ static cd_status reduce_backward(const cd_node *n, cd_tensor *const *in, cd_tens
     if (!gout[0] || !gin[0])
         return CD_OK;
     reduce_plan p;
-    cd_status st = reduce_plan_make(n, in, &p, ctx->err);
+    cd_status st = reduce_plan_make(n, in, CD_FLOAT32, &p, ctx->err);
     if (st != CD_OK)
         return st;
     const cd_tensor *x = in[0];
@@ -179,5 +181,60 @@ static cd_status reduce_backward(const cd_node *n, cd_tensor *const *in, cd_tens
     return CD_OK;
 }
 
-const cd_op_def cd_opdef_REDUCE_MEAN = {"ReduceMean", 1, NULL, reduce_infer, reduce_forward,
-                                        reduce_backward};
+static cd_status reduce_forward64(const cd_node *n, cd_tensor *const *in, cd_tensor **out,
+                                  cd_ctx *ctx)
+{
+    reduce_plan p;
+    cd_status st = reduce_plan_make(n, in, CD_FLOAT64, &p, ctx->err);
+    if (st != CD_OK)
+        return st;
+    const cd_tensor *x = in[0];
+    size_t cnt = cd_tensor_numel_raw(x), n_out = cd_tensor_numel_raw(out[0]);
+    const double *xs = cd_cf64(x);
+    double *y = cd_f64(out[0]);
+    if (p.identity) {
+        memcpy(y, xs, cnt * sizeof *y);
+        return CD_OK;
+    }
+    for (size_t k = 0; k < n_out; k++)
+        y[k] = 0; /* output buffers are reused: not zeroed by the caller */
+    int64_t idx[CD_MAX_DIMS] = {0};
+    size_t o = 0;
+    for (size_t i = 0; i < cnt; i++) {
+        y[o] += xs[i];
+        next_index(x->ndim, x->dims, p.out_stride, idx, &o);
+    }
+    for (size_t k = 0; k < n_out; k++)
+        y[k] /= (double)p.count;
+    return CD_OK;
+}
+
+static cd_status reduce_backward64(const cd_node *n, cd_tensor *const *in, cd_tensor *const *out,
+                                   cd_tensor *const *gout, cd_tensor **gin, cd_ctx *ctx)
+{
+    CD_UNUSED(out);
+    if (!gout[0] || !gin[0])
+        return CD_OK;
+    reduce_plan p;
+    cd_status st = reduce_plan_make(n, in, CD_FLOAT64, &p, ctx->err);
+    if (st != CD_OK)
+        return st;
+    const cd_tensor *x = in[0];
+    const double *g = cd_cf64(gout[0]);
+    double *gx = cd_f64(gin[0]);
+    size_t cnt = cd_tensor_numel_raw(x);
+    /* An identity plan reduces nothing: count 1 and o == i, so one loop. */
+    double scale = 1.0 / (double)p.count;
+    int64_t idx[CD_MAX_DIMS] = {0};
+    size_t o = 0;
+    for (size_t i = 0; i < cnt; i++) {
+        gx[i] += g[o] * scale;
+        next_index(x->ndim, x->dims, p.out_stride, idx, &o);
+    }
+    return CD_OK;
+}
+
+const cd_op_def cd_opdef_REDUCE_MEAN = {"ReduceMean",     1,
+                                        NULL,             reduce_infer,
+                                        reduce_forward,   reduce_backward,
+                                        reduce_forward64, reduce_backward64};

@@ -8,7 +8,10 @@
  * (the transpose of the same linear map). The coordinate arithmetic follows
  * the ONNX reference implementation (onnx/backend/test/case/node/resize.py)
  * step for step in double precision, so that nearest rounding decisions at
- * exact half-way points agree with it. */
+ * exact half-way points agree with it.
+ *
+ * The float64 kernels (exact-gradient mode) use the same taps; there the
+ * scales input arrives as float64 and integer data (nearest) as it is. */
 #include <math.h>
 #include <string.h>
 
@@ -133,17 +136,19 @@ static cd_status rs_axes(const cd_node *n, cd_error *err, int rank, int *axes, i
     return CD_OK;
 }
 
+/* f64: float64 mode, where the float32 scales arrive widened. */
 static cd_status rs_from_scales(const cd_node *n, const cd_tensor *s, const int *axes, int na,
-                                cd_error *err, rs_cfg *c)
+                                bool f64, cd_error *err, rs_cfg *c)
 {
     cd_status st = need_const(n, err, s, "scales");
     if (st != CD_OK)
         return st;
-    if (s->dtype != CD_FLOAT32 || cd_tensor_numel_raw(s) != (size_t)na)
-        return cd_node_fail(n, err, CD_ERR_SHAPE, "scales must be float32 with %d entries", na);
+    if (s->dtype != (f64 ? CD_FLOAT64 : CD_FLOAT32) || cd_tensor_numel_raw(s) != (size_t)na)
+        return cd_node_fail(n, err, CD_ERR_SHAPE, "scales must be %s with %d entries",
+                            f64 ? "float64 (float64 mode)" : "float32", na);
     for (int k = 0; k < na; k++) {
         int d = axes[k];
-        double sc = ((const float *)s->data)[k];
+        double sc = f64 ? ((const double *)s->data)[k] : ((const float *)s->data)[k];
         if (!(sc > 0) || !isfinite(sc))
             return cd_node_fail(n, err, CD_ERR_INVALID_ARGUMENT, "scale %g must be > 0", sc);
         double len = sc * (double)c->in_dims[d];
@@ -207,8 +212,9 @@ static cd_status rs_roi(const cd_node *n, const cd_tensor *roi, const int *axes,
 }
 
 /* Resolves modes, scales and output dims. Needs scales/sizes (and roi for
- * tf_crop_and_resize) to carry data. */
-static cd_status rs_config(const cd_node *n, cd_tensor *const *in, cd_error *err, rs_cfg *c)
+ * tf_crop_and_resize) to carry data. f64: float64 mode. */
+static cd_status rs_config(const cd_node *n, cd_tensor *const *in, bool f64, cd_error *err,
+                           rs_cfg *c)
 {
     memset(c, 0, sizeof *c);
     cd_status st = rs_modes(n, err, c);
@@ -227,13 +233,13 @@ static cd_status rs_config(const cd_node *n, cd_tensor *const *in, cd_error *err
     if (n->opset < 11) {
         if (!present(in, n->n_inputs, 1))
             return cd_node_fail(n, err, CD_ERR_INVALID_ARGUMENT, "missing input 'scales'");
-        return rs_from_scales(n, in[1], axes, na, err, c);
+        return rs_from_scales(n, in[1], axes, na, f64, err, c);
     }
     bool has_scales = present(in, n->n_inputs, 2), has_sizes = present(in, n->n_inputs, 3);
     if (has_scales == has_sizes)
         return cd_node_fail(n, err, CD_ERR_INVALID_ARGUMENT,
                             "exactly one of 'scales' and 'sizes' must be given");
-    st = has_scales ? rs_from_scales(n, in[2], axes, na, err, c)
+    st = has_scales ? rs_from_scales(n, in[2], axes, na, f64, err, c)
                     : rs_from_sizes(n, in[3], axes, na, err, c);
     if (st == CD_OK && c->coord == CT_TF_CROP_AND_RESIZE && present(in, n->n_inputs, 1))
         st = rs_roi(n, in[1], axes, na, err, c);
@@ -246,7 +252,7 @@ static cd_status resize_infer(const cd_node *n, cd_tensor *const *in, cd_tensor 
     if (n->n_inputs < 1 || !in[0]) /* hostile models may omit required inputs */
         return cd_node_fail(n, err, CD_ERR_PARSE, "missing input 'data'");
     rs_cfg c;
-    cd_status st = rs_config(n, in, err, &c);
+    cd_status st = rs_config(n, in, false, err, &c);
     if (st != CD_OK)
         return st;
     if (c.mode != RS_NEAREST && in[0]->dtype != CD_FLOAT32)
@@ -389,6 +395,8 @@ typedef struct rs_run {
     int64_t at[CD_MAX_DIMS]; /* current output coordinate */
     const float *x;
     float *gx;
+    const double *x64; /* float64 mode instead of x/gx */
+    double *gx64;
 } rs_run;
 
 static double rs_gather(const rs_run *r, int d, size_t base)
@@ -411,6 +419,29 @@ static void rs_scatter(const rs_run *r, int d, size_t base, double g)
             r->gx[off] += (float)(t->w[k] * g);
         else
             rs_scatter(r, d + 1, off, g * t->w[k]);
+    }
+}
+
+static double rs_gather64(const rs_run *r, int d, size_t base)
+{
+    const rs_tap *t = &r->tabs[d][r->at[d]];
+    double s = 0;
+    for (int k = 0; k < t->count; k++) {
+        size_t off = base + (size_t)t->idx[k] * r->in_stride[d];
+        s += t->w[k] * (d + 1 == r->c->rank ? r->x64[off] : rs_gather64(r, d + 1, off));
+    }
+    return s;
+}
+
+static void rs_scatter64(const rs_run *r, int d, size_t base, double g)
+{
+    const rs_tap *t = &r->tabs[d][r->at[d]];
+    for (int k = 0; k < t->count; k++) {
+        size_t off = base + (size_t)t->idx[k] * r->in_stride[d];
+        if (d + 1 == r->c->rank)
+            r->gx64[off] += t->w[k] * g;
+        else
+            rs_scatter64(r, d + 1, off, g * t->w[k]);
     }
 }
 
@@ -441,10 +472,10 @@ static void rs_next(rs_run *r)
     }
 }
 
-static cd_status rs_prepare(const cd_node *n, cd_tensor *const *in, cd_ctx *ctx, rs_cfg *c,
-                            rs_run *r)
+static cd_status rs_prepare(const cd_node *n, cd_tensor *const *in, bool f64, cd_ctx *ctx,
+                            rs_cfg *c, rs_run *r)
 {
-    cd_status st = rs_config(n, in, ctx->err, c);
+    cd_status st = rs_config(n, in, f64, ctx->err, c);
     if (st != CD_OK)
         return st;
     memset(r, 0, sizeof *r);
@@ -531,21 +562,25 @@ static void rs_planes(const rs_cfg *c, const rs_run *r, float *y, cd_ctx *ctx)
     cd_pool_run(ctx->pool, (int)((planes + j.per_task - 1) / j.per_task), rs_plane_task, &j);
 }
 
+/* Nearest on any element type: one tap per axis, copy the bytes. */
+static void rs_copy_nearest(rs_run *r, const cd_tensor *x, cd_tensor *y)
+{
+    size_t es = cd_dtype_size(x->dtype), total = cd_tensor_numel_raw(y);
+    for (size_t o = 0; o < total; o++, rs_next(r))
+        memcpy((char *)y->data + o * es, (const char *)x->data + rs_nearest_offset(r) * es, es);
+}
+
 static cd_status resize_forward(const cd_node *n, cd_tensor *const *in, cd_tensor **out,
                                 cd_ctx *ctx)
 {
     rs_cfg c;
     rs_run r;
-    cd_status st = rs_prepare(n, in, ctx, &c, &r);
+    cd_status st = rs_prepare(n, in, false, ctx, &c, &r);
     if (st != CD_OK)
         return st;
     size_t total = cd_tensor_numel_raw(out[0]);
     if (in[0]->dtype != CD_FLOAT32) {
-        /* Nearest on any element type: one tap per axis, copy the bytes. */
-        size_t es = cd_dtype_size(in[0]->dtype);
-        for (size_t o = 0; o < total; o++, rs_next(&r))
-            memcpy((char *)out[0]->data + o * es,
-                   (const char *)in[0]->data + rs_nearest_offset(&r) * es, es);
+        rs_copy_nearest(&r, in[0], out[0]);
         return CD_OK;
     }
     r.x = cd_cf32(in[0]);
@@ -571,7 +606,7 @@ static cd_status resize_backward(const cd_node *n, cd_tensor *const *in, cd_tens
                             "gradients are supported for float32 only");
     rs_cfg c;
     rs_run r;
-    cd_status st = rs_prepare(n, in, ctx, &c, &r);
+    cd_status st = rs_prepare(n, in, false, ctx, &c, &r);
     if (st != CD_OK)
         return st;
     r.gx = cd_f32(gin[0]);
@@ -588,5 +623,59 @@ static cd_status resize_backward(const cd_node *n, cd_tensor *const *in, cd_tens
     return CD_OK;
 }
 
-const cd_op_def cd_opdef_RESIZE = {"Resize", 10, NULL, resize_infer, resize_forward,
-                                   resize_backward};
+/* Float64 ------------------------------------------------------------------ */
+
+static cd_status resize_forward64(const cd_node *n, cd_tensor *const *in, cd_tensor **out,
+                                  cd_ctx *ctx)
+{
+    rs_cfg c;
+    rs_run r;
+    if (in[0] && in[0]->dtype == CD_FLOAT32)
+        return cd_node_fail(n, ctx->err, CD_ERR_UNSUPPORTED, "float64 kernel got float32 data");
+    cd_status st = rs_prepare(n, in, true, ctx, &c, &r);
+    if (st != CD_OK)
+        return st;
+    if (in[0]->dtype != CD_FLOAT64) {
+        rs_copy_nearest(&r, in[0], out[0]); /* integer data keeps its type */
+        return CD_OK;
+    }
+    r.x64 = cd_cf64(in[0]);
+    double *y = cd_f64(out[0]);
+    size_t total = cd_tensor_numel_raw(out[0]);
+    for (size_t o = 0; o < total; o++, rs_next(&r))
+        y[o] = rs_outside(&r) ? c.extrapolation : (c.rank ? rs_gather64(&r, 0, 0) : r.x64[0]);
+    return CD_OK;
+}
+
+static cd_status resize_backward64(const cd_node *n, cd_tensor *const *in, cd_tensor *const *out,
+                                   cd_tensor *const *gout, cd_tensor **gin, cd_ctx *ctx)
+{
+    CD_UNUSED(out);
+    if (!gin[0] || !gout[0])
+        return CD_OK;
+    if (gin[0]->dtype != CD_FLOAT64 || gout[0]->dtype != CD_FLOAT64)
+        return cd_node_fail(n, ctx->err, CD_ERR_UNSUPPORTED,
+                            "float64 gradients need float64 data");
+    rs_cfg c;
+    rs_run r;
+    cd_status st = rs_prepare(n, in, true, ctx, &c, &r);
+    if (st != CD_OK)
+        return st;
+    r.gx64 = cd_f64(gin[0]);
+    const double *g = cd_cf64(gout[0]);
+    size_t total = cd_tensor_numel_raw(gout[0]);
+    for (size_t o = 0; o < total; o++, rs_next(&r)) {
+        if (rs_outside(&r))
+            continue;
+        if (c.rank)
+            rs_scatter64(&r, 0, 0, g[o]);
+        else
+            r.gx64[0] += g[o];
+    }
+    return CD_OK;
+}
+
+const cd_op_def cd_opdef_RESIZE = {"Resize",         10,
+                                   NULL,             resize_infer,
+                                   resize_forward,   resize_backward,
+                                   resize_forward64, resize_backward64};
