@@ -2,8 +2,11 @@
  * Squeeze, Unsqueeze, Identity, Constant, Shape, Gather, Cast.
  *
  * Data movement works on raw bytes (cd_dtype_size) so every element type is
- * handled by the same code. Backward passes are defined for float32
- * gradients, the type candor differentiates in. */
+ * handled by the same code; that includes float64 mode (core/plan64.c), where
+ * float32 tensors arrive as float64 and every output has its own buffer, so
+ * the byte kernels serve as forward64 unchanged. Backward passes are written
+ * once for both gradient types (float32 in the float plan, float64 in
+ * float64 mode) and get two entry points from GRAD_ENTRY_POINTS. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -39,36 +42,69 @@ static void copy_payload(cd_tensor *dst, const cd_tensor *src)
         memmove(dst->data, src->data, bytes);
 }
 
-static cd_status need_f32_grad(const cd_node *n, cd_error *err, const cd_tensor *g)
+/* gt is the gradient type of the entry point: float32, or float64 in float64
+ * mode. Checking it once lets grad_add trust the pointers. */
+static cd_status need_grad(const cd_node *n, cd_error *err, const cd_tensor *g, cd_dtype gt)
 {
-    if (g && g->dtype != CD_FLOAT32)
+    if (g && g->dtype != gt)
         return cd_node_fail(n, err, CD_ERR_UNSUPPORTED, "gradients of type %s are not supported",
                             cd_dtype_name(g->dtype));
     return CD_OK;
 }
 
+/* gin[at + k] += gout[from + k] for k < cnt, both of the checked type. */
+static void grad_add(cd_tensor *gin, size_t at, const cd_tensor *gout, size_t from, size_t cnt)
+{
+    if (gin->dtype == CD_FLOAT64) {
+        double *gi = cd_f64(gin) + at;
+        const double *go = cd_cf64(gout) + from;
+        for (size_t k = 0; k < cnt; k++)
+            gi[k] += go[k];
+        return;
+    }
+    float *gi = cd_f32(gin) + at;
+    const float *go = cd_cf32(gout) + from;
+    for (size_t k = 0; k < cnt; k++)
+        gi[k] += go[k];
+}
+
+/* Defines name##_backward (float32) and name##_backward64 (float64) over
+ * name##_grad, which takes the gradient type as its last argument. */
+#define GRAD_ENTRY_POINTS(name)                                                              \
+    static cd_status name##_backward(const cd_node *n, cd_tensor *const *in,                \
+                                     cd_tensor *const *out, cd_tensor *const *gout,         \
+                                     cd_tensor **gin, cd_ctx *ctx)                          \
+    {                                                                                        \
+        return name##_grad(n, in, out, gout, gin, ctx, CD_FLOAT32);                         \
+    }                                                                                        \
+    static cd_status name##_backward64(const cd_node *n, cd_tensor *const *in,              \
+                                       cd_tensor *const *out, cd_tensor *const *gout,       \
+                                       cd_tensor **gin, cd_ctx *ctx)                        \
+    {                                                                                        \
+        return name##_grad(n, in, out, gout, gin, ctx, CD_FLOAT64);                         \
+    }
+
 /* gin += gout for ops whose Jacobian is the identity on the flat payload. */
-static cd_status backward_copy(const cd_node *n, cd_tensor *const *in, cd_tensor *const *out,
-                               cd_tensor *const *gout, cd_tensor **gin, cd_ctx *ctx)
+static cd_status copy_grad(const cd_node *n, cd_tensor *const *in, cd_tensor *const *out,
+                           cd_tensor *const *gout, cd_tensor **gin, cd_ctx *ctx, cd_dtype gt)
 {
     CD_UNUSED(in);
     CD_UNUSED(out);
     if (!gin[0] || !gout[0])
         return CD_OK;
-    cd_status st = need_f32_grad(n, ctx->err, gin[0]);
+    cd_status st = need_grad(n, ctx->err, gin[0], gt);
     if (st == CD_OK)
-        st = need_f32_grad(n, ctx->err, gout[0]);
+        st = need_grad(n, ctx->err, gout[0], gt);
     if (st != CD_OK)
         return st;
-    size_t cnt = cd_tensor_numel_raw(gin[0]);
-    float *gi = cd_f32(gin[0]);
-    const float *go = cd_cf32(gout[0]);
-    for (size_t i = 0; i < cnt; i++)
-        gi[i] += go[i];
+    grad_add(gin[0], 0, gout[0], 0, cd_tensor_numel_raw(gin[0]));
     return CD_OK;
 }
 
-/* Ops whose inputs carry no gradient (Shape, Constant, casts to integers). */
+GRAD_ENTRY_POINTS(copy)
+
+/* Ops whose inputs carry no gradient (Shape, Constant, casts to integers);
+ * it touches nothing, so it serves float64 mode too. */
 static cd_status backward_none(const cd_node *n, cd_tensor *const *in, cd_tensor *const *out,
                                cd_tensor *const *gout, cd_tensor **gin, cd_ctx *ctx)
 {
@@ -165,39 +201,38 @@ static cd_status concat_forward(const cd_node *n, cd_tensor *const *in, cd_tenso
     return CD_OK;
 }
 
-static cd_status concat_backward(const cd_node *n, cd_tensor *const *in, cd_tensor *const *out,
-                                 cd_tensor *const *gout, cd_tensor **gin, cd_ctx *ctx)
+static cd_status concat_grad(const cd_node *n, cd_tensor *const *in, cd_tensor *const *out,
+                             cd_tensor *const *gout, cd_tensor **gin, cd_ctx *ctx, cd_dtype gt)
 {
     if (!gout[0])
         return CD_OK;
     int axis = 0;
     cd_status st = concat_axis(n, ctx->err, in[0]->ndim, &axis);
     if (st == CD_OK)
-        st = need_f32_grad(n, ctx->err, gout[0]);
+        st = need_grad(n, ctx->err, gout[0], gt);
     if (st != CD_OK)
         return st;
     size_t outer = prod_dims(out[0]->dims, 0, axis);
     size_t inner = prod_dims(out[0]->dims, axis + 1, out[0]->ndim);
     size_t out_row = (size_t)out[0]->dims[axis] * inner;
     size_t offset = 0;
-    const float *go = cd_cf32(gout[0]);
     for (int i = 0; i < n->n_inputs; i++) {
         size_t row = (size_t)in[i]->dims[axis] * inner;
         if (gin[i]) {
-            if ((st = need_f32_grad(n, ctx->err, gin[i])) != CD_OK)
+            if ((st = need_grad(n, ctx->err, gin[i], gt)) != CD_OK)
                 return st;
-            float *gi = cd_f32(gin[i]);
             for (size_t o = 0; o < outer; o++)
-                for (size_t k = 0; k < row; k++)
-                    gi[o * row + k] += go[o * out_row + offset + k];
+                grad_add(gin[i], o * row, gout[0], o * out_row + offset, row);
         }
         offset += row;
     }
     return CD_OK;
 }
 
+GRAD_ENTRY_POINTS(concat)
+
 const cd_op_def cd_opdef_CONCAT = {"Concat", 1, NULL, concat_infer, concat_forward,
-                                   concat_backward};
+                                   concat_backward, concat_forward, concat_backward64};
 
 /* Flatten --------------------------------------------------------------- */
 
@@ -220,7 +255,8 @@ static cd_status flatten_infer(const cd_node *n, cd_tensor *const *in, cd_tensor
     return CD_OK;
 }
 
-/* Forward of every op that only reinterprets the shape. */
+/* Forward of every op that only reinterprets the shape; also their forward64,
+ * where the payload is always copied (own output buffers). */
 static cd_status view_forward(const cd_node *n, cd_tensor *const *in, cd_tensor **out,
                               cd_ctx *ctx)
 {
@@ -231,7 +267,7 @@ static cd_status view_forward(const cd_node *n, cd_tensor *const *in, cd_tensor 
 }
 
 const cd_op_def cd_opdef_FLATTEN = {"Flatten", 1, NULL, flatten_infer, view_forward,
-                                    backward_copy};
+                                    copy_backward, view_forward, copy_backward64};
 
 /* Reshape --------------------------------------------------------------- */
 
@@ -305,7 +341,7 @@ static cd_status reshape_infer(const cd_node *n, cd_tensor *const *in, cd_tensor
 }
 
 const cd_op_def cd_opdef_RESHAPE = {"Reshape", 1, NULL, reshape_infer, view_forward,
-                                    backward_copy};
+                                    copy_backward, view_forward, copy_backward64};
 
 /* Transpose ------------------------------------------------------------- */
 
@@ -384,14 +420,20 @@ static void visit_copy(size_t o, size_t i, void *user)
 }
 
 typedef struct grad_move {
-    float *gin;
-    const float *gout;
+    void *gin;
+    const void *gout;
 } grad_move;
 
-static void visit_grad(size_t o, size_t i, void *user)
+static void visit_grad32(size_t o, size_t i, void *user)
 {
     grad_move *m = user;
-    m->gin[i] += m->gout[o];
+    ((float *)m->gin)[i] += ((const float *)m->gout)[o];
+}
+
+static void visit_grad64(size_t o, size_t i, void *user)
+{
+    grad_move *m = user;
+    ((double *)m->gin)[i] += ((const double *)m->gout)[o];
 }
 
 static void transpose_strides(const cd_tensor *x, const int *perm, size_t *strides)
@@ -420,30 +462,34 @@ static cd_status transpose_forward(const cd_node *n, cd_tensor *const *in, cd_te
     return CD_OK;
 }
 
-static cd_status transpose_backward(const cd_node *n, cd_tensor *const *in,
-                                    cd_tensor *const *out, cd_tensor *const *gout,
-                                    cd_tensor **gin, cd_ctx *ctx)
+static cd_status transpose_grad(const cd_node *n, cd_tensor *const *in, cd_tensor *const *out,
+                                cd_tensor *const *gout, cd_tensor **gin, cd_ctx *ctx,
+                                cd_dtype gt)
 {
     if (!gin[0] || !gout[0])
         return CD_OK;
     int perm[CD_MAX_DIMS];
     cd_status st = transpose_perm(n, ctx->err, in[0]->ndim, perm);
     if (st == CD_OK)
-        st = need_f32_grad(n, ctx->err, gin[0]);
+        st = need_grad(n, ctx->err, gin[0], gt);
     if (st == CD_OK)
-        st = need_f32_grad(n, ctx->err, gout[0]);
+        st = need_grad(n, ctx->err, gout[0], gt);
     if (st != CD_OK)
         return st;
     /* Same walk as forward, with the data flowing back along it. */
     size_t strides[CD_MAX_DIMS];
     transpose_strides(in[0], perm, strides);
-    grad_move m = {cd_f32(gin[0]), cd_cf32(gout[0])};
-    walk_strided(out[0]->ndim, out[0]->dims, strides, visit_grad, &m);
+    grad_move m = {gin[0]->data, gout[0]->data};
+    walk_strided(out[0]->ndim, out[0]->dims, strides,
+                 gt == CD_FLOAT64 ? visit_grad64 : visit_grad32, &m);
     return CD_OK;
 }
 
+GRAD_ENTRY_POINTS(transpose)
+
 const cd_op_def cd_opdef_TRANSPOSE = {"Transpose", 1, NULL, transpose_infer, transpose_forward,
-                                      transpose_backward};
+                                      transpose_backward, transpose_forward,
+                                      transpose_backward64};
 
 /* Squeeze / Unsqueeze --------------------------------------------------- */
 
@@ -498,7 +544,7 @@ static cd_status squeeze_infer(const cd_node *n, cd_tensor *const *in, cd_tensor
 }
 
 const cd_op_def cd_opdef_SQUEEZE = {"Squeeze", 1, NULL, squeeze_infer, view_forward,
-                                    backward_copy};
+                                    copy_backward, view_forward, copy_backward64};
 
 static cd_status unsqueeze_infer(const cd_node *n, cd_tensor *const *in, cd_tensor **out,
                                  cd_error *err)
@@ -533,7 +579,7 @@ static cd_status unsqueeze_infer(const cd_node *n, cd_tensor *const *in, cd_tens
 }
 
 const cd_op_def cd_opdef_UNSQUEEZE = {"Unsqueeze", 1, NULL, unsqueeze_infer, view_forward,
-                                      backward_copy};
+                                      copy_backward, view_forward, copy_backward64};
 
 /* Identity -------------------------------------------------------------- */
 
@@ -547,7 +593,7 @@ static cd_status identity_infer(const cd_node *n, cd_tensor *const *in, cd_tenso
 }
 
 const cd_op_def cd_opdef_IDENTITY = {"Identity", 1, NULL, identity_infer, view_forward,
-                                     backward_copy};
+                                     copy_backward, view_forward, copy_backward64};
 
 /* Constant -------------------------------------------------------------- */
 
@@ -605,22 +651,47 @@ static cd_status constant_infer(const cd_node *n, cd_tensor *const *in, cd_tenso
     return st;
 }
 
-static cd_status constant_forward(const cd_node *n, cd_tensor *const *in, cd_tensor **out,
-                                  cd_ctx *ctx)
+/* Writes the payload into out[0]; wide (float64 mode) widens a float32
+ * payload into the float64 output. */
+static cd_status constant_write(const cd_node *n, cd_tensor **out, cd_ctx *ctx, bool wide)
 {
-    CD_UNUSED(in);
     const_payload p;
     cd_status st = constant_payload(n, ctx->err, &p);
     if (st != CD_OK)
         return st;
-    size_t bytes = cd_tensor_numel_raw(out[0]) * cd_dtype_size(p.dtype);
-    if (bytes)
-        memcpy(out[0]->data, p.data, bytes);
+    size_t cnt = cd_tensor_numel_raw(out[0]);
+    if (wide && p.dtype == CD_FLOAT32) {
+        if (out[0]->dtype != CD_FLOAT64)
+            return cd_node_fail(n, ctx->err, CD_ERR_INTERNAL,
+                                "float64 mode gave a %s output for a float constant",
+                                cd_dtype_name(out[0]->dtype));
+        const float *src = p.data;
+        double *dst = cd_f64(out[0]);
+        for (size_t i = 0; i < cnt; i++)
+            dst[i] = src[i];
+        return CD_OK;
+    }
+    if (cnt)
+        memcpy(out[0]->data, p.data, cnt * cd_dtype_size(p.dtype));
     return CD_OK;
 }
 
+static cd_status constant_forward(const cd_node *n, cd_tensor *const *in, cd_tensor **out,
+                                  cd_ctx *ctx)
+{
+    CD_UNUSED(in);
+    return constant_write(n, out, ctx, false);
+}
+
+static cd_status constant_forward64(const cd_node *n, cd_tensor *const *in, cd_tensor **out,
+                                    cd_ctx *ctx)
+{
+    CD_UNUSED(in);
+    return constant_write(n, out, ctx, true);
+}
+
 const cd_op_def cd_opdef_CONSTANT = {"Constant", 1, NULL, constant_infer, constant_forward,
-                                     backward_none};
+                                     backward_none, constant_forward64, backward_none};
 
 /* Shape ----------------------------------------------------------------- */
 
@@ -667,7 +738,10 @@ static cd_status shape_forward(const cd_node *n, cd_tensor *const *in, cd_tensor
     return CD_OK;
 }
 
-const cd_op_def cd_opdef_SHAPE = {"Shape", 1, NULL, shape_infer, shape_forward, backward_none};
+/* shape_forward reads only dims, so it is its own forward64. backward64 is
+ * NULL: the int64 output never carries a gradient in float64 mode. */
+const cd_op_def cd_opdef_SHAPE = {"Shape", 1, NULL, shape_infer, shape_forward, backward_none,
+                                  shape_forward, NULL};
 
 /* Gather ---------------------------------------------------------------- */
 
@@ -756,8 +830,8 @@ static cd_status gather_forward(const cd_node *n, cd_tensor *const *in, cd_tenso
     return CD_OK;
 }
 
-static cd_status gather_backward(const cd_node *n, cd_tensor *const *in, cd_tensor *const *out,
-                                 cd_tensor *const *gout, cd_tensor **gin, cd_ctx *ctx)
+static cd_status gather_grad(const cd_node *n, cd_tensor *const *in, cd_tensor *const *out,
+                             cd_tensor *const *gout, cd_tensor **gin, cd_ctx *ctx, cd_dtype gt)
 {
     CD_UNUSED(out);
     if (!gin[0] || !gout[0])
@@ -765,30 +839,27 @@ static cd_status gather_backward(const cd_node *n, cd_tensor *const *in, cd_tens
     gather_geom g;
     cd_status st = gather_geometry(n, in, ctx->err, &g);
     if (st == CD_OK)
-        st = need_f32_grad(n, ctx->err, gin[0]);
+        st = need_grad(n, ctx->err, gin[0], gt);
     if (st == CD_OK)
-        st = need_f32_grad(n, ctx->err, gout[0]);
+        st = need_grad(n, ctx->err, gout[0], gt);
     if (st != CD_OK)
         return st;
-    float *gi = cd_f32(gin[0]);
-    const float *go = cd_cf32(gout[0]);
     /* Repeated indices each add their share: scatter-add. */
     for (size_t k = 0; k < g.n_idx; k++) {
         size_t j = 0;
         if ((st = gather_index(n, ctx->err, in[1], k, g.axis_len, &j)) != CD_OK)
             return st;
-        for (size_t o = 0; o < g.outer; o++) {
-            float *dst = gi + (o * (size_t)g.axis_len + j) * g.inner;
-            const float *src = go + (o * g.n_idx + k) * g.inner;
-            for (size_t i = 0; i < g.inner; i++)
-                dst[i] += src[i];
-        }
+        for (size_t o = 0; o < g.outer; o++)
+            grad_add(gin[0], (o * (size_t)g.axis_len + j) * g.inner, gout[0],
+                     (o * g.n_idx + k) * g.inner, g.inner);
     }
     return CD_OK;
 }
 
+GRAD_ENTRY_POINTS(gather)
+
 const cd_op_def cd_opdef_GATHER = {"Gather", 1, NULL, gather_infer, gather_forward,
-                                   gather_backward};
+                                   gather_backward, gather_forward, gather_backward64};
 
 /* Cast ------------------------------------------------------------------ */
 
@@ -957,24 +1028,56 @@ static cd_status cast_forward(const cd_node *n, cd_tensor *const *in, cd_tensor 
     return CD_OK;
 }
 
+/* Float64 mode represents every float32 tensor as float64, so the caller
+ * allocates the output of a Cast to float32 as float64. The rule that
+ * follows, with cast_forward doing the work on the types it is given:
+ *   to float32 from an integer: converted into doubles (exact below 2^53;
+ *     the float32 plan's buffer gets them rounded, as the float kernel would);
+ *   to float32 from a float (float64 here, or float16): copied or widened,
+ *     never rounded to float32, so float64 mode stays float64 throughout;
+ *   to an integer, bool or float16 from a float: as the float kernel does
+ *     (truncation, saturation, NaN -> 0, v != 0, half rounding), applied to
+ *     the double values, which may differ from float32's where float32
+ *     rounding crosses an integer;
+ *   integer to integer: unchanged. */
+static cd_status cast_forward64(const cd_node *n, cd_tensor *const *in, cd_tensor **out,
+                                cd_ctx *ctx)
+{
+    cd_dtype to = (cd_dtype)cd_attr_int(n, "to", 0);
+    if (out[0]->dtype != (to == CD_FLOAT32 ? CD_FLOAT64 : to))
+        return cd_node_fail(n, ctx->err, CD_ERR_INTERNAL,
+                            "float64 mode gave a %s output for a cast to %s",
+                            cd_dtype_name(out[0]->dtype), cd_dtype_name(to));
+    return cast_forward(n, in, out, ctx);
+}
+
 /* Float-to-float casts pass the gradient through (rounded to the gradient's
  * type); anything through an integer type has zero gradient. */
-static cd_status cast_backward(const cd_node *n, cd_tensor *const *in, cd_tensor *const *out,
-                               cd_tensor *const *gout, cd_tensor **gin, cd_ctx *ctx)
+static cd_status cast_grad(const cd_node *n, cd_tensor *const *in, cd_tensor *const *out,
+                           cd_tensor *const *gout, cd_tensor **gin, cd_ctx *ctx, cd_dtype gt)
 {
     if (!gin[0] || !gout[0] || !is_float_type(in[0]->dtype) || !is_float_type(out[0]->dtype))
         return CD_OK;
-    cd_status st = need_f32_grad(n, ctx->err, gin[0]);
+    cd_status st = need_grad(n, ctx->err, gin[0], gt);
     if (st != CD_OK)
         return st;
     if (!is_float_type(gout[0]->dtype))
         return cd_node_fail(n, ctx->err, CD_ERR_UNSUPPORTED, "gradient of type %s",
                             cd_dtype_name(gout[0]->dtype));
     size_t cnt = cd_tensor_numel_raw(gin[0]);
+    if (gt == CD_FLOAT64) {
+        double *gi = cd_f64(gin[0]);
+        for (size_t i = 0; i < cnt; i++)
+            gi[i] += load_float(gout[0], i);
+        return CD_OK;
+    }
     float *gi = cd_f32(gin[0]);
     for (size_t i = 0; i < cnt; i++)
         gi[i] += (float)load_float(gout[0], i);
     return CD_OK;
 }
 
-const cd_op_def cd_opdef_CAST = {"Cast", 6, cast_parse, cast_infer, cast_forward, cast_backward};
+GRAD_ENTRY_POINTS(cast)
+
+const cd_op_def cd_opdef_CAST = {"Cast", 6, cast_parse, cast_infer, cast_forward, cast_backward,
+                                 cast_forward64, cast_backward64};
