@@ -78,15 +78,16 @@ static site_layout layout_of(const cd_stochastic *s, const cd_tensor *x, bool ch
     return l;
 }
 
-/* Refuses what the sampler cannot handle, naming the node. */
+/* Refuses what the sampler cannot handle, naming the node. ft is the float
+ * type of the calling kernel: float32, or float64 in float64 mode. */
 static cd_status check_site(const cd_stochastic *s, int site, const cd_node *n,
-                            const cd_tensor *x, cd_error *err)
+                            const cd_tensor *x, cd_dtype ft, cd_error *err)
 {
     if (site < 0 || !s)
         return cd_node_fail(n, err, CD_ERR_INTERNAL, "not a stochastic site");
-    if (x->dtype != CD_FLOAT32)
-        return cd_node_fail(n, err, CD_ERR_UNSUPPORTED, "MC dropout needs float32, got %s",
-                            cd_dtype_name(x->dtype));
+    if (x->dtype != ft)
+        return cd_node_fail(n, err, CD_ERR_UNSUPPORTED, "MC dropout needs %s, got %s",
+                            cd_dtype_name(ft), cd_dtype_name(x->dtype));
     float p = s->site_p[site];
     if (!(p >= 0.0f && p < 1.0f))
         return cd_node_fail(n, err, CD_ERR_INVALID_ARGUMENT, "drop probability %g is outside [0, 1)",
@@ -94,55 +95,109 @@ static cd_status check_site(const cd_stochastic *s, int site, const cd_node *n,
     return CD_OK;
 }
 
-cd_status cd_stochastic_dropout(const cd_stochastic *s, int site, const cd_node *n,
-                                const cd_tensor *x, cd_tensor *y, cd_tensor *mask,
-                                cd_error *err)
+/* The inverted-dropout scale, rounded to float32 in both modes: float64 mode
+ * then evaluates the very function the float32 kernels compute. */
+static float site_scale(const cd_stochastic *s, int site)
 {
-    cd_status st = check_site(s, site, n, x, err);
-    if (st != CD_OK)
-        return st;
+    return (float)(1.0 / (1.0 - (double)s->site_p[site])); /* exactly 1 when p = 0 */
+}
+
+/* One sampler for both float types (the type is fixed per call, so the
+ * branches below are predictable); the masks depend only on the counters. */
+static void sample(const cd_stochastic *s, int site, const cd_tensor *x, cd_tensor *y,
+                   cd_tensor *mask)
+{
     const double p = s->site_p[site];
-    const float scale = (float)(1.0 / (1.0 - p)); /* exactly 1 when p = 0 */
+    const float scale = site_scale(s, site);
     site_layout l = layout_of(s, x, s->site_channel[site]);
-    const float *xs = x->data;
-    float *ys = y->data;
+    const bool wide = x->dtype == CD_FLOAT64;
     /* Masks are bool from opset 10 on, X's type before. */
     uint8_t *mb = mask && mask->dtype == CD_BOOL ? mask->data : NULL;
     float *mf = mask && mask->dtype == CD_FLOAT32 ? mask->data : NULL;
+    double *md = mask && mask->dtype == CD_FLOAT64 ? mask->data : NULL;
     for (size_t r = 0; r < l.rows; r++) {
         uint64_t sample = s->sample_offset + (s->rows_are_samples ? r : 0);
         uint64_t key = stream_key(s->seed, sample, s->site_key[site]);
         size_t base = r * l.per_row;
         for (size_t e = 0; e < l.per_row; e++) {
+            size_t i = base + e;
             bool keep = stream_uniform(key, e / l.inner) >= p;
-            ys[base + e] = keep ? xs[base + e] * scale : 0.0f;
+            if (wide)
+                cd_f64(y)[i] = keep ? cd_cf64(x)[i] * (double)scale : 0.0;
+            else
+                cd_f32(y)[i] = keep ? cd_cf32(x)[i] * scale : 0.0f;
             if (mb)
-                mb[base + e] = keep;
+                mb[i] = keep;
             if (mf)
-                mf[base + e] = keep ? 1.0f : 0.0f;
+                mf[i] = keep ? 1.0f : 0.0f;
+            if (md)
+                md[i] = keep ? 1.0 : 0.0;
         }
     }
-    return CD_OK;
+}
+
+/* gx += gy * keep * scale with sample()'s draws, in gy's float type. */
+static void sample_backward(const cd_stochastic *s, int site, const cd_tensor *gy, cd_tensor *gx)
+{
+    const double p = s->site_p[site];
+    const float scale = site_scale(s, site);
+    site_layout l = layout_of(s, gy, s->site_channel[site]);
+    const bool wide = gy->dtype == CD_FLOAT64;
+    for (size_t r = 0; r < l.rows; r++) {
+        uint64_t sample = s->sample_offset + (s->rows_are_samples ? r : 0);
+        uint64_t key = stream_key(s->seed, sample, s->site_key[site]);
+        size_t base = r * l.per_row;
+        for (size_t e = 0; e < l.per_row; e++) {
+            size_t i = base + e;
+            if (stream_uniform(key, e / l.inner) < p)
+                continue;
+            if (wide)
+                cd_f64(gx)[i] += cd_cf64(gy)[i] * (double)scale;
+            else
+                cd_f32(gx)[i] += cd_cf32(gy)[i] * scale;
+        }
+    }
+}
+
+cd_status cd_stochastic_dropout(const cd_stochastic *s, int site, const cd_node *n,
+                                const cd_tensor *x, cd_tensor *y, cd_tensor *mask,
+                                cd_error *err)
+{
+    cd_status st = check_site(s, site, n, x, CD_FLOAT32, err);
+    if (st == CD_OK)
+        sample(s, site, x, y, mask);
+    return st;
+}
+
+cd_status cd_stochastic_dropout64(const cd_stochastic *s, int site, const cd_node *n,
+                                  const cd_tensor *x, cd_tensor *y, cd_tensor *mask,
+                                  cd_error *err)
+{
+    cd_status st = check_site(s, site, n, x, CD_FLOAT64, err);
+    if (st == CD_OK && mask && mask->dtype == CD_FLOAT32)
+        st = cd_node_fail(n, err, CD_ERR_INTERNAL, "float64 mode gave a float32 mask");
+    if (st == CD_OK)
+        sample(s, site, x, y, mask);
+    return st;
 }
 
 cd_status cd_stochastic_dropout_backward(const cd_stochastic *s, int site, const cd_node *n,
                                          const cd_tensor *gy, cd_tensor *gx, cd_error *err)
 {
-    cd_status st = check_site(s, site, n, gy, err);
-    if (st != CD_OK)
-        return st;
-    const double p = s->site_p[site];
-    const float scale = (float)(1.0 / (1.0 - p));
-    site_layout l = layout_of(s, gy, s->site_channel[site]);
-    const float *g = gy->data;
-    float *gxs = gx->data;
-    for (size_t r = 0; r < l.rows; r++) {
-        uint64_t sample = s->sample_offset + (s->rows_are_samples ? r : 0);
-        uint64_t key = stream_key(s->seed, sample, s->site_key[site]);
-        size_t base = r * l.per_row;
-        for (size_t e = 0; e < l.per_row; e++)
-            if (stream_uniform(key, e / l.inner) >= p)
-                gxs[base + e] += g[base + e] * scale;
-    }
-    return CD_OK;
+    cd_status st = check_site(s, site, n, gy, CD_FLOAT32, err);
+    if (st == CD_OK)
+        sample_backward(s, site, gy, gx);
+    return st;
+}
+
+cd_status cd_stochastic_dropout_backward64(const cd_stochastic *s, int site, const cd_node *n,
+                                           const cd_tensor *gy, cd_tensor *gx, cd_error *err)
+{
+    cd_status st = check_site(s, site, n, gy, CD_FLOAT64, err);
+    if (st == CD_OK && gx->dtype != CD_FLOAT64)
+        st = cd_node_fail(n, err, CD_ERR_INTERNAL, "float64 mode gave a %s gradient",
+                          cd_dtype_name(gx->dtype));
+    if (st == CD_OK)
+        sample_backward(s, site, gy, gx);
+    return st;
 }

@@ -46,4 +46,14 @@ cd_status cd_stochastic_dropout(const cd_stochastic *s, int site, const cd_node 
 cd_status cd_stochastic_dropout_backward(const cd_stochastic *s, int site, const cd_node *n,
                                          const cd_tensor *gy, cd_tensor *gx, cd_error *err);
 
+/* Float64 mode (core/plan64.h): x, y, gy, gx and a non-bool mask are
+ * float64. Same draws, masks and scale (1 / (1 - p) rounded to float32) as
+ * the float32 kernels for the same sample, so the two modes evaluate the
+ * same sampled network. */
+cd_status cd_stochastic_dropout64(const cd_stochastic *s, int site, const cd_node *n,
+                                  const cd_tensor *x, cd_tensor *y, cd_tensor *mask,
+                                  cd_error *err);
+cd_status cd_stochastic_dropout_backward64(const cd_stochastic *s, int site, const cd_node *n,
+                                           const cd_tensor *gy, cd_tensor *gx, cd_error *err);
+
 #endif
