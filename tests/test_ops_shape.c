@@ -1,6 +1,9 @@
 /* Shape and data-movement operators (core/ops/shape_ops.c) and Pad
  * (core/ops/pad.c): forward against naive index arithmetic written here,
- * opset conventions, error paths, and finite-difference backward checks. */
+ * opset conventions, error paths, and finite-difference backward checks.
+ * tu_gradcheck also checks the float64 kernels (forward64 against the float
+ * forward, backward64 against float64 differences), so every operator here
+ * goes through it at least once. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -57,7 +60,51 @@ static void gradcheck_ok(cd_node *n, cd_tensor **in, const bool *check)
         fail_msg("%s gradcheck: %g", n->op_type, worst);
 }
 
+/* For nodes without a differentiable input (integer payloads, Shape,
+ * Constant, casts to integers): tu_gradcheck then compares forward64's
+ * outputs with the float forward's. No input is checked, as gradcheck64's
+ * relative test is undefined for a gradient that is zero everywhere. */
+static void forward64_ok(cd_node *n, cd_tensor **in)
+{
+    static const bool none[8] = {false};
+    assert_true(n->n_inputs <= 8);
+    gradcheck_ok(n, in, none);
+}
+
+/* Runs the float64 kernel of n directly: out[0] gets dtype `to` and dims. */
+static cd_status run64(cd_node *n, cd_tensor **in, cd_dtype to, int ndim, const int64_t *dims,
+                       cd_tensor **out, cd_error *err)
+{
+    assert_int_equal(cd_tensor_create(to, ndim, dims, out, err), CD_OK);
+    cd_ctx ctx = {.err = err, .threads = 1};
+    cd_status st = cd_op_get(n->op)->forward64(n, in, out, &ctx);
+    free(ctx.scratch);
+    return st;
+}
+
 /* Concat ----------------------------------------------------------------- */
+
+/* Concat of [2,3,4]-shaped tensors, each with 1 + k entries on axis: the
+ * backward's row offsets differ with the axis. */
+static void check_concat_axis(int64_t axis)
+{
+    int a = (int)(axis < 0 ? axis + 3 : axis);
+    cd_tensor *x[3];
+    for (int k = 0; k < 3; k++) {
+        int64_t d[3] = {2, 3, 4};
+        d[a] = 1 + k;
+        x[k] = tu_random(3, d, 40 + (uint64_t)k, -1, 1);
+    }
+    cd_node n;
+    cd_error err;
+    init_node(&n, "Concat", 13, 3);
+    cd_node_add_int(&n, "axis", axis, &err);
+    bind_or_fail(&n);
+    gradcheck_ok(&n, x, (const bool[]){true, false, true});
+    cd_node_clear(&n);
+    for (int k = 0; k < 3; k++)
+        cd_tensor_free(x[k]);
+}
 
 static void test_concat(void **state)
 {
@@ -103,6 +150,7 @@ static void test_concat(void **state)
     const int64_t *ip = y->data;
     assert_true(ip[0] == 7 && ip[1] == -8 && ip[2] == (1LL << 40));
     cd_tensor_free(y);
+    forward64_ok(&n, iin);
     cd_node_clear(&n);
     cd_tensor_free(i1);
     cd_tensor_free(i2);
@@ -110,6 +158,9 @@ static void test_concat(void **state)
     cd_tensor_free(a);
     cd_tensor_free(b);
     cd_tensor_free(c);
+    check_concat_axis(0);
+    check_concat_axis(1);
+    check_concat_axis(-1);
 }
 
 /* Flatten / Reshape / Squeeze / Unsqueeze / Identity ------------------------ */
@@ -129,6 +180,7 @@ static void check_flatten(int64_t axis, int64_t rows, int64_t cols)
     expect_dims(y, 2, (const int64_t[]){rows, cols});
     expect_same_payload(y, x);
     cd_tensor_free(y);
+    gradcheck_ok(&n, in, (const bool[]){true});
     cd_node_clear(&n);
     cd_tensor_free(x);
 }
@@ -158,6 +210,8 @@ static cd_tensor *reshape(int opset, cd_tensor *x, const int64_t *shape, int cou
     cd_tensor *s = opset < 5 ? NULL : tu_tensor_i64(1, &cnt, shape);
     cd_tensor *in[2] = {x, s}, *out[1] = {NULL};
     *st = tu_run_node(&n, in, out, true, &err);
+    if (*st == CD_OK)
+        gradcheck_ok(&n, in, (const bool[]){true, false});
     cd_tensor_free(s);
     cd_node_clear(&n);
     return out[0];
@@ -279,6 +333,11 @@ static void test_identity_constant(void **state)
     expect_same_payload(y, x);
     cd_tensor_free(y);
     gradcheck_ok(&n, in, (const bool[]){true});
+    int64_t three = 3;
+    cd_tensor *ix = tu_tensor_i64(1, &three, (const int64_t[]){4, -5, 1LL << 50});
+    cd_tensor *iin[1] = {ix};
+    forward64_ok(&n, iin); /* integer payload: unchanged */
+    cd_tensor_free(ix);
     cd_node_clear(&n);
     /* value tensor: the output is a copy */
     cd_tensor *v = NULL;
@@ -291,6 +350,7 @@ static void test_identity_constant(void **state)
     expect_same_payload(y, x);
     assert_ptr_not_equal(y->data, v->data);
     cd_tensor_free(y);
+    forward64_ok(&n, NULL);
     cd_node_clear(&n);
     init_node(&n, "Constant", 13, 0);
     cd_node_add_floats(&n, "value_floats", (const float[]){1.5f, -2}, 2, &err);
@@ -299,6 +359,16 @@ static void test_identity_constant(void **state)
     expect_dims(y, 1, (const int64_t[]){2});
     assert_true(cd_cf32(y)[0] == 1.5f && cd_cf32(y)[1] == -2);
     cd_tensor_free(y);
+    forward64_ok(&n, NULL);
+    cd_node_clear(&n);
+    /* float64 mode widens the float32 value exactly */
+    init_node(&n, "Constant", 13, 0);
+    cd_node_add_float(&n, "value_float", 0.1f, &err);
+    bind_or_fail(&n);
+    assert_int_equal(run64(&n, NULL, CD_FLOAT64, 0, NULL, &y, &err), CD_OK);
+    assert_true(*cd_cf64(y) == (double)0.1f);
+    cd_tensor_free(y);
+    forward64_ok(&n, NULL);
     cd_node_clear(&n);
     init_node(&n, "Constant", 13, 0);
     cd_node_add_int(&n, "value_int", -7, &err);
@@ -308,6 +378,7 @@ static void test_identity_constant(void **state)
     assert_int_equal(y->dtype, CD_INT64);
     assert_true(*(const int64_t *)y->data == -7);
     cd_tensor_free(y);
+    forward64_ok(&n, NULL);
     cd_node_clear(&n);
     cd_tensor_free(x);
 }
@@ -336,6 +407,7 @@ static void check_shape(int opset, const int64_t *start, const int64_t *end, int
     for (int64_t k = lo; k < hi; k++)
         assert_int_equal(((const int64_t *)out[0]->data)[k - lo], d[k]);
     cd_tensor_free(out[0]);
+    forward64_ok(&n, in);
     cd_node_clear(&n);
     cd_tensor_free(x);
 }
@@ -389,6 +461,14 @@ static void test_transpose(void **state)
     const int64_t want[6] = {1, 4, 2, 5, 3, 6};
     assert_memory_equal(y->data, want, sizeof want);
     cd_tensor_free(y);
+    forward64_ok(&n, in);
+    in[0] = x; /* reversed axes of a float tensor */
+    gradcheck_ok(&n, in, (const bool[]){true});
+    cd_node_clear(&n);
+    init_node(&n, "Transpose", 13, 1);
+    cd_node_add_ints(&n, "perm", (const int64_t[]){0, 3, 1, 2}, 4, &err);
+    bind_or_fail(&n);
+    gradcheck_ok(&n, in, (const bool[]){true});
     cd_node_clear(&n);
     cd_tensor_free(m);
     cd_tensor_free(x);
@@ -437,7 +517,21 @@ static void test_gather(void **state)
     assert_int_equal(y->ndim, 0);
     assert_true(*(const int64_t *)y->data == 30);
     cd_tensor_free(y);
+    forward64_ok(&n, in2);
+    /* float data, axis 0 and the last axis, int64 indices with repeats */
+    int64_t dk = 4;
+    cd_tensor *k64 = tu_tensor_i64(1, &dk, (const int64_t[]){1, -1, 0, 1});
+    in[1] = k64;
+    gradcheck_ok(&n, in, (const bool[]){true, false});
     cd_node_clear(&n);
+    init_node(&n, "Gather", 13, 2);
+    cd_node_add_int(&n, "axis", 2, &err);
+    bind_or_fail(&n);
+    gradcheck_ok(&n, in, (const bool[]){true, false});
+    in[1] = s; /* scalar index: the axis is dropped */
+    gradcheck_ok(&n, in, (const bool[]){true, false});
+    cd_node_clear(&n);
+    cd_tensor_free(k64);
     cd_tensor_free(v);
     cd_tensor_free(s);
     cd_tensor_free(idx);
@@ -457,6 +551,63 @@ static cd_tensor *cast(cd_tensor *x, cd_dtype to)
     cd_tensor *y = run1(&n, in);
     cd_node_clear(&n);
     return y;
+}
+
+static void cast_check64(cd_tensor *x, cd_dtype to, bool differentiable)
+{
+    cd_node n;
+    cd_error err;
+    init_node(&n, "Cast", 13, 1);
+    cd_node_add_int(&n, "to", to, &err);
+    bind_or_fail(&n);
+    cd_tensor *in[1] = {x};
+    if (differentiable)
+        gradcheck_ok(&n, in, (const bool[]){true});
+    else
+        forward64_ok(&n, in);
+    cd_node_clear(&n);
+}
+
+/* Float64 mode's Cast rule (shape_ops.c, cast_forward64): a float32 target
+ * is float64 here and keeps the double values; integer targets convert the
+ * double values. */
+static void test_cast_float64_mode(void **state)
+{
+    (void)state;
+    int64_t four = 4, one = 1;
+    const double vals[4] = {0.1, 2.9999999999, -2.5, 1e10};
+    cd_tensor *x = NULL, *y = NULL;
+    cd_error err;
+    assert_int_equal(cd_tensor_from_data(CD_FLOAT64, 1, &four, vals, &x, &err), CD_OK);
+    cd_node n;
+    init_node(&n, "Cast", 13, 1);
+    cd_node_add_int(&n, "to", CD_FLOAT32, &err);
+    bind_or_fail(&n);
+    cd_tensor *in[1] = {x};
+    assert_int_equal(run64(&n, in, CD_FLOAT64, 1, &four, &y, &err), CD_OK);
+    assert_memory_equal(y->data, vals, sizeof vals); /* copied, not rounded */
+    cd_tensor_free(y);
+    /* the caller must give a float32 target a float64 buffer */
+    assert_int_equal(run64(&n, in, CD_FLOAT32, 1, &four, &y, &err), CD_ERR_INTERNAL);
+    cd_tensor_free(y);
+    /* int64 -> float32: the double value, which float32 would round */
+    cd_tensor *i = tu_tensor_i64(1, &one, (const int64_t[]){(1 << 24) + 1});
+    in[0] = i;
+    assert_int_equal(run64(&n, in, CD_FLOAT64, 1, &one, &y, &err), CD_OK);
+    assert_true(*cd_cf64(y) == 16777217.0);
+    cd_tensor_free(y);
+    cd_tensor_free(i);
+    cd_node_clear(&n);
+    init_node(&n, "Cast", 13, 1);
+    cd_node_add_int(&n, "to", CD_INT32, &err);
+    bind_or_fail(&n);
+    in[0] = x;
+    assert_int_equal(run64(&n, in, CD_INT32, 1, &four, &y, &err), CD_OK);
+    const int32_t want[4] = {0, 2, -2, 2147483647}; /* 2.9999999999 is 3 in float32 */
+    assert_memory_equal(y->data, want, sizeof want);
+    cd_tensor_free(y);
+    cd_node_clear(&n);
+    cd_tensor_free(x);
 }
 
 static void test_cast(void **state)
@@ -515,7 +666,39 @@ static void test_cast(void **state)
     cd_tensor *in[1] = {x};
     gradcheck_ok(&n, in, (const bool[]){true});
     cd_node_clear(&n);
+    /* the float64 kernels on every kind of cast */
+    cast_check64(x, CD_FLOAT64, false);
+    cast_check64(x, CD_FLOAT16, false);
+    cast_check64(x, CD_INT32, false);
+    cast_check64(x, CD_UINT8, false);
+    cast_check64(x, CD_BOOL, false);
+    cd_tensor *xd = cast(x, CD_FLOAT64), *xh = cast(x, CD_FLOAT16), *xi = cast(x, CD_INT64);
+    cast_check64(xd, CD_FLOAT32, false);
+    cast_check64(xh, CD_FLOAT32, false);
+    cast_check64(xi, CD_FLOAT32, false);
+    cast_check64(xi, CD_INT8, false);
+    cd_tensor_free(xd);
+    cd_tensor_free(xh);
+    cd_tensor_free(xi);
     cd_tensor_free(x);
+}
+
+/* Every operator of shape_ops.c has both float64 kernels, except Shape's
+ * backward64 (its int64 output carries no gradient). */
+static void test_float64_kernels(void **state)
+{
+    (void)state;
+    const int ids[] = {CD_OP_CONCAT,   CD_OP_FLATTEN,   CD_OP_RESHAPE,  CD_OP_TRANSPOSE,
+                       CD_OP_SQUEEZE,  CD_OP_UNSQUEEZE, CD_OP_IDENTITY, CD_OP_CONSTANT,
+                       CD_OP_SHAPE,    CD_OP_GATHER,    CD_OP_CAST};
+    for (size_t i = 0; i < CD_COUNT_OF(ids); i++) {
+        const cd_op_def *d = cd_op_get(ids[i]);
+        assert_non_null(d->forward64);
+        if (ids[i] == CD_OP_SHAPE)
+            assert_null(d->backward64);
+        else
+            assert_non_null(d->backward64);
+    }
 }
 
 /* Pad -------------------------------------------------------------------- */
@@ -677,11 +860,18 @@ static void test_pad_rank3_and_float64(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_concat),          cmocka_unit_test(test_flatten),
-        cmocka_unit_test(test_reshape),         cmocka_unit_test(test_squeeze_unsqueeze),
-        cmocka_unit_test(test_identity_constant), cmocka_unit_test(test_shape),
-        cmocka_unit_test(test_transpose),       cmocka_unit_test(test_gather),
-        cmocka_unit_test(test_cast),            cmocka_unit_test(test_pad_modes),
+        cmocka_unit_test(test_concat),
+        cmocka_unit_test(test_flatten),
+        cmocka_unit_test(test_reshape),
+        cmocka_unit_test(test_squeeze_unsqueeze),
+        cmocka_unit_test(test_identity_constant),
+        cmocka_unit_test(test_shape),
+        cmocka_unit_test(test_transpose),
+        cmocka_unit_test(test_gather),
+        cmocka_unit_test(test_cast),
+        cmocka_unit_test(test_cast_float64_mode),
+        cmocka_unit_test(test_float64_kernels),
+        cmocka_unit_test(test_pad_modes),
         cmocka_unit_test(test_pad_conventions),
         cmocka_unit_test(test_pad_rank3_and_float64),
     };
