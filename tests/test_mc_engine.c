@@ -6,6 +6,7 @@
 
 #include "testutil.h"
 #include "candor/uncertainty.h"
+#include "uncertainty/stochastic.h"
 
 /* ------------------------------------------------ programmatic models */
 
@@ -494,6 +495,96 @@ static void test_bad_inputs(void **state)
     tm_free(t);
 }
 
+/* ------------------------------------------ float64 mode's MC dropout */
+
+static cd_tensor *new_tensor(cd_dtype dt, const cd_tensor *like)
+{
+    cd_tensor *t = NULL;
+    assert_int_equal(cd_tensor_create(dt, like->ndim, like->dims, &t, NULL), CD_OK);
+    return t;
+}
+
+static cd_tensor *widened(const cd_tensor *t)
+{
+    cd_tensor *d = new_tensor(CD_FLOAT64, t);
+    for (size_t i = 0; i < cd_tensor_numel(t); i++)
+        cd_f64(d)[i] = cd_cf32(t)[i];
+    return d;
+}
+
+/* One Dropout node declared a site by a hand-made cd_stochastic: forward64
+ * and backward64 must draw the float kernels' mask and use their scale, so
+ * (float)y64 == y32 and (float)gx64 == gx32 exactly (a float32 product is
+ * exact in float64). opset 7 has a float mask (float64 in this mode). */
+static void check_mc_dropout64(int opset, bool channel, bool rows_are_samples)
+{
+    cd_node n;
+    tu_node_make(&n, "Dropout", opset, 1, 2);
+    tu_node_bind(&n);
+    const int site_of[1] = {0};
+    const float p[1] = {0.35f};
+    const bool ch[1] = {channel};
+    const uint64_t key[1] = {cd_site_key("drop")};
+    cd_stochastic s = {.seed = 77, .sample_offset = 5, .rows_are_samples = rows_are_samples,
+                       .nodes = &n, .n_nodes = 1, .site_of_node = site_of, .site_p = p,
+                       .site_channel = ch, .site_key = key};
+    int64_t d[4] = {3, 4, 2, 3};
+    cd_tensor *x = tu_random(4, d, 91, -1, 1), *gy = tu_random(4, d, 92, -1, 1);
+    cd_tensor *x64 = widened(x), *gy64 = widened(gy);
+    cd_dtype m32 = opset >= 10 ? CD_BOOL : CD_FLOAT32, m64 = opset >= 10 ? CD_BOOL : CD_FLOAT64;
+    cd_tensor *out32[2] = {new_tensor(CD_FLOAT32, x), new_tensor(m32, x)};
+    cd_tensor *out64[2] = {new_tensor(CD_FLOAT64, x), new_tensor(m64, x)};
+    cd_tensor *gx32 = new_tensor(CD_FLOAT32, x), *gx64 = new_tensor(CD_FLOAT64, x);
+    cd_error err;
+    cd_ctx ctx = {.err = &err, .threads = 1, .stochastic = &s};
+    const cd_op_def *def = cd_op_get(n.op);
+    assert_int_equal(def->forward(&n, &x, out32, &ctx), CD_OK);
+    assert_int_equal(def->forward64(&n, &x64, out64, &ctx), CD_OK);
+    cd_tensor *gy32s[1] = {gy}, *gy64s[1] = {gy64};
+    assert_int_equal(def->backward(&n, &x, out32, gy32s, &gx32, &ctx), CD_OK);
+    assert_int_equal(def->backward64(&n, &x64, out64, gy64s, &gx64, &ctx), CD_OK);
+    const float scale = (float)(1.0 / (1.0 - (double)p[0]));
+    size_t cnt = cd_tensor_numel(x), kept = 0;
+    for (size_t i = 0; i < cnt; i++) {
+        bool keep32 = m32 == CD_BOOL ? ((const uint8_t *)out32[1]->data)[i] != 0
+                                     : cd_cf32(out32[1])[i] == 1.0f;
+        bool keep64 = m64 == CD_BOOL ? ((const uint8_t *)out64[1]->data)[i] != 0
+                                     : cd_cf64(out64[1])[i] == 1.0;
+        assert_true(keep32 == keep64);
+        if (m64 == CD_FLOAT64)
+            assert_true(cd_cf64(out64[1])[i] == (keep64 ? 1.0 : 0.0));
+        kept += keep64;
+        double want = keep64 ? (double)cd_cf32(x)[i] * scale : 0.0;
+        assert_true(cd_cf64(out64[0])[i] == want);
+        assert_true((float)cd_cf64(out64[0])[i] == cd_cf32(out32[0])[i]);
+        assert_true(cd_cf64(gx64)[i] == (keep64 ? (double)cd_cf32(gy)[i] * scale : 0.0));
+        assert_true((float)cd_cf64(gx64)[i] == cd_cf32(gx32)[i]);
+    }
+    assert_true(kept > 0 && kept < cnt); /* a real draw, not all kept or dropped */
+    /* a float32 tensor handed to the float64 kernel is refused */
+    assert_int_equal(def->forward64(&n, &x, out64, &ctx), CD_ERR_UNSUPPORTED);
+    for (int j = 0; j < 2; j++) {
+        cd_tensor_free(out32[j]);
+        cd_tensor_free(out64[j]);
+    }
+    cd_tensor_free(gx32);
+    cd_tensor_free(gx64);
+    cd_tensor_free(x);
+    cd_tensor_free(x64);
+    cd_tensor_free(gy);
+    cd_tensor_free(gy64);
+    cd_node_clear(&n);
+}
+
+static void test_mc_dropout_float64(void **state)
+{
+    CD_UNUSED(state);
+    check_mc_dropout64(13, false, false);
+    check_mc_dropout64(13, true, true);
+    check_mc_dropout64(10, false, true);
+    check_mc_dropout64(7, true, false);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -504,6 +595,7 @@ int main(void)
         cmocka_unit_test(test_ensemble_of_copies),
         cmocka_unit_test(test_ensemble_with_mc),
         cmocka_unit_test(test_bad_inputs),
+        cmocka_unit_test(test_mc_dropout_float64),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
