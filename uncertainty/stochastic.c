@@ -102,10 +102,23 @@ static float site_scale(const cd_stochastic *s, int site)
     return (float)(1.0 / (1.0 - (double)s->site_p[site])); /* exactly 1 when p = 0 */
 }
 
+/* Stream key of row r of a site tensor (see layout_of). */
+static uint64_t row_key(const cd_stochastic *s, int site, size_t r)
+{
+    uint64_t sample = s->sample_offset + (s->rows_are_samples ? r : 0);
+    return stream_key(s->seed, sample, s->site_key[site]);
+}
+
+/* Whether element e of a row is kept: the one place every mask comes from. */
+static inline bool row_keeps(uint64_t key, const site_layout *l, size_t e, double p)
+{
+    return stream_uniform(key, e / l->inner) >= p;
+}
+
 /* One sampler for both float types (the type is fixed per call, so the
- * branches below are predictable); the masks depend only on the counters. */
-static void sample(const cd_stochastic *s, int site, const cd_tensor *x, cd_tensor *y,
-                   cd_tensor *mask)
+ * branches below are predictable). */
+static void draw_dropout(const cd_stochastic *s, int site, const cd_tensor *x, cd_tensor *y,
+                         cd_tensor *mask)
 {
     const double p = s->site_p[site];
     const float scale = site_scale(s, site);
@@ -116,12 +129,11 @@ static void sample(const cd_stochastic *s, int site, const cd_tensor *x, cd_tens
     float *mf = mask && mask->dtype == CD_FLOAT32 ? mask->data : NULL;
     double *md = mask && mask->dtype == CD_FLOAT64 ? mask->data : NULL;
     for (size_t r = 0; r < l.rows; r++) {
-        uint64_t sample = s->sample_offset + (s->rows_are_samples ? r : 0);
-        uint64_t key = stream_key(s->seed, sample, s->site_key[site]);
+        uint64_t key = row_key(s, site, r);
         size_t base = r * l.per_row;
         for (size_t e = 0; e < l.per_row; e++) {
             size_t i = base + e;
-            bool keep = stream_uniform(key, e / l.inner) >= p;
+            bool keep = row_keeps(key, &l, e, p);
             if (wide)
                 cd_f64(y)[i] = keep ? cd_cf64(x)[i] * (double)scale : 0.0;
             else
@@ -136,20 +148,20 @@ static void sample(const cd_stochastic *s, int site, const cd_tensor *x, cd_tens
     }
 }
 
-/* gx += gy * keep * scale with sample()'s draws, in gy's float type. */
-static void sample_backward(const cd_stochastic *s, int site, const cd_tensor *gy, cd_tensor *gx)
+/* gx += gy * keep * scale with draw_dropout's masks, in gy's float type. */
+static void draw_dropout_backward(const cd_stochastic *s, int site, const cd_tensor *gy,
+                                  cd_tensor *gx)
 {
     const double p = s->site_p[site];
     const float scale = site_scale(s, site);
     site_layout l = layout_of(s, gy, s->site_channel[site]);
     const bool wide = gy->dtype == CD_FLOAT64;
     for (size_t r = 0; r < l.rows; r++) {
-        uint64_t sample = s->sample_offset + (s->rows_are_samples ? r : 0);
-        uint64_t key = stream_key(s->seed, sample, s->site_key[site]);
+        uint64_t key = row_key(s, site, r);
         size_t base = r * l.per_row;
         for (size_t e = 0; e < l.per_row; e++) {
             size_t i = base + e;
-            if (stream_uniform(key, e / l.inner) < p)
+            if (!row_keeps(key, &l, e, p))
                 continue;
             if (wide)
                 cd_f64(gx)[i] += cd_cf64(gy)[i] * (double)scale;
@@ -165,7 +177,7 @@ cd_status cd_stochastic_dropout(const cd_stochastic *s, int site, const cd_node 
 {
     cd_status st = check_site(s, site, n, x, CD_FLOAT32, err);
     if (st == CD_OK)
-        sample(s, site, x, y, mask);
+        draw_dropout(s, site, x, y, mask);
     return st;
 }
 
@@ -177,7 +189,7 @@ cd_status cd_stochastic_dropout64(const cd_stochastic *s, int site, const cd_nod
     if (st == CD_OK && mask && mask->dtype == CD_FLOAT32)
         st = cd_node_fail(n, err, CD_ERR_INTERNAL, "float64 mode gave a float32 mask");
     if (st == CD_OK)
-        sample(s, site, x, y, mask);
+        draw_dropout(s, site, x, y, mask);
     return st;
 }
 
@@ -186,7 +198,7 @@ cd_status cd_stochastic_dropout_backward(const cd_stochastic *s, int site, const
 {
     cd_status st = check_site(s, site, n, gy, CD_FLOAT32, err);
     if (st == CD_OK)
-        sample_backward(s, site, gy, gx);
+        draw_dropout_backward(s, site, gy, gx);
     return st;
 }
 
@@ -198,6 +210,6 @@ cd_status cd_stochastic_dropout_backward64(const cd_stochastic *s, int site, con
         st = cd_node_fail(n, err, CD_ERR_INTERNAL, "float64 mode gave a %s gradient",
                           cd_dtype_name(gx->dtype));
     if (st == CD_OK)
-        sample_backward(s, site, gy, gx);
+        draw_dropout_backward(s, site, gy, gx);
     return st;
 }
