@@ -6,6 +6,7 @@
 
 #include "testutil.h"
 #include "candor/uncertainty.h"
+#include "core/plan64.h"
 #include "uncertainty/stochastic.h"
 
 /* ------------------------------------------------ programmatic models */
@@ -585,6 +586,73 @@ static void test_mc_dropout_float64(void **state)
     check_mc_dropout64(7, true, false);
 }
 
+/* A whole plan in float64 mode (core/plan64.c) with an MC site:
+ * x(2,3,4) -> Dropout "drop" -> Transpose -> Reshape(2,-1) ---> Concat -> y
+ *        \-> Flatten ---------------------------------------/
+ * y and dy/dx (seed w) of cd_plan_run64/cd_plan_backward64 round to the
+ * float32 plan's: the same masks are drawn in both modes. */
+static void test_mc_plan_float64(void **state)
+{
+    CD_UNUSED(state);
+    tmodel *t = tm_new();
+    int x = tm_input(t, "x");
+    int64_t two = 2;
+    int shape = tm_value(t, "shape", tu_tensor_i64(1, &two, (const int64_t[]){2, -1}));
+    int d = tm_value(t, "d", NULL), tr = tm_value(t, "t", NULL), r = tm_value(t, "r", NULL);
+    int f = tm_value(t, "f", NULL), y = tm_value(t, "y", NULL);
+    cd_error err;
+    tm_node(t, "Dropout", "drop", 1, (int[]){x}, d);
+    cd_node *n = tm_node(t, "Transpose", "tr", 1, (int[]){d}, tr);
+    assert_int_equal(cd_node_add_ints(n, "perm", (const int64_t[]){0, 2, 1}, 3, &err), CD_OK);
+    tm_node(t, "Reshape", "re", 2, (int[]){tr, shape}, r);
+    tm_node(t, "Flatten", "fl", 1, (int[]){x}, f);
+    n = tm_node(t, "Concat", "cat", 2, (int[]){r, f}, y);
+    assert_int_equal(cd_node_add_int(n, "axis", 1, &err), CD_OK);
+    tm_output(t, y);
+    tm_bind_all(t);
+    const int site_of[5] = {0, -1, -1, -1, -1};
+    const float p[1] = {0.4f};
+    const bool ch[1] = {false}, keep_node[5] = {true};
+    const uint64_t key[1] = {cd_site_key("drop")};
+    cd_stochastic s = {.seed = 3, .sample_offset = 11, .nodes = t->m.nodes, .n_nodes = 5,
+                       .site_of_node = site_of, .site_p = p, .site_channel = ch,
+                       .site_key = key};
+    int64_t xd[3] = {2, 3, 4}, yd[2] = {2, 24};
+    cd_tensor *xt = tu_random(3, xd, 17, -1, 1), *w = tu_random(2, yd, 18, -1, 1);
+    const cd_tensor *ins[1] = {xt};
+    cd_plan_options po = {.keep_node = keep_node, .keep_activations = true};
+    cd_plan *plan = NULL;
+    assert_int_equal(cd_plan_build(&t->m, ins, &po, &plan, &err), CD_OK);
+    cd_ctx ctx = {.err = &err, .threads = 1, .stochastic = &s};
+    const cd_tensor *seeds[1] = {w};
+    cd_tensor *g32 = NULL, *g64 = NULL, *y32 = NULL;
+    assert_int_equal(cd_plan_run(plan, ins, &ctx), CD_OK);
+    assert_int_equal(cd_tensor_clone(&plan->vals[y], &y32, &err), CD_OK);
+    assert_int_equal(cd_plan_backward(plan, 1, &y, seeds, 1, &x, &g32, &ctx), CD_OK);
+    cd_status st = cd_plan_run64(plan, ins, &ctx);
+    if (st != CD_OK)
+        fail_msg("cd_plan_run64: %s", err.message);
+    const cd_tensor *y64 = cd_plan_value64(plan, y);
+    assert_non_null(y64);
+    assert_int_equal(y64->dtype, CD_FLOAT64);
+    size_t dropped = 0;
+    for (size_t i = 0; i < 48; i++) {
+        assert_true((float)cd_cf64(y64)[i] == cd_cf32(y32)[i]);
+        dropped += cd_cf64(y64)[i] == 0.0;
+    }
+    assert_true(dropped > 0);
+    assert_int_equal(cd_plan_backward64(plan, 1, &y, seeds, 1, &x, &g64, &ctx), CD_OK);
+    for (size_t i = 0; i < 24; i++)
+        assert_true(fabs(cd_cf64(g64)[i] - cd_cf32(g32)[i]) <= 1e-6);
+    cd_tensor_free(g32);
+    cd_tensor_free(g64);
+    cd_tensor_free(y32);
+    cd_plan_free(plan);
+    cd_tensor_free(xt);
+    cd_tensor_free(w);
+    tm_free(t);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -596,6 +664,7 @@ int main(void)
         cmocka_unit_test(test_ensemble_with_mc),
         cmocka_unit_test(test_bad_inputs),
         cmocka_unit_test(test_mc_dropout_float64),
+        cmocka_unit_test(test_mc_plan_float64),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
