@@ -741,7 +741,7 @@ static cd_status shape_forward(const cd_node *n, cd_tensor *const *in, cd_tensor
 /* shape_forward reads only dims, so it is its own forward64. backward64 is
  * NULL: the int64 output never carries a gradient in float64 mode. */
 const cd_op_def cd_opdef_SHAPE = {"Shape", 1, NULL, shape_infer, shape_forward, backward_none,
-                                  shape_forward, NULL};
+                                  shape_forward, backward_none};
 
 /* Gather ---------------------------------------------------------------- */
 
