@@ -57,6 +57,8 @@ for line in sys.argv[2].splitlines():
     checks.append(("l2_rel <= max(1e-3, 2 x PyTorch f32)", c["l2_rel"], max(1e-3, 2 * ref["l2_rel"])))
     ref64 = r.get("candor64_vs_onnx64", r["candor64"])
     checks.append(("--precision float64: max_rel <= 1e-4", ref64["max_rel"], 1e-4))
+    # measured 3e-8..1e-7: the float32 rounding of the saved map, nothing else
+    checks.append(("--precision float64: max_rel <= 1e-6", ref64["max_rel"], 1e-6))
     if "masked" in r:
         checks.append(("same masks: max_rel <= 1e-4", r["masked"]["max_rel"], 1e-4))
     for what, v, tol in checks:
