@@ -1184,8 +1184,8 @@ static void grad_release(cd_plan *p, cd_tensor **g)
  * so the reverse pass must carry a gradient into it (others are skipped —
  * Grad-CAM at a late layer never computes the early convolutions' input
  * gradients). */
-static void mark_gradient_paths(const cd_plan *p, int n_wrt, const int *wrt, bool *keep,
-                                bool *reaches)
+void cd_plan_mark_gradient_paths(const cd_plan *p, int n_wrt, const int *wrt, bool *keep,
+                                 bool *reaches)
 {
     const cd_model *m = p->model;
     for (int w = 0; w < n_wrt; w++)
@@ -1200,6 +1200,30 @@ static void mark_gradient_paths(const cd_plan *p, int n_wrt, const int *wrt, boo
             if (n->outputs[j] >= 0)
                 reaches[n->outputs[j]] = true;
     }
+}
+
+cd_status cd_plan_hand_over(cd_tensor **g, int n_wrt, const int *wrt, cd_tensor **grads_out,
+                            cd_error *err)
+{
+    cd_status st = CD_OK;
+    for (int w = 0; w < n_wrt; w++)
+        grads_out[w] = NULL;
+    for (int w = 0; st == CD_OK && w < n_wrt; w++) {
+        int v = wrt[w];
+        bool again = false; /* the same value asked for twice: the later ones copy */
+        for (int u = w + 1; u < n_wrt; u++)
+            again = again || wrt[u] == v;
+        if (again)
+            st = cd_tensor_clone(g[v], &grads_out[w], err);
+        else
+            grads_out[w] = g[v], g[v] = NULL; /* handed over, not copied */
+    }
+    if (st != CD_OK)
+        for (int w = 0; w < n_wrt; w++) {
+            cd_tensor_free(grads_out[w]);
+            grads_out[w] = NULL;
+        }
+    return st;
 }
 
 cd_status cd_plan_backward(cd_plan *p, int n_seeds, const int *seed_values,
@@ -1221,7 +1245,7 @@ cd_status cd_plan_backward(cd_plan *p, int n_seeds, const int *seed_values,
         free(reaches);
         return cd_fail(err, CD_ERR_OUT_OF_MEMORY, "out of memory");
     }
-    mark_gradient_paths(p, n_wrt, wrt, keep, reaches);
+    cd_plan_mark_gradient_paths(p, n_wrt, wrt, keep, reaches);
     cd_status st = p->bwd_ready ? CD_OK : bwd_prepare(p, err);
     for (int s = 0; st == CD_OK && s < n_seeds; s++) {
         int v = seed_values[s];
@@ -1276,29 +1300,18 @@ cd_status cd_plan_backward(cd_plan *p, int n_seeds, const int *seed_values,
                 grad_release(p, &g[v]);
         }
     }
-    for (int w = 0; w < n_wrt; w++)
-        grads_out[w] = NULL;
-    for (int w = 0; st == CD_OK && w < n_wrt; w++) {
-        int v = wrt[w];
-        if (!g[v])
-            st = grad_slot(p, g, v, err); /* objective does not depend on it: zeros */
-        bool again = false; /* the same value asked for twice: the later ones copy */
-        for (int u = w + 1; u < n_wrt; u++)
-            again = again || wrt[u] == v;
-        if (st == CD_OK && again)
-            st = cd_tensor_clone(g[v], &grads_out[w], err);
-        else if (st == CD_OK)
-            grads_out[w] = g[v], g[v] = NULL; /* handed over, not copied */
-    }
+    for (int w = 0; st == CD_OK && w < n_wrt; w++)
+        if (!g[wrt[w]])
+            st = grad_slot(p, g, wrt[w], err); /* objective does not depend on it: zeros */
+    if (st == CD_OK)
+        st = cd_plan_hand_over(g, n_wrt, wrt, grads_out, err);
+    else
+        for (int w = 0; w < n_wrt; w++)
+            grads_out[w] = NULL;
     for (int v = 0; v < p->n_values; v++)
         grad_release(p, &g[v]);
     free(g);
     free(keep);
     free(reaches);
-    if (st != CD_OK)
-        for (int w = 0; w < n_wrt; w++) {
-            cd_tensor_free(grads_out[w]);
-            grads_out[w] = NULL;
-        }
     return st;
 }

@@ -96,4 +96,14 @@ cd_status cd_plan_backward(cd_plan *p, int n_seeds, const int *seed_values,
                            const cd_tensor *const *seeds, int n_wrt, const int *wrt,
                            cd_tensor **grads, cd_ctx *ctx);
 
+/* Shared by the float32 and float64 reverse passes (plan.c, plan64.c).
+ * keep[v]: asked for (a wrt value); reaches[v]: v depends on an asked-for
+ * value, so a gradient must be carried into it (n_values flags each). */
+void cd_plan_mark_gradient_paths(const cd_plan *p, int n_wrt, const int *wrt, bool *keep,
+                                 bool *reaches);
+/* Moves g[wrt[w]] (all set) into grads_out[w]; a value asked for twice is
+ * cloned for all but its last slot. On failure grads_out is all NULL. */
+cd_status cd_plan_hand_over(cd_tensor **g, int n_wrt, const int *wrt, cd_tensor **grads_out,
+                            cd_error *err);
+
 #endif

@@ -197,19 +197,8 @@ cd_status cd_plan_backward64(cd_plan *p, int n_seeds, const int *seed_values,
     cd_status st = CD_OK;
     if (!g || !keep || !reaches)
         st = cd_fail(err, CD_ERR_OUT_OF_MEMORY, "out of memory");
-    /* Values depending on an asked-for value carry gradients (as
-     * cd_plan_backward: nothing upstream of them is computed). */
-    for (int w = 0; st == CD_OK && w < n_wrt; w++)
-        keep[wrt[w]] = reaches[wrt[w]] = true;
-    for (int s = 0; st == CD_OK && s < p->n_steps; s++) {
-        const cd_node *n = &m->nodes[p->steps[s]];
-        bool any = false;
-        for (int i = 0; i < n->n_inputs; i++)
-            any = any || (n->inputs[i] >= 0 && reaches[n->inputs[i]]);
-        for (int j = 0; any && j < n->n_outputs; j++)
-            if (n->outputs[j] >= 0)
-                reaches[n->outputs[j]] = true;
-    }
+    if (st == CD_OK) /* nothing upstream of the asked-for values is computed */
+        cd_plan_mark_gradient_paths(p, n_wrt, wrt, keep, reaches);
     for (int s = 0; st == CD_OK && s < n_seeds; s++) {
         int v = seed_values[s];
         size_t cnt = cd_tensor_numel(&p->vals[v]);
@@ -260,27 +249,15 @@ cd_status cd_plan_backward64(cd_plan *p, int n_seeds, const int *seed_values,
             }
         }
     }
-    for (int w = 0; st == CD_OK && w < n_wrt; w++) {
-        int v = wrt[w];
-        if (!g[v])
-            st = grad_slot(p, g, v, err); /* objective does not depend on it: zeros */
-        bool again = false;
-        for (int u = w + 1; u < n_wrt; u++)
-            again = again || wrt[u] == v;
-        if (st == CD_OK && again)
-            st = cd_tensor_clone(g[v], &grads_out[w], err);
-        else if (st == CD_OK)
-            grads_out[w] = g[v], g[v] = NULL;
-    }
+    for (int w = 0; st == CD_OK && w < n_wrt; w++)
+        if (!g[wrt[w]])
+            st = grad_slot(p, g, wrt[w], err); /* objective does not depend on it: zeros */
+    if (st == CD_OK)
+        st = cd_plan_hand_over(g, n_wrt, wrt, grads_out, err);
     for (int v = 0; g && v < p->n_values; v++)
         cd_tensor_free(g[v]);
     free(g);
     free(keep);
     free(reaches);
-    if (st != CD_OK)
-        for (int w = 0; w < n_wrt; w++) {
-            cd_tensor_free(grads_out[w]);
-            grads_out[w] = NULL;
-        }
     return st;
 }
