@@ -32,20 +32,23 @@ void cli_json_num(FILE *f, double v)
 int cli_apply_options(int argc, char **argv, const struct option *opts, const char *cmd,
                       void (*help)(FILE *), cli_apply_fn apply, void *ctx)
 {
-    int c;
+    int c, li = -1;
     optind = 1;
-    while ((c = getopt_long(argc, argv, "ho:", opts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "ho:", opts, &li)) != -1) {
         if (c == 'h') {
             help(stdout);
             return 1;
         }
         if (c == '?' || !apply(c, optarg, ctx)) {
-            if (c != '?')
-                cli_fail("%s: bad value '%s' for %s", cmd, optarg ? optarg : "",
-                         argv[optind - 1]);
+            if (c != '?' && li >= 0)
+                cli_fail("%s: bad value '%s' for --%s", cmd, optarg ? optarg : "",
+                         opts[li].name);
+            else if (c != '?')
+                cli_fail("%s: bad value '%s' for -%c", cmd, optarg ? optarg : "", c);
             help(stderr);
             return 2;
         }
+        li = -1; /* getopt_long sets it for long options only */
     }
     return 0;
 }
