@@ -707,10 +707,12 @@ class Explainer(_Owned):
     """Gradients and saliency maps for a model with one float32 input."""
     _free_name = "cd_explainer_free"
 
-    def __init__(self, model, threads=0, max_batch=8):
+    def __init__(self, model, threads=0, max_batch=8, float64=False):
+        """float64=True evaluates every pass in float64 (exact gradients at
+        ReLU/Clip kinks; slower): docs/explain.md, "Float64 mode"."""
         super().__init__()
         self.model = model
-        o = cd_explain_options(threads=threads, max_batch=max_batch)
+        o = cd_explain_options(threads=threads, max_batch=max_batch, float64=float64)
         _call(library().cd_explainer_create, model._ptr, ctypes.byref(o),
               ctypes.byref(self._ptr))
 

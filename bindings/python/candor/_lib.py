@@ -102,7 +102,8 @@ class cd_objective(Structure):
 
 
 class cd_explain_options(Structure):
-    _fields_ = [("threads", c_int), ("max_batch", c_int), ("force_loop", c_bool)]
+    _fields_ = [("threads", c_int), ("max_batch", c_int), ("force_loop", c_bool),
+                ("float64", c_bool)]
 
 
 class cd_explain_params(Structure):

@@ -328,6 +328,9 @@ class TestExplain(Fixture):
             fd[i] = (tm.forward(self.w, (xf + e).reshape(1, 1, 8, 8))[0, target] -
                      tm.forward(self.w, (xf - e).reshape(1, 1, 8, 8))[0, target]) / (2 * h)
         np.testing.assert_allclose(g.reshape(-1), fd, atol=2e-4)
+        # float64 mode: the same gradient to float64 accuracy (rounded once).
+        g64, _ = candor.Explainer(self.plain, float64=True).gradient(x, target=target)
+        np.testing.assert_allclose(g64.reshape(-1), fd, rtol=1e-6, atol=1e-7 * np.abs(fd).max())
         # log-probability objective: gradient = sum_k (1[k=t] - p_k) dz_k/dx.
         g_lp, _ = ex.gradient(x, objective="log_prob", target=target)
         g_all = np.stack([ex.gradient(x, target=k)[0].reshape(-1) for k in range(5)])
