@@ -24,37 +24,27 @@ static cd_status same_shape_infer(const cd_node *n, cd_tensor *const *in, cd_ten
 
 /* Point-wise activations ------------------------------------------------------ */
 
-static float sigmoidf(float x)
-{
-    /* Both branches only ever exponentiate a non-positive number. */
-    if (x >= 0)
-        return 1.0f / (1.0f + expf(-x));
-    float e = expf(x);
-    return e / (1.0f + e);
-}
-
-static double sigmoid64(double x)
-{
-    if (x >= 0)
-        return 1.0 / (1.0 + exp(-x));
-    double e = exp(x);
-    return e / (1.0 + e);
-}
-
-/* min(max(v, 0), 1) by comparisons: GCC leaves fminf/fmaxf as libm calls
- * (15% of MobileNet-v3's time), while this vectorises. A NaN passes through
- * both comparisons unchanged, as in NumPy's np.clip. */
-static inline float unit_clamp(float v)
-{
-    v = v < 0.0f ? 0.0f : v;
-    return v > 1.0f ? 1.0f : v;
-}
-
-static inline double unit_clamp64(double v)
-{
-    v = v < 0.0 ? 0.0 : v;
-    return v > 1.0 ? 1.0 : v;
-}
+/* The scalar helpers for float (float32 plan) and double (float64 mode).
+ * Sigmoid: both branches only ever exponentiate a non-positive number.
+ * Unit clamp, min(max(v, 0), 1) by comparisons: GCC leaves fminf/fmaxf as
+ * libm calls (15% of MobileNet-v3's time), while this vectorises. A NaN
+ * passes through both comparisons unchanged, as in NumPy's np.clip. */
+#define SCALAR_HELPERS(T, SIGMOID, CLAMP, EXP)                                               \
+    static T SIGMOID(T x)                                                                     \
+    {                                                                                         \
+        if (x >= 0)                                                                           \
+            return (T)1 / ((T)1 + EXP(-x));                                                   \
+        T e = EXP(x);                                                                         \
+        return e / ((T)1 + e);                                                                \
+    }                                                                                         \
+    static inline T CLAMP(T v)                                                                \
+    {                                                                                         \
+        v = v < (T)0 ? (T)0 : v;                                                              \
+        return v > (T)1 ? (T)1 : v;                                                           \
+    }
+SCALAR_HELPERS(float, sigmoidf, unit_clamp, expf)
+SCALAR_HELPERS(double, sigmoid64, unit_clamp64, exp)
+#undef SCALAR_HELPERS
 
 /* Attribute defaults follow the ONNX operator spec. */
 static float attr_alpha(const cd_node *n)
@@ -70,6 +60,8 @@ static float attr_alpha(const cd_node *n)
 /* The point-wise formulas, written once for float and double: y[i] from x[i]
  * over cnt elements, with the element type's libm functions. */
 #define POINTWISE_LOOPS(T, EXPM1, TANH, SIGMOID, CLAMP)                                       \
+    const T *x = in[0]->data;                                                                 \
+    T *y = out[0]->data;                                                                      \
     switch (n->op) {                                                                          \
     case CD_OP_RELU:                                                                          \
         for (size_t i = 0; i < cnt; i++)                                                      \
@@ -103,29 +95,33 @@ static float attr_alpha(const cd_node *n)
         return cd_node_fail(n, ctx->err, CD_ERR_INTERNAL, "not a point-wise activation");     \
     }
 
-static cd_status pointwise_forward(const cd_node *n, cd_tensor *const *in, cd_tensor **out,
-                                   cd_ctx *ctx)
+/* Both precisions; alpha and beta stay the float attributes' values in the
+ * float64 mode too (exactly widened where they meet a double). */
+static cd_status pointwise_run(const cd_node *n, cd_tensor *const *in, cd_tensor **out,
+                               cd_ctx *ctx, bool f64)
 {
-    const float *x = cd_cf32(in[0]);
-    float *y = cd_f32(out[0]);
     size_t cnt = cd_tensor_numel_raw(in[0]);
     float alpha = attr_alpha(n), beta = cd_attr_float(n, "beta", 0.5f);
-    POINTWISE_LOOPS(float, expm1f, tanhf, sigmoidf, unit_clamp)
-    return CD_OK;
-}
-
-/* alpha and beta stay the float attributes' values, as in the float plan. */
-static cd_status pointwise_forward64(const cd_node *n, cd_tensor *const *in, cd_tensor **out,
-                                     cd_ctx *ctx)
-{
-    const double *x = cd_cf64(in[0]);
-    double *y = cd_f64(out[0]);
-    size_t cnt = cd_tensor_numel_raw(in[0]);
-    double alpha = attr_alpha(n), beta = cd_attr_float(n, "beta", 0.5f);
-    POINTWISE_LOOPS(double, expm1, tanh, sigmoid64, unit_clamp64)
+    if (f64) {
+        POINTWISE_LOOPS(double, expm1, tanh, sigmoid64, unit_clamp64)
+    } else {
+        POINTWISE_LOOPS(float, expm1f, tanhf, sigmoidf, unit_clamp)
+    }
     return CD_OK;
 }
 #undef POINTWISE_LOOPS
+
+static cd_status pointwise_forward(const cd_node *n, cd_tensor *const *in, cd_tensor **out,
+                                   cd_ctx *ctx)
+{
+    return pointwise_run(n, in, out, ctx, false);
+}
+
+static cd_status pointwise_forward64(const cd_node *n, cd_tensor *const *in, cd_tensor **out,
+                                     cd_ctx *ctx)
+{
+    return pointwise_run(n, in, out, ctx, true);
+}
 
 /* dy/dx at one element, from the input x and the output y. Both element
  * types take the same branches at the kinks. */
@@ -152,20 +148,36 @@ POINTWISE_SLOPE(pointwise_slope, float)
 POINTWISE_SLOPE(pointwise_slope64, double)
 #undef POINTWISE_SLOPE
 
+/* gx += g * slope, in T. */
+#define POINTWISE_GRAD_LOOP(T, SLOPE)                                                         \
+    do {                                                                                      \
+        const T *x = in[0]->data, *y = out[0]->data, *g = gout[0]->data;                      \
+        T *gx = gin[0]->data;                                                                 \
+        for (size_t i = 0; i < cnt; i++)                                                      \
+            gx[i] += g[i] * SLOPE(n->op, x[i], y[i], alpha, beta);                            \
+    } while (0)
+
+static cd_status pointwise_grad(const cd_node *n, cd_tensor *const *in, cd_tensor *const *out,
+                                cd_tensor *const *gout, cd_tensor **gin, bool f64)
+{
+    if (!gout[0] || !gin[0])
+        return CD_OK;
+    size_t cnt = cd_tensor_numel_raw(in[0]);
+    float alpha = attr_alpha(n), beta = cd_attr_float(n, "beta", 0.5f);
+    if (f64)
+        POINTWISE_GRAD_LOOP(double, pointwise_slope64);
+    else
+        POINTWISE_GRAD_LOOP(float, pointwise_slope);
+    return CD_OK;
+}
+#undef POINTWISE_GRAD_LOOP
+
 static cd_status pointwise_backward(const cd_node *n, cd_tensor *const *in,
                                     cd_tensor *const *out, cd_tensor *const *gout,
                                     cd_tensor **gin, cd_ctx *ctx)
 {
     CD_UNUSED(ctx);
-    if (!gout[0] || !gin[0])
-        return CD_OK;
-    const float *x = cd_cf32(in[0]), *y = cd_cf32(out[0]), *g = cd_cf32(gout[0]);
-    float *gx = cd_f32(gin[0]);
-    size_t cnt = cd_tensor_numel_raw(in[0]);
-    float alpha = attr_alpha(n), beta = cd_attr_float(n, "beta", 0.5f);
-    for (size_t i = 0; i < cnt; i++)
-        gx[i] += g[i] * pointwise_slope(n->op, x[i], y[i], alpha, beta);
-    return CD_OK;
+    return pointwise_grad(n, in, out, gout, gin, false);
 }
 
 static cd_status pointwise_backward64(const cd_node *n, cd_tensor *const *in,
@@ -173,15 +185,7 @@ static cd_status pointwise_backward64(const cd_node *n, cd_tensor *const *in,
                                       cd_tensor **gin, cd_ctx *ctx)
 {
     CD_UNUSED(ctx);
-    if (!gout[0] || !gin[0])
-        return CD_OK;
-    const double *x = cd_cf64(in[0]), *y = cd_cf64(out[0]), *g = cd_cf64(gout[0]);
-    double *gx = cd_f64(gin[0]);
-    size_t cnt = cd_tensor_numel_raw(in[0]);
-    double alpha = attr_alpha(n), beta = cd_attr_float(n, "beta", 0.5f);
-    for (size_t i = 0; i < cnt; i++)
-        gx[i] += g[i] * pointwise_slope64(n->op, x[i], y[i], alpha, beta);
-    return CD_OK;
+    return pointwise_grad(n, in, out, gout, gin, true);
 }
 
 #define POINTWISE(id, name, opset)                                                            \
@@ -258,63 +262,84 @@ static void next_index(int nd, const int64_t *dims, const int64_t *st, int64_t *
     }
 }
 
-static cd_status prelu_forward(const cd_node *n, cd_tensor *const *in, cd_tensor **out,
-                               cd_ctx *ctx)
+/* y = x or slope * x, in T. */
+#define PRELU_LOOP(T)                                                                         \
+    do {                                                                                      \
+        const T *x = in[0]->data, *s = in[1]->data;                                           \
+        T *y = out[0]->data;                                                                  \
+        for (size_t i = 0; i < cnt; i++) {                                                    \
+            y[i] = x[i] >= 0 ? x[i] : s[so] * x[i];                                           \
+            next_index(in[0]->ndim, in[0]->dims, st, idx, &so);                               \
+        }                                                                                     \
+    } while (0)
+
+/* Both precisions: in the float64 mode the slope arrives as float64 too. */
+static cd_status prelu_run(const cd_node *n, cd_tensor *const *in, cd_tensor **out,
+                           cd_ctx *ctx, bool f64)
 {
     int64_t st[CD_MAX_DIMS], idx[CD_MAX_DIMS] = {0};
     cd_status status = prelu_strides(n, in[0], in[1], st, ctx->err);
     if (status != CD_OK)
         return status;
-    const float *x = cd_cf32(in[0]), *s = cd_cf32(in[1]);
-    float *y = cd_f32(out[0]);
     size_t cnt = cd_tensor_numel_raw(in[0]), so = 0;
-    for (size_t i = 0; i < cnt; i++) {
-        y[i] = x[i] >= 0 ? x[i] : s[so] * x[i];
-        next_index(in[0]->ndim, in[0]->dims, st, idx, &so);
-    }
+    if (f64)
+        PRELU_LOOP(double);
+    else
+        PRELU_LOOP(float);
     return CD_OK;
 }
+#undef PRELU_LOOP
 
-static cd_status prelu_backward(const cd_node *n, cd_tensor *const *in, cd_tensor *const *out,
-                                cd_tensor *const *gout, cd_tensor **gin, cd_ctx *ctx)
+static cd_status prelu_forward(const cd_node *n, cd_tensor *const *in, cd_tensor **out,
+                               cd_ctx *ctx)
 {
-    CD_UNUSED(out);
+    return prelu_run(n, in, out, ctx, false);
+}
+
+static cd_status prelu_forward64(const cd_node *n, cd_tensor *const *in, cd_tensor **out,
+                                 cd_ctx *ctx)
+{
+    return prelu_run(n, in, out, ctx, true);
+}
+
+/* gx = g or g * slope; the slope collects g * x where x < 0 (in T). */
+#define PRELU_GRAD_LOOP(T)                                                                    \
+    do {                                                                                      \
+        const T *x = in[0]->data, *s = in[1]->data, *g = gout[0]->data;                       \
+        T *gx = gin[0] ? gin[0]->data : NULL, *gs = gin[1] ? gin[1]->data : NULL;             \
+        for (size_t i = 0; i < cnt; i++) {                                                    \
+            bool neg = x[i] < 0;                                                              \
+            if (gx)                                                                           \
+                gx[i] += neg ? g[i] * s[so] : g[i];                                           \
+            if (gs && neg)                                                                    \
+                gs[so] += g[i] * x[i];                                                        \
+            next_index(in[0]->ndim, in[0]->dims, st, idx, &so);                               \
+        }                                                                                     \
+    } while (0)
+
+static cd_status prelu_grad(const cd_node *n, cd_tensor *const *in, cd_tensor *const *gout,
+                            cd_tensor **gin, cd_ctx *ctx, bool f64)
+{
     if (!gout[0] || (!gin[0] && !gin[1]))
         return CD_OK;
     int64_t st[CD_MAX_DIMS], idx[CD_MAX_DIMS] = {0};
     cd_status status = prelu_strides(n, in[0], in[1], st, ctx->err);
     if (status != CD_OK)
         return status;
-    const float *x = cd_cf32(in[0]), *s = cd_cf32(in[1]), *g = cd_cf32(gout[0]);
-    float *gx = gin[0] ? cd_f32(gin[0]) : NULL, *gs = gin[1] ? cd_f32(gin[1]) : NULL;
     size_t cnt = cd_tensor_numel_raw(in[0]), so = 0;
-    for (size_t i = 0; i < cnt; i++) {
-        bool neg = x[i] < 0;
-        if (gx)
-            gx[i] += neg ? g[i] * s[so] : g[i];
-        if (gs && neg)
-            gs[so] += g[i] * x[i];
-        next_index(in[0]->ndim, in[0]->dims, st, idx, &so);
-    }
+    if (f64)
+        PRELU_GRAD_LOOP(double);
+    else
+        PRELU_GRAD_LOOP(float);
     return CD_OK;
 }
+#undef PRELU_GRAD_LOOP
 
-/* Float64 forms: the slope arrives as float64 too. */
-static cd_status prelu_forward64(const cd_node *n, cd_tensor *const *in, cd_tensor **out,
-                                 cd_ctx *ctx)
+static cd_status prelu_backward(const cd_node *n, cd_tensor *const *in, cd_tensor *const *out,
+                                cd_tensor *const *gout, cd_tensor **gin, cd_ctx *ctx)
 {
-    int64_t st[CD_MAX_DIMS], idx[CD_MAX_DIMS] = {0};
-    cd_status status = prelu_strides(n, in[0], in[1], st, ctx->err);
-    if (status != CD_OK)
-        return status;
-    const double *x = cd_cf64(in[0]), *s = cd_cf64(in[1]);
-    double *y = cd_f64(out[0]);
-    size_t cnt = cd_tensor_numel_raw(in[0]), so = 0;
-    for (size_t i = 0; i < cnt; i++) {
-        y[i] = x[i] >= 0 ? x[i] : s[so] * x[i];
-        next_index(in[0]->ndim, in[0]->dims, st, idx, &so);
-    }
-    return CD_OK;
+    CD_UNUSED(out);
+    return prelu_grad(n, in, gout, gin, ctx, false);
 }
 
 static cd_status prelu_backward64(const cd_node *n, cd_tensor *const *in,
@@ -322,24 +347,7 @@ static cd_status prelu_backward64(const cd_node *n, cd_tensor *const *in,
                                   cd_tensor **gin, cd_ctx *ctx)
 {
     CD_UNUSED(out);
-    if (!gout[0] || (!gin[0] && !gin[1]))
-        return CD_OK;
-    int64_t st[CD_MAX_DIMS], idx[CD_MAX_DIMS] = {0};
-    cd_status status = prelu_strides(n, in[0], in[1], st, ctx->err);
-    if (status != CD_OK)
-        return status;
-    const double *x = cd_cf64(in[0]), *s = cd_cf64(in[1]), *g = cd_cf64(gout[0]);
-    double *gx = gin[0] ? cd_f64(gin[0]) : NULL, *gs = gin[1] ? cd_f64(gin[1]) : NULL;
-    size_t cnt = cd_tensor_numel_raw(in[0]), so = 0;
-    for (size_t i = 0; i < cnt; i++) {
-        bool neg = x[i] < 0;
-        if (gx)
-            gx[i] += neg ? g[i] * s[so] : g[i];
-        if (gs && neg)
-            gs[so] += g[i] * x[i];
-        next_index(in[0]->ndim, in[0]->dims, st, idx, &so);
-    }
-    return CD_OK;
+    return prelu_grad(n, in, gout, gin, ctx, true);
 }
 
 const cd_op_def cd_opdef_PRELU = {"PRelu", 1, NULL, prelu_infer, prelu_forward, prelu_backward,
@@ -453,28 +461,34 @@ static cd_status clip_forward(const cd_node *n, cd_tensor *const *in, cd_tensor 
         }                                                                                     \
     } while (0)
 
+/* Both precisions (the float64 mode's X, bounds and gradients are float64). */
+static cd_status clip_grad(const cd_node *n, cd_tensor *const *in, cd_tensor *const *gout,
+                           cd_tensor **gin, cd_ctx *ctx, bool f64)
+{
+    if (!gout[0])
+        return CD_OK;
+    if (in[0]->dtype != (f64 ? CD_FLOAT64 : CD_FLOAT32))
+        return cd_node_fail(n, ctx->err, CD_ERR_UNSUPPORTED, "gradients need %s",
+                            f64 ? "float64" : "float32");
+    if (f64)
+        CLIP_GRAD_LOOP(double, -INFINITY, INFINITY);
+    else
+        CLIP_GRAD_LOOP(float, -FLT_MAX, FLT_MAX);
+    return CD_OK;
+}
+
 static cd_status clip_backward(const cd_node *n, cd_tensor *const *in, cd_tensor *const *out,
                                cd_tensor *const *gout, cd_tensor **gin, cd_ctx *ctx)
 {
     CD_UNUSED(out);
-    if (!gout[0])
-        return CD_OK;
-    if (in[0]->dtype != CD_FLOAT32)
-        return cd_node_fail(n, ctx->err, CD_ERR_UNSUPPORTED, "gradients need float32");
-    CLIP_GRAD_LOOP(float, -FLT_MAX, FLT_MAX);
-    return CD_OK;
+    return clip_grad(n, in, gout, gin, ctx, false);
 }
 
 static cd_status clip_backward64(const cd_node *n, cd_tensor *const *in, cd_tensor *const *out,
                                  cd_tensor *const *gout, cd_tensor **gin, cd_ctx *ctx)
 {
     CD_UNUSED(out);
-    if (!gout[0])
-        return CD_OK;
-    if (in[0]->dtype != CD_FLOAT64)
-        return cd_node_fail(n, ctx->err, CD_ERR_UNSUPPORTED, "gradients need float64");
-    CLIP_GRAD_LOOP(double, -INFINITY, INFINITY);
-    return CD_OK;
+    return clip_grad(n, in, gout, gin, ctx, true);
 }
 
 const cd_op_def cd_opdef_CLIP = {"Clip", 1, NULL, clip_infer, clip_forward,
@@ -522,61 +536,93 @@ static cd_status softmax_infer(const cd_node *n, cd_tensor *const *in, cd_tensor
     return st != CD_OK ? st : softmax_layout(n, in[0], &o, &l, &i, err);
 }
 
-/* One slice: subtract the max before exponentiating so that nothing
- * overflows; accumulate the normaliser in double. */
-static void softmax_slice(const float *x, float *y, size_t len, size_t stride, bool log_out)
-{
-    float m = -INFINITY;
-    for (size_t k = 0; k < len; k++)
-        m = fmaxf(m, x[k * stride]);
-    double sum = 0;
-    for (size_t k = 0; k < len; k++)
-        sum += exp((double)x[k * stride] - m);
-    if (log_out) {
-        /* (x - m) - log(sum), not x - (m + log(sum)): the latter rounds the
-         * large m + log(sum) to float first and loses digits. */
-        double ls = log(sum);
-        for (size_t k = 0; k < len; k++)
-            y[k * stride] = (float)(((double)x[k * stride] - m) - ls);
-    } else {
-        for (size_t k = 0; k < len; k++)
-            y[k * stride] = (float)(exp((double)x[k * stride] - m) / sum);
+/* The slice kernels for element type T (float: float32 plan, double: the
+ * float64 mode), one slice of len elements stride apart.
+ * Forward: subtract the max before exponentiating so that nothing
+ * overflows; accumulate the normaliser in double. For LogSoftmax,
+ * (x - m) - log(sum), not x - (m + log(sum)): the latter rounds the large
+ * m + log(sum) to float first and loses digits.
+ * Backward:  Softmax:    gx = y * (g - <g, y>),
+ *            LogSoftmax: gx = g - softmax * sum(g), with softmax = exp(y). */
+#define SOFTMAX_SLICES(T, SFX, MAX, EXP)                                                      \
+    static void softmax_slice_##SFX(const void *xv, const void *unused, void *yv, size_t len, \
+                                    size_t stride, bool log_out)                              \
+    {                                                                                         \
+        CD_UNUSED(unused);                                                                    \
+        const T *x = xv;                                                                      \
+        T *y = yv;                                                                            \
+        T m = -INFINITY;                                                                      \
+        for (size_t k = 0; k < len; k++)                                                      \
+            m = MAX(m, x[k * stride]);                                                        \
+        double sum = 0;                                                                       \
+        for (size_t k = 0; k < len; k++)                                                      \
+            sum += exp((double)x[k * stride] - m);                                            \
+        if (log_out) {                                                                        \
+            double ls = log(sum);                                                             \
+            for (size_t k = 0; k < len; k++)                                                  \
+                y[k * stride] = (T)(((double)x[k * stride] - m) - ls);                        \
+        } else {                                                                              \
+            for (size_t k = 0; k < len; k++)                                                  \
+                y[k * stride] = (T)(exp((double)x[k * stride] - m) / sum);                    \
+        }                                                                                     \
+    }                                                                                         \
+    static void softmax_slice_grad_##SFX(const void *yv, const void *gv, void *gxv,           \
+                                         size_t len, size_t stride, bool log_out)             \
+    {                                                                                         \
+        const T *y = yv, *g = gv;                                                             \
+        T *gx = gxv;                                                                          \
+        double acc = 0;                                                                       \
+        for (size_t k = 0; k < len; k++)                                                      \
+            acc += log_out ? g[k * stride] : (double)g[k * stride] * y[k * stride];           \
+        for (size_t k = 0; k < len; k++) {                                                    \
+            size_t j = k * stride;                                                            \
+            if (log_out)                                                                      \
+                gx[j] += g[j] - EXP(y[j]) * (T)acc;                                           \
+            else                                                                              \
+                gx[j] += y[j] * (g[j] - (T)acc);                                              \
+        }                                                                                     \
     }
+SOFTMAX_SLICES(float, f32, fmaxf, expf)
+SOFTMAX_SLICES(double, f64, fmax, exp)
+#undef SOFTMAX_SLICES
+
+/* One typed slice pass: forward reads x (a) into y (dst), backward reads
+ * y (a) and g (b) into gx (dst). */
+typedef void (*softmax_pass_fn)(const void *a, const void *b, void *dst, size_t len,
+                                size_t stride, bool log_out);
+
+static const softmax_pass_fn softmax_fwd[2] = {softmax_slice_f32, softmax_slice_f64};
+static const softmax_pass_fn softmax_bwd[2] = {softmax_slice_grad_f32, softmax_slice_grad_f64};
+
+/* Runs pass[f64] over every slice of x's layout: one typed call per slice. */
+static cd_status softmax_apply(const cd_node *n, const cd_tensor *x, const void *a, const void *b,
+                               void *dst, const softmax_pass_fn pass[2], bool f64, cd_ctx *ctx)
+{
+    size_t outer = 0, len = 0, inner = 0;
+    cd_status st = softmax_layout(n, x, &outer, &len, &inner, ctx->err);
+    if (st != CD_OK)
+        return st;
+    size_t es = f64 ? sizeof(double) : sizeof(float);
+    bool log_out = n->op == CD_OP_LOG_SOFTMAX;
+    for (size_t o = 0; o < outer; o++)
+        for (size_t i = 0; i < inner; i++) {
+            size_t at = (o * len * inner + i) * es;
+            pass[f64]((const char *)a + at, b ? (const char *)b + at : NULL, (char *)dst + at,
+                      len, inner, log_out);
+        }
+    return CD_OK;
 }
 
 static cd_status softmax_forward(const cd_node *n, cd_tensor *const *in, cd_tensor **out,
                                  cd_ctx *ctx)
 {
-    size_t outer = 0, len = 0, inner = 0;
-    cd_status st = softmax_layout(n, in[0], &outer, &len, &inner, ctx->err);
-    if (st != CD_OK)
-        return st;
-    const float *x = cd_cf32(in[0]);
-    float *y = cd_f32(out[0]);
-    bool log_out = n->op == CD_OP_LOG_SOFTMAX;
-    for (size_t o = 0; o < outer; o++)
-        for (size_t i = 0; i < inner; i++) {
-            size_t base = o * len * inner + i;
-            softmax_slice(x + base, y + base, len, inner, log_out);
-        }
-    return CD_OK;
+    return softmax_apply(n, in[0], in[0]->data, NULL, out[0]->data, softmax_fwd, false, ctx);
 }
 
-/* Softmax:    gx = y * (g - <g, y>).
- * LogSoftmax: gx = g - softmax * sum(g), with softmax = exp(y). */
-static void softmax_slice_grad(const float *y, const float *g, float *gx, size_t len,
-                               size_t stride, bool log_out)
+static cd_status softmax_forward64(const cd_node *n, cd_tensor *const *in, cd_tensor **out,
+                                   cd_ctx *ctx)
 {
-    double acc = 0;
-    for (size_t k = 0; k < len; k++)
-        acc += log_out ? g[k * stride] : (double)g[k * stride] * y[k * stride];
-    for (size_t k = 0; k < len; k++) {
-        size_t j = k * stride;
-        if (log_out)
-            gx[j] += g[j] - expf(y[j]) * (float)acc;
-        else
-            gx[j] += y[j] * (g[j] - (float)acc);
-    }
+    return softmax_apply(n, in[0], in[0]->data, NULL, out[0]->data, softmax_fwd, true, ctx);
 }
 
 static cd_status softmax_backward(const cd_node *n, cd_tensor *const *in, cd_tensor *const *out,
@@ -584,50 +630,8 @@ static cd_status softmax_backward(const cd_node *n, cd_tensor *const *in, cd_ten
 {
     if (!gout[0] || !gin[0])
         return CD_OK;
-    size_t outer = 0, len = 0, inner = 0;
-    cd_status st = softmax_layout(n, in[0], &outer, &len, &inner, ctx->err);
-    if (st != CD_OK)
-        return st;
-    const float *y = cd_cf32(out[0]), *g = cd_cf32(gout[0]);
-    float *gx = cd_f32(gin[0]);
-    bool log_out = n->op == CD_OP_LOG_SOFTMAX;
-    for (size_t o = 0; o < outer; o++)
-        for (size_t i = 0; i < inner; i++) {
-            size_t base = o * len * inner + i;
-            softmax_slice_grad(y + base, g + base, gx + base, len, inner, log_out);
-        }
-    return CD_OK;
-}
-
-/* Float64: the same slices with the arithmetic in double throughout. */
-static void softmax_slice64(const double *x, double *y, size_t len, size_t stride, bool log_out)
-{
-    double m = -INFINITY, sum = 0;
-    for (size_t k = 0; k < len; k++)
-        m = fmax(m, x[k * stride]);
-    for (size_t k = 0; k < len; k++)
-        sum += exp(x[k * stride] - m);
-    double ls = log(sum);
-    for (size_t k = 0; k < len; k++)
-        y[k * stride] = log_out ? (x[k * stride] - m) - ls : exp(x[k * stride] - m) / sum;
-}
-
-static cd_status softmax_forward64(const cd_node *n, cd_tensor *const *in, cd_tensor **out,
-                                   cd_ctx *ctx)
-{
-    size_t outer = 0, len = 0, inner = 0;
-    cd_status st = softmax_layout(n, in[0], &outer, &len, &inner, ctx->err);
-    if (st != CD_OK)
-        return st;
-    const double *x = cd_cf64(in[0]);
-    double *y = cd_f64(out[0]);
-    bool log_out = n->op == CD_OP_LOG_SOFTMAX;
-    for (size_t o = 0; o < outer; o++)
-        for (size_t i = 0; i < inner; i++) {
-            size_t base = o * len * inner + i;
-            softmax_slice64(x + base, y + base, len, inner, log_out);
-        }
-    return CD_OK;
+    return softmax_apply(n, in[0], out[0]->data, gout[0]->data, gin[0]->data, softmax_bwd, false,
+                         ctx);
 }
 
 static cd_status softmax_backward64(const cd_node *n, cd_tensor *const *in,
@@ -636,23 +640,8 @@ static cd_status softmax_backward64(const cd_node *n, cd_tensor *const *in,
 {
     if (!gout[0] || !gin[0])
         return CD_OK;
-    size_t outer = 0, len = 0, inner = 0;
-    cd_status st = softmax_layout(n, in[0], &outer, &len, &inner, ctx->err);
-    if (st != CD_OK)
-        return st;
-    const double *y = cd_cf64(out[0]), *g = cd_cf64(gout[0]);
-    double *gx = cd_f64(gin[0]);
-    bool log_out = n->op == CD_OP_LOG_SOFTMAX;
-    for (size_t o = 0; o < outer; o++)
-        for (size_t i = 0; i < inner; i++) {
-            size_t base = o * len * inner + i, end = base + len * inner;
-            double acc = 0;
-            for (size_t j = base; j < end; j += inner)
-                acc += log_out ? g[j] : g[j] * y[j];
-            for (size_t j = base; j < end; j += inner)
-                gx[j] += log_out ? g[j] - exp(y[j]) * acc : y[j] * (g[j] - acc);
-        }
-    return CD_OK;
+    return softmax_apply(n, in[0], out[0]->data, gout[0]->data, gin[0]->data, softmax_bwd, true,
+                         ctx);
 }
 
 const cd_op_def cd_opdef_SOFTMAX = {"Softmax", 1, NULL, softmax_infer, softmax_forward,

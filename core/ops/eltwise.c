@@ -519,51 +519,77 @@ static cd_status unary_infer(const cd_node *n, cd_tensor *const *in, cd_tensor *
     return CD_OK;
 }
 
+/* y = sqrt(x) or exp(x), in T with T's libm functions. */
+#define UNARY_LOOP(T, SQRT, EXP)                                                              \
+    do {                                                                                      \
+        const T *x = in[0]->data;                                                             \
+        T *y = out[0]->data;                                                                  \
+        if (n->op == CD_OP_SQRT)                                                              \
+            for (size_t i = 0; i < cnt; i++)                                                  \
+                y[i] = SQRT(x[i]);                                                            \
+        else                                                                                  \
+            for (size_t i = 0; i < cnt; i++)                                                  \
+                y[i] = EXP(x[i]);                                                             \
+    } while (0)
+
+/* Both precisions: float32, or float64 in the float64 mode. */
+static cd_status unary_run(const cd_node *n, cd_tensor *const *in, cd_tensor **out, bool f64)
+{
+    size_t cnt = cd_tensor_numel_raw(in[0]);
+    if (f64)
+        UNARY_LOOP(double, sqrt, exp);
+    else
+        UNARY_LOOP(float, sqrtf, expf);
+    return CD_OK;
+}
+#undef UNARY_LOOP
+
 static cd_status unary_forward(const cd_node *n, cd_tensor *const *in, cd_tensor **out,
                                cd_ctx *ctx)
 {
     CD_UNUSED(ctx);
-    const float *x = cd_cf32(in[0]);
-    float *y = cd_f32(out[0]);
-    size_t cnt = cd_tensor_numel_raw(in[0]);
-    if (n->op == CD_OP_SQRT)
-        for (size_t i = 0; i < cnt; i++)
-            y[i] = sqrtf(x[i]);
-    else
-        for (size_t i = 0; i < cnt; i++)
-            y[i] = expf(x[i]);
-    return CD_OK;
-}
-
-/* Both derivatives are cheapest in terms of the output y. */
-static cd_status unary_backward(const cd_node *n, cd_tensor *const *in, cd_tensor *const *out,
-                                cd_tensor *const *gout, cd_tensor **gin, cd_ctx *ctx)
-{
-    CD_UNUSED(ctx);
-    if (!gout[0] || !gin[0])
-        return CD_OK;
-    const float *y = cd_cf32(out[0]), *g = cd_cf32(gout[0]);
-    float *gx = cd_f32(gin[0]);
-    size_t cnt = cd_tensor_numel_raw(in[0]);
-    if (n->op == CD_OP_SQRT)
-        for (size_t i = 0; i < cnt; i++)
-            gx[i] += g[i] * 0.5f / y[i];
-    else
-        for (size_t i = 0; i < cnt; i++)
-            gx[i] += g[i] * y[i];
-    return CD_OK;
+    return unary_run(n, in, out, false);
 }
 
 static cd_status unary_forward64(const cd_node *n, cd_tensor *const *in, cd_tensor **out,
                                  cd_ctx *ctx)
 {
     CD_UNUSED(ctx);
-    const double *x = cd_cf64(in[0]);
-    double *y = cd_f64(out[0]);
+    return unary_run(n, in, out, true);
+}
+
+/* Both derivatives are cheapest in terms of the output y. */
+#define UNARY_GRAD_LOOP(T)                                                                    \
+    do {                                                                                      \
+        const T *y = out[0]->data, *g = gout[0]->data;                                        \
+        T *gx = gin[0]->data;                                                                 \
+        if (n->op == CD_OP_SQRT)                                                              \
+            for (size_t i = 0; i < cnt; i++)                                                  \
+                gx[i] += g[i] * (T)0.5 / y[i];                                                \
+        else                                                                                  \
+            for (size_t i = 0; i < cnt; i++)                                                  \
+                gx[i] += g[i] * y[i];                                                         \
+    } while (0)
+
+static cd_status unary_grad(const cd_node *n, cd_tensor *const *in, cd_tensor *const *out,
+                            cd_tensor *const *gout, cd_tensor **gin, bool f64)
+{
+    if (!gout[0] || !gin[0])
+        return CD_OK;
     size_t cnt = cd_tensor_numel_raw(in[0]);
-    for (size_t i = 0; i < cnt; i++)
-        y[i] = n->op == CD_OP_SQRT ? sqrt(x[i]) : exp(x[i]);
+    if (f64)
+        UNARY_GRAD_LOOP(double);
+    else
+        UNARY_GRAD_LOOP(float);
     return CD_OK;
+}
+#undef UNARY_GRAD_LOOP
+
+static cd_status unary_backward(const cd_node *n, cd_tensor *const *in, cd_tensor *const *out,
+                                cd_tensor *const *gout, cd_tensor **gin, cd_ctx *ctx)
+{
+    CD_UNUSED(ctx);
+    return unary_grad(n, in, out, gout, gin, false);
 }
 
 static cd_status unary_backward64(const cd_node *n, cd_tensor *const *in,
@@ -571,14 +597,7 @@ static cd_status unary_backward64(const cd_node *n, cd_tensor *const *in,
                                   cd_tensor **gin, cd_ctx *ctx)
 {
     CD_UNUSED(ctx);
-    if (!gout[0] || !gin[0])
-        return CD_OK;
-    const double *y = cd_cf64(out[0]), *g = cd_cf64(gout[0]);
-    double *gx = cd_f64(gin[0]);
-    size_t cnt = cd_tensor_numel_raw(in[0]);
-    for (size_t i = 0; i < cnt; i++)
-        gx[i] += n->op == CD_OP_SQRT ? g[i] * 0.5 / y[i] : g[i] * y[i];
-    return CD_OK;
+    return unary_grad(n, in, out, gout, gin, true);
 }
 
 const cd_op_def cd_opdef_SQRT = {"Sqrt", 1, NULL, unary_infer, unary_forward, unary_backward,

@@ -280,41 +280,42 @@ static cd_status pad_forward(const cd_node *n, cd_tensor *const *in, cd_tensor *
 }
 
 typedef struct pad_bwd {
-    float *gin;
-    const float *gout;
-    double *gin64; /* float64 mode instead of gin/gout */
-    const double *gout64;
+    void *gin; /* float or double, as the row function */
+    const void *gout;
 } pad_bwd;
 
-static void pad_row_backward(size_t out_row, int64_t base, const int64_t *last_tab, size_t len,
-                             void *user)
-{
-    pad_bwd *b = user;
-    if (base < 0)
-        return;
-    const float *g = b->gout + out_row * len;
-    for (size_t k = 0; k < len; k++)
-        if (last_tab[k] >= 0)
-            b->gin[base + last_tab[k]] += g[k];
-}
-
-static void pad_row_backward64(size_t out_row, int64_t base, const int64_t *last_tab, size_t len,
-                               void *user)
-{
-    pad_bwd *b = user;
-    if (base < 0)
-        return;
-    const double *g = b->gout64 + out_row * len;
-    for (size_t k = 0; k < len; k++)
-        if (last_tab[k] >= 0)
-            b->gin64[base + last_tab[k]] += g[k];
-}
+/* Adds one output row of the gradient to the input positions it came from,
+ * in T (float32 plan, or double in the float64 mode). */
+#define PAD_ROW_BACKWARD(T, NAME)                                                            \
+    static void NAME(size_t out_row, int64_t base, const int64_t *last_tab, size_t len,      \
+                     void *user)                                                             \
+    {                                                                                        \
+        pad_bwd *b = user;                                                                   \
+        if (base < 0)                                                                        \
+            return;                                                                          \
+        const T *g = (const T *)b->gout + out_row * len;                                     \
+        T *gin = b->gin;                                                                     \
+        for (size_t k = 0; k < len; k++)                                                     \
+            if (last_tab[k] >= 0)                                                            \
+                gin[base + last_tab[k]] += g[k];                                             \
+    }
+PAD_ROW_BACKWARD(float, pad_row_backward)
+PAD_ROW_BACKWARD(double, pad_row_backward64)
+#undef PAD_ROW_BACKWARD
 
 /* Reflected and edge positions feed several outputs from one input, so the
- * gradient accumulates; constant positions have no input to flow to. */
-static cd_status pad_scatter(const cd_node *n, cd_tensor *const *in, pad_row_fn row, pad_bwd *b,
-                             cd_ctx *ctx)
+ * gradient accumulates; constant positions have no input to flow to. Both
+ * precisions: float32, or float64 in the float64 mode. */
+static cd_status pad_grad(const cd_node *n, cd_tensor *const *in, cd_tensor *const *gout,
+                          cd_tensor **gin, cd_ctx *ctx, bool f64)
 {
+    if (!gin[0] || !gout[0])
+        return CD_OK;
+    cd_dtype want = f64 ? CD_FLOAT64 : CD_FLOAT32;
+    if (gin[0]->dtype != want || gout[0]->dtype != want)
+        return cd_node_fail(n, ctx->err, CD_ERR_UNSUPPORTED, "%s",
+                            f64 ? "float64 gradients need float64 data"
+                                : "gradients are supported for float32 only");
     pad_cfg c;
     cd_status st = pad_config(n, in, ctx->err, &c);
     if (st != CD_OK)
@@ -322,7 +323,8 @@ static cd_status pad_scatter(const cd_node *n, cd_tensor *const *in, pad_row_fn 
     int64_t *tab[CD_MAX_DIMS];
     if (!pad_tables(in[0], &c, ctx, tab))
         return ctx->err ? ctx->err->code : CD_ERR_OUT_OF_MEMORY;
-    pad_walk(&c, tab, row, b);
+    pad_bwd b = {gin[0]->data, gout[0]->data};
+    pad_walk(&c, tab, f64 ? pad_row_backward64 : pad_row_backward, &b);
     return CD_OK;
 }
 
@@ -330,26 +332,14 @@ static cd_status pad_backward(const cd_node *n, cd_tensor *const *in, cd_tensor 
                               cd_tensor *const *gout, cd_tensor **gin, cd_ctx *ctx)
 {
     CD_UNUSED(out);
-    if (!gin[0] || !gout[0])
-        return CD_OK;
-    if (gin[0]->dtype != CD_FLOAT32 || gout[0]->dtype != CD_FLOAT32)
-        return cd_node_fail(n, ctx->err, CD_ERR_UNSUPPORTED,
-                            "gradients are supported for float32 only");
-    pad_bwd b = {.gin = cd_f32(gin[0]), .gout = cd_cf32(gout[0])};
-    return pad_scatter(n, in, pad_row_backward, &b, ctx);
+    return pad_grad(n, in, gout, gin, ctx, false);
 }
 
 static cd_status pad_backward64(const cd_node *n, cd_tensor *const *in, cd_tensor *const *out,
                                 cd_tensor *const *gout, cd_tensor **gin, cd_ctx *ctx)
 {
     CD_UNUSED(out);
-    if (!gin[0] || !gout[0])
-        return CD_OK;
-    if (gin[0]->dtype != CD_FLOAT64 || gout[0]->dtype != CD_FLOAT64)
-        return cd_node_fail(n, ctx->err, CD_ERR_UNSUPPORTED,
-                            "float64 gradients need float64 data");
-    pad_bwd b = {.gin64 = cd_f64(gin[0]), .gout64 = cd_cf64(gout[0])};
-    return pad_scatter(n, in, pad_row_backward64, &b, ctx);
+    return pad_grad(n, in, gout, gin, ctx, true);
 }
 
 /* forward64 is pad_forward: see the top of the file. */

@@ -7,9 +7,10 @@
  * its gradient is float32 only and routes to the first maximum of each window
  * (the element that forward selected).
  *
- * The float64 kernels (forward64/backward64, exact-gradient mode) are plain
- * double loops over the same geometry and tap walks; integer MaxPool data is
- * unchanged in that mode and goes through the float32 path's byte copy. */
+ * The float64 kernels (forward64/backward64, exact-gradient mode) share the
+ * float32 kernels' code: the typed loops are macro templates expanded for
+ * float and double. Integer MaxPool data is unchanged in that mode and goes
+ * through the same byte copy. */
 #include <math.h>
 #include <string.h>
 
@@ -261,60 +262,68 @@ static cd_status maxpool_forward64(const cd_node *n, cd_tensor *const *in, cd_te
     return maxpool_run(n, in, out, ctx, in[0] ? argmax64_for(in[0]->dtype) : NULL);
 }
 
+/* The float kernels below are written once as typed loops over all planes
+ * and expanded for float (the float32 plan) and double (the float64 mode);
+ * the entry points pick the expansion once per call. */
+
+/* Adds gy to the first maximum of each window (the element forward chose). */
+#define DEFINE_MAXPOOL_GRAD(T, NAME, ARGMAX)                                                 \
+    static void NAME(const pool_plan *p, const void *xv, const void *gyv, void *gxv)         \
+    {                                                                                        \
+        for (int64_t pl = 0; pl < p->planes; pl++) {                                         \
+            const T *x = (const T *)xv + pl * p->in_sp;                                      \
+            const T *gy = (const T *)gyv + pl * p->out_sp;                                   \
+            T *gx = (T *)gxv + pl * p->in_sp;                                                \
+            OUT_FOR(&p->g, {                                                                 \
+                win_taps t;                                                                  \
+                taps_at(&p->g, o, &t);                                                       \
+                int64_t best = ARGMAX(x, &p->g, &t);                                         \
+                if (best >= 0)                                                               \
+                    gx[best] += gy[pos];                                                     \
+            });                                                                              \
+        }                                                                                    \
+    }
+DEFINE_MAXPOOL_GRAD(float, maxpool_grad_f32, argmax_f32)
+DEFINE_MAXPOOL_GRAD(double, maxpool_grad_f64, argmax_f64)
+#undef DEFINE_MAXPOOL_GRAD
+
+/* The float64 kernels check their data first; the float32 ones rely on infer. */
+static cd_status pool_prepare(const cd_node *n, const cd_tensor *x, bool f64, pool_plan *p,
+                              cd_error *err)
+{
+    cd_status st = f64 ? need_f64(n, x, err) : CD_OK;
+    return st != CD_OK ? st : pool_plan_make(n, x, p, err);
+}
+
+/* Both precisions; the float64 mode decides the first maximum on the doubles. */
+static cd_status maxpool_grad(const cd_node *n, cd_tensor *const *in, cd_tensor *const *gout,
+                              cd_tensor **gin, cd_ctx *ctx, bool f64)
+{
+    if (!gout[0] || !gin[0])
+        return CD_OK;
+    if (!f64 && in[0]->dtype != CD_FLOAT32)
+        return cd_node_fail(n, ctx->err, CD_ERR_UNSUPPORTED, "gradient needs float32 input");
+    pool_plan p;
+    cd_status st = pool_prepare(n, in[0], f64, &p, ctx->err);
+    if (st != CD_OK)
+        return st;
+    (f64 ? maxpool_grad_f64 : maxpool_grad_f32)(&p, in[0]->data, gout[0]->data, gin[0]->data);
+    return CD_OK;
+}
+
 static cd_status maxpool_backward(const cd_node *n, cd_tensor *const *in, cd_tensor *const *out,
                                   cd_tensor *const *gout, cd_tensor **gin, cd_ctx *ctx)
 {
     CD_UNUSED(out);
-    if (!gout[0] || !gin[0])
-        return CD_OK;
-    if (in[0]->dtype != CD_FLOAT32)
-        return cd_node_fail(n, ctx->err, CD_ERR_UNSUPPORTED, "gradient needs float32 input");
-    pool_plan p;
-    cd_status st = pool_plan_make(n, in[0], &p, ctx->err);
-    if (st != CD_OK)
-        return st;
-    for (int64_t pl = 0; pl < p.planes; pl++) {
-        const float *x = cd_cf32(in[0]) + pl * p.in_sp;
-        const float *gy = cd_cf32(gout[0]) + pl * p.out_sp;
-        float *gx = cd_f32(gin[0]) + pl * p.in_sp;
-        OUT_FOR(&p.g, {
-            win_taps t;
-            taps_at(&p.g, o, &t);
-            int64_t best = argmax_f32(x, &p.g, &t);
-            if (best >= 0)
-                gx[best] += gy[pos];
-        });
-    }
-    return CD_OK;
+    return maxpool_grad(n, in, gout, gin, ctx, false);
 }
 
-/* Same first-maximum rule as the float32 backward, decided on the doubles. */
 static cd_status maxpool_backward64(const cd_node *n, cd_tensor *const *in,
                                     cd_tensor *const *out, cd_tensor *const *gout,
                                     cd_tensor **gin, cd_ctx *ctx)
 {
     CD_UNUSED(out);
-    if (!gout[0] || !gin[0])
-        return CD_OK;
-    pool_plan p;
-    cd_status st = need_f64(n, in[0], ctx->err);
-    if (st == CD_OK)
-        st = pool_plan_make(n, in[0], &p, ctx->err);
-    if (st != CD_OK)
-        return st;
-    for (int64_t pl = 0; pl < p.planes; pl++) {
-        const double *x = cd_cf64(in[0]) + pl * p.in_sp;
-        const double *gy = cd_cf64(gout[0]) + pl * p.out_sp;
-        double *gx = cd_f64(gin[0]) + pl * p.in_sp;
-        OUT_FOR(&p.g, {
-            win_taps t;
-            taps_at(&p.g, o, &t);
-            int64_t best = argmax_f64(x, &p.g, &t);
-            if (best >= 0)
-                gx[best] += gy[pos];
-        });
-    }
-    return CD_OK;
+    return maxpool_grad(n, in, gout, gin, ctx, true);
 }
 
 const cd_op_def cd_opdef_MAX_POOL = {"MaxPool",          1,
@@ -359,27 +368,79 @@ static cd_status avgpool_infer(const cd_node *n, cd_tensor *const *in, cd_tensor
     return CD_OK;
 }
 
-static cd_status avgpool_forward(const cd_node *n, cd_tensor *const *in, cd_tensor **out,
-                                 cd_ctx *ctx)
+/* One typed AveragePool pass over all planes: src -> dst. */
+typedef void (*avg_pass_fn)(const pool_plan *p, const void *src, void *dst, bool include_pad);
+
+/* Forward: window sums in double, one rounding to T. */
+#define DEFINE_AVG_FORWARD(T, NAME)                                                          \
+    static void NAME(const pool_plan *p, const void *xv, void *yv, bool include_pad)         \
+    {                                                                                        \
+        for (int64_t pl = 0; pl < p->planes; pl++) {                                         \
+            const T *x = (const T *)xv + pl * p->in_sp;                                      \
+            T *y = (T *)yv + pl * p->out_sp;                                                 \
+            OUT_FOR(&p->g, {                                                                 \
+                win_taps t;                                                                  \
+                taps_at(&p->g, o, &t);                                                       \
+                double s = 0;                                                                \
+                TAPS_FOR(&p->g, &t, { s += x[idx]; })                                        \
+                int64_t div = avg_divisor(&p->g, o, &t, include_pad);                        \
+                y[pos] = div > 0 ? (T)(s / (double)div) : (T)0;                              \
+            });                                                                              \
+        }                                                                                    \
+    }
+DEFINE_AVG_FORWARD(float, avg_forward_f32)
+DEFINE_AVG_FORWARD(double, avg_forward_f64)
+#undef DEFINE_AVG_FORWARD
+
+/* Backward: each tap of a window receives gy / divisor, computed in T. */
+#define DEFINE_AVG_GRAD(T, NAME)                                                             \
+    static void NAME(const pool_plan *p, const void *gyv, void *gxv, bool include_pad)       \
+    {                                                                                        \
+        for (int64_t pl = 0; pl < p->planes; pl++) {                                         \
+            const T *gy = (const T *)gyv + pl * p->out_sp;                                   \
+            T *gx = (T *)gxv + pl * p->in_sp;                                                \
+            OUT_FOR(&p->g, {                                                                 \
+                win_taps t;                                                                  \
+                taps_at(&p->g, o, &t);                                                       \
+                int64_t div = avg_divisor(&p->g, o, &t, include_pad);                        \
+                if (div > 0) {                                                               \
+                    T share = gy[pos] / (T)div;                                              \
+                    TAPS_FOR(&p->g, &t, { gx[idx] += share; })                               \
+                }                                                                            \
+            });                                                                              \
+        }                                                                                    \
+    }
+DEFINE_AVG_GRAD(float, avg_grad_f32)
+DEFINE_AVG_GRAD(double, avg_grad_f64)
+#undef DEFINE_AVG_GRAD
+
+/* The four AveragePool kernels: x is the input (for the geometry), pass the
+ * typed loop for {float32, float64}. */
+static cd_status avgpool_apply(const cd_node *n, const cd_tensor *x, const cd_tensor *src,
+                               cd_tensor *dst, bool f64, const avg_pass_fn pass[2], cd_ctx *ctx)
 {
     pool_plan p;
-    cd_status st = pool_plan_make(n, in[0], &p, ctx->err);
+    cd_status st = pool_prepare(n, x, f64, &p, ctx->err);
     if (st != CD_OK)
         return st;
     bool include_pad = cd_attr_int(n, "count_include_pad", 0) != 0;
-    for (int64_t pl = 0; pl < p.planes; pl++) {
-        const float *x = cd_cf32(in[0]) + pl * p.in_sp;
-        float *y = cd_f32(out[0]) + pl * p.out_sp;
-        OUT_FOR(&p.g, {
-            win_taps t;
-            taps_at(&p.g, o, &t);
-            double s = 0;
-            TAPS_FOR(&p.g, &t, { s += x[idx]; })
-            int64_t div = avg_divisor(&p.g, o, &t, include_pad);
-            y[pos] = div > 0 ? (float)(s / (double)div) : 0.0f;
-        });
-    }
+    pass[f64](&p, src->data, dst->data, include_pad);
     return CD_OK;
+}
+
+static const avg_pass_fn avg_forward_pass[2] = {avg_forward_f32, avg_forward_f64};
+static const avg_pass_fn avg_grad_pass[2] = {avg_grad_f32, avg_grad_f64};
+
+static cd_status avgpool_forward(const cd_node *n, cd_tensor *const *in, cd_tensor **out,
+                                 cd_ctx *ctx)
+{
+    return avgpool_apply(n, in[0], in[0], out[0], false, avg_forward_pass, ctx);
+}
+
+static cd_status avgpool_forward64(const cd_node *n, cd_tensor *const *in, cd_tensor **out,
+                                   cd_ctx *ctx)
+{
+    return avgpool_apply(n, in[0], in[0], out[0], true, avg_forward_pass, ctx);
 }
 
 static cd_status avgpool_backward(const cd_node *n, cd_tensor *const *in, cd_tensor *const *out,
@@ -388,50 +449,7 @@ static cd_status avgpool_backward(const cd_node *n, cd_tensor *const *in, cd_ten
     CD_UNUSED(out);
     if (!gout[0] || !gin[0])
         return CD_OK;
-    pool_plan p;
-    cd_status st = pool_plan_make(n, in[0], &p, ctx->err);
-    if (st != CD_OK)
-        return st;
-    bool include_pad = cd_attr_int(n, "count_include_pad", 0) != 0;
-    for (int64_t pl = 0; pl < p.planes; pl++) {
-        const float *gy = cd_cf32(gout[0]) + pl * p.out_sp;
-        float *gx = cd_f32(gin[0]) + pl * p.in_sp;
-        OUT_FOR(&p.g, {
-            win_taps t;
-            taps_at(&p.g, o, &t);
-            int64_t div = avg_divisor(&p.g, o, &t, include_pad);
-            if (div > 0) {
-                float share = gy[pos] / (float)div;
-                TAPS_FOR(&p.g, &t, { gx[idx] += share; })
-            }
-        });
-    }
-    return CD_OK;
-}
-
-static cd_status avgpool_forward64(const cd_node *n, cd_tensor *const *in, cd_tensor **out,
-                                   cd_ctx *ctx)
-{
-    pool_plan p;
-    cd_status st = need_f64(n, in[0], ctx->err);
-    if (st == CD_OK)
-        st = pool_plan_make(n, in[0], &p, ctx->err);
-    if (st != CD_OK)
-        return st;
-    bool include_pad = cd_attr_int(n, "count_include_pad", 0) != 0;
-    for (int64_t pl = 0; pl < p.planes; pl++) {
-        const double *x = cd_cf64(in[0]) + pl * p.in_sp;
-        double *y = cd_f64(out[0]) + pl * p.out_sp;
-        OUT_FOR(&p.g, {
-            win_taps t;
-            taps_at(&p.g, o, &t);
-            double s = 0;
-            TAPS_FOR(&p.g, &t, { s += x[idx]; })
-            int64_t div = avg_divisor(&p.g, o, &t, include_pad);
-            y[pos] = div > 0 ? s / (double)div : 0.0;
-        });
-    }
-    return CD_OK;
+    return avgpool_apply(n, in[0], gout[0], gin[0], false, avg_grad_pass, ctx);
 }
 
 static cd_status avgpool_backward64(const cd_node *n, cd_tensor *const *in,
@@ -441,27 +459,7 @@ static cd_status avgpool_backward64(const cd_node *n, cd_tensor *const *in,
     CD_UNUSED(out);
     if (!gout[0] || !gin[0])
         return CD_OK;
-    pool_plan p;
-    cd_status st = need_f64(n, in[0], ctx->err);
-    if (st == CD_OK)
-        st = pool_plan_make(n, in[0], &p, ctx->err);
-    if (st != CD_OK)
-        return st;
-    bool include_pad = cd_attr_int(n, "count_include_pad", 0) != 0;
-    for (int64_t pl = 0; pl < p.planes; pl++) {
-        const double *gy = cd_cf64(gout[0]) + pl * p.out_sp;
-        double *gx = cd_f64(gin[0]) + pl * p.in_sp;
-        OUT_FOR(&p.g, {
-            win_taps t;
-            taps_at(&p.g, o, &t);
-            int64_t div = avg_divisor(&p.g, o, &t, include_pad);
-            if (div > 0) {
-                double share = gy[pos] / (double)div;
-                TAPS_FOR(&p.g, &t, { gx[idx] += share; })
-            }
-        });
-    }
-    return CD_OK;
+    return avgpool_apply(n, in[0], gout[0], gin[0], true, avg_grad_pass, ctx);
 }
 
 const cd_op_def cd_opdef_AVERAGE_POOL = {"AveragePool",     1,
@@ -488,112 +486,126 @@ static cd_status global_infer(const cd_node *n, cd_tensor *const *in, cd_tensor 
     return CD_OK;
 }
 
-/* planes = N*C, sp = elements per plane. */
-static void global_sizes(const cd_tensor *x, int64_t *planes, int64_t *sp)
+/* planes = N*C, sp = elements per plane; the float64 kernels check their
+ * data first, forward kernels (nonempty) the spatial extent. */
+static cd_status global_sizes(const cd_node *n, const cd_tensor *x, bool f64, bool nonempty,
+                              int64_t *planes, int64_t *sp, cd_error *err)
 {
+    cd_status st = f64 ? need_f64(n, x, err) : CD_OK;
+    if (st != CD_OK)
+        return st;
     *planes = x->dims[0] * x->dims[1];
     *sp = 1;
     for (int i = 2; i < x->ndim; i++)
         *sp *= x->dims[i];
+    if (nonempty && *sp == 0)
+        return cd_node_fail(n, err, CD_ERR_SHAPE, "empty spatial extent");
+    return CD_OK;
 }
 
 typedef struct gavg_job {
-    const float *x;
-    float *y;
+    const void *x; /* float or double, as the range function */
+    void *y;
     int64_t sp;
 } gavg_job;
 
-/* Plane means in double. Four partial sums (elements i % 4) combined at the
- * end: one running sum was bound by the add latency (SqueezeNet's
- * 1000 x 13 x 13 head took 0.1 ms, serially). Planes are independent, so
- * ranges of them run on the pool with the same bits for any thread count. */
-static void gavg_range(void *arg, int64_t lo, int64_t hi)
-{
-    const gavg_job *j = arg;
-    int64_t sp = j->sp;
-    for (int64_t pl = lo; pl < hi; pl++) {
-        const float *x = j->x + pl * sp;
-        double s[4] = {0, 0, 0, 0};
-        int64_t i = 0;
-        for (; i + 4 <= sp; i += 4)
-            for (int q = 0; q < 4; q++)
-                s[q] += x[i + q];
-        for (; i < sp; i++)
-            s[i % 4] += x[i];
-        j->y[pl] = (float)(((s[0] + s[1]) + (s[2] + s[3])) / (double)sp);
+/* The typed global-pool loops, per element type T:
+ * - NAME_avg: plane means in double. Four partial sums (elements i % 4)
+ *   combined at the end: one running sum was bound by the add latency
+ *   (SqueezeNet's 1000 x 13 x 13 head took 0.1 ms, serially). Planes are
+ *   independent, so ranges of them run on the pool with the same bits for
+ *   any thread count.
+ * - NAME_avg_grad: every element of a plane receives gy / sp, in T.
+ * - NAME_first_max: index of the first maximum of x[0..sp-1]. */
+#define DEFINE_GLOBAL(T, SFX)                                                                \
+    static void gavg_range_##SFX(void *arg, int64_t lo, int64_t hi)                         \
+    {                                                                                        \
+        const gavg_job *j = arg;                                                             \
+        int64_t sp = j->sp;                                                                  \
+        for (int64_t pl = lo; pl < hi; pl++) {                                               \
+            const T *x = (const T *)j->x + pl * sp;                                          \
+            double s[4] = {0, 0, 0, 0};                                                      \
+            int64_t i = 0;                                                                   \
+            for (; i + 4 <= sp; i += 4)                                                      \
+                for (int q = 0; q < 4; q++)                                                  \
+                    s[q] += x[i + q];                                                        \
+            for (; i < sp; i++)                                                              \
+                s[i % 4] += x[i];                                                            \
+            ((T *)j->y)[pl] = (T)(((s[0] + s[1]) + (s[2] + s[3])) / (double)sp);             \
+        }                                                                                    \
+    }                                                                                        \
+    static void gavg_grad_##SFX(const void *gyv, void *gxv, int64_t planes, int64_t sp)      \
+    {                                                                                        \
+        for (int64_t pl = 0; pl < planes; pl++) {                                            \
+            T share = ((const T *)gyv)[pl] / (T)sp;                                          \
+            T *gx = (T *)gxv + pl * sp;                                                      \
+            for (int64_t i = 0; i < sp; i++)                                                 \
+                gx[i] += share;                                                              \
+        }                                                                                    \
+    }                                                                                        \
+    static int64_t first_max_##SFX(const void *xv, int64_t sp)                              \
+    {                                                                                        \
+        const T *x = xv;                                                                     \
+        int64_t best = 0;                                                                    \
+        for (int64_t i = 1; i < sp; i++)                                                     \
+            if (x[i] > x[best])                                                              \
+                best = i;                                                                    \
+        return best;                                                                         \
     }
+DEFINE_GLOBAL(float, f32)
+DEFINE_GLOBAL(double, f64)
+#undef DEFINE_GLOBAL
+
+static cd_status gavg_run(const cd_node *n, cd_tensor *const *in, cd_tensor **out, cd_ctx *ctx,
+                          bool f64)
+{
+    int64_t planes, sp;
+    cd_status st = global_sizes(n, in[0], f64, true, &planes, &sp, ctx->err);
+    if (st != CD_OK)
+        return st;
+    gavg_job j = {in[0]->data, out[0]->data, sp};
+    int64_t t = planes * sp / 32768 + 1; /* from the shape only */
+    cd_pool_for(ctx->pool, planes, t < 8 ? (int)t : 8, f64 ? gavg_range_f64 : gavg_range_f32, &j);
+    return CD_OK;
 }
 
 static cd_status gavg_forward(const cd_node *n, cd_tensor *const *in, cd_tensor **out,
                               cd_ctx *ctx)
 {
+    return gavg_run(n, in, out, ctx, false);
+}
+
+static cd_status gavg_forward64(const cd_node *n, cd_tensor *const *in, cd_tensor **out,
+                                cd_ctx *ctx)
+{
+    return gavg_run(n, in, out, ctx, true);
+}
+
+static cd_status gavg_grad(const cd_node *n, cd_tensor *const *in, cd_tensor *const *gout,
+                           cd_tensor **gin, cd_ctx *ctx, bool f64)
+{
+    if (!gout[0] || !gin[0])
+        return CD_OK;
     int64_t planes, sp;
-    global_sizes(in[0], &planes, &sp);
-    if (sp == 0)
-        return cd_node_fail(n, ctx->err, CD_ERR_SHAPE, "empty spatial extent");
-    gavg_job j = {cd_cf32(in[0]), cd_f32(out[0]), sp};
-    int64_t t = planes * sp / 32768 + 1; /* from the shape only */
-    cd_pool_for(ctx->pool, planes, t < 8 ? (int)t : 8, gavg_range, &j);
+    cd_status st = global_sizes(n, in[0], f64, false, &planes, &sp, ctx->err);
+    if (st != CD_OK)
+        return st;
+    (f64 ? gavg_grad_f64 : gavg_grad_f32)(gout[0]->data, gin[0]->data, planes, sp);
     return CD_OK;
 }
 
 static cd_status gavg_backward(const cd_node *n, cd_tensor *const *in, cd_tensor *const *out,
                                cd_tensor *const *gout, cd_tensor **gin, cd_ctx *ctx)
 {
-    CD_UNUSED(ctx);
-    CD_UNUSED(n);
     CD_UNUSED(out);
-    if (!gout[0] || !gin[0])
-        return CD_OK;
-    int64_t planes, sp;
-    global_sizes(in[0], &planes, &sp);
-    for (int64_t pl = 0; pl < planes; pl++) {
-        float share = cd_cf32(gout[0])[pl] / (float)sp;
-        float *gx = cd_f32(gin[0]) + pl * sp;
-        for (int64_t i = 0; i < sp; i++)
-            gx[i] += share;
-    }
-    return CD_OK;
-}
-
-static cd_status gavg_forward64(const cd_node *n, cd_tensor *const *in, cd_tensor **out,
-                                cd_ctx *ctx)
-{
-    int64_t planes, sp;
-    cd_status st = need_f64(n, in[0], ctx->err);
-    if (st != CD_OK)
-        return st;
-    global_sizes(in[0], &planes, &sp);
-    if (sp == 0)
-        return cd_node_fail(n, ctx->err, CD_ERR_SHAPE, "empty spatial extent");
-    for (int64_t pl = 0; pl < planes; pl++) {
-        const double *x = cd_cf64(in[0]) + pl * sp;
-        double s = 0;
-        for (int64_t i = 0; i < sp; i++)
-            s += x[i];
-        cd_f64(out[0])[pl] = s / (double)sp;
-    }
-    return CD_OK;
+    return gavg_grad(n, in, gout, gin, ctx, false);
 }
 
 static cd_status gavg_backward64(const cd_node *n, cd_tensor *const *in, cd_tensor *const *out,
                                  cd_tensor *const *gout, cd_tensor **gin, cd_ctx *ctx)
 {
     CD_UNUSED(out);
-    if (!gout[0] || !gin[0])
-        return CD_OK;
-    int64_t planes, sp;
-    cd_status st = need_f64(n, in[0], ctx->err);
-    if (st != CD_OK)
-        return st;
-    global_sizes(in[0], &planes, &sp);
-    for (int64_t pl = 0; pl < planes; pl++) {
-        double share = cd_cf64(gout[0])[pl] / (double)sp;
-        double *gx = cd_f64(gin[0]) + pl * sp;
-        for (int64_t i = 0; i < sp; i++)
-            gx[i] += share;
-    }
-    return CD_OK;
+    return gavg_grad(n, in, gout, gin, ctx, true);
 }
 
 const cd_op_def cd_opdef_GLOBAL_AVERAGE_POOL = {"GlobalAveragePool", 1,
@@ -601,35 +613,53 @@ const cd_op_def cd_opdef_GLOBAL_AVERAGE_POOL = {"GlobalAveragePool", 1,
                                                 gavg_forward,        gavg_backward,
                                                 gavg_forward64,      gavg_backward64};
 
-/* Index of the first maximum of x[0..sp-1]. */
-static int64_t first_max(const float *x, int64_t sp)
+/* GlobalMaxPool: the first maximum of each plane; one typed call per plane,
+ * the value moved as element bytes. */
+static cd_status gmax_run(const cd_node *n, cd_tensor *const *in, cd_tensor **out, cd_ctx *ctx,
+                          bool f64)
 {
-    int64_t best = 0;
-    for (int64_t i = 1; i < sp; i++)
-        if (x[i] > x[best])
-            best = i;
-    return best;
-}
-
-static int64_t first_max64(const double *x, int64_t sp)
-{
-    int64_t best = 0;
-    for (int64_t i = 1; i < sp; i++)
-        if (x[i] > x[best])
-            best = i;
-    return best;
+    int64_t planes, sp;
+    cd_status st = global_sizes(n, in[0], f64, true, &planes, &sp, ctx->err);
+    if (st != CD_OK)
+        return st;
+    size_t es = f64 ? sizeof(double) : sizeof(float);
+    for (int64_t pl = 0; pl < planes; pl++) {
+        const char *x = (const char *)in[0]->data + (size_t)(pl * sp) * es;
+        int64_t best = (f64 ? first_max_f64 : first_max_f32)(x, sp);
+        memcpy((char *)out[0]->data + (size_t)pl * es, x + (size_t)best * es, es);
+    }
+    return CD_OK;
 }
 
 static cd_status gmax_forward(const cd_node *n, cd_tensor *const *in, cd_tensor **out,
                               cd_ctx *ctx)
 {
+    return gmax_run(n, in, out, ctx, false);
+}
+
+static cd_status gmax_forward64(const cd_node *n, cd_tensor *const *in, cd_tensor **out,
+                                cd_ctx *ctx)
+{
+    return gmax_run(n, in, out, ctx, true);
+}
+
+static cd_status gmax_grad(const cd_node *n, cd_tensor *const *in, cd_tensor *const *gout,
+                           cd_tensor **gin, cd_ctx *ctx, bool f64)
+{
+    if (!gout[0] || !gin[0])
+        return CD_OK;
     int64_t planes, sp;
-    global_sizes(in[0], &planes, &sp);
-    if (sp == 0)
-        return cd_node_fail(n, ctx->err, CD_ERR_SHAPE, "empty spatial extent");
+    cd_status st = global_sizes(n, in[0], f64, false, &planes, &sp, ctx->err);
+    if (st != CD_OK)
+        return st;
     for (int64_t pl = 0; pl < planes; pl++) {
-        const float *x = cd_cf32(in[0]) + pl * sp;
-        cd_f32(out[0])[pl] = x[first_max(x, sp)];
+        if (f64) {
+            const double *x = cd_cf64(in[0]) + pl * sp;
+            cd_f64(gin[0])[pl * sp + first_max_f64(x, sp)] += cd_cf64(gout[0])[pl];
+        } else {
+            const float *x = cd_cf32(in[0]) + pl * sp;
+            cd_f32(gin[0])[pl * sp + first_max_f32(x, sp)] += cd_cf32(gout[0])[pl];
+        }
     }
     return CD_OK;
 }
@@ -637,53 +667,15 @@ static cd_status gmax_forward(const cd_node *n, cd_tensor *const *in, cd_tensor 
 static cd_status gmax_backward(const cd_node *n, cd_tensor *const *in, cd_tensor *const *out,
                                cd_tensor *const *gout, cd_tensor **gin, cd_ctx *ctx)
 {
-    CD_UNUSED(ctx);
-    CD_UNUSED(n);
     CD_UNUSED(out);
-    if (!gout[0] || !gin[0])
-        return CD_OK;
-    int64_t planes, sp;
-    global_sizes(in[0], &planes, &sp);
-    for (int64_t pl = 0; pl < planes; pl++) {
-        const float *x = cd_cf32(in[0]) + pl * sp;
-        cd_f32(gin[0])[pl * sp + first_max(x, sp)] += cd_cf32(gout[0])[pl];
-    }
-    return CD_OK;
-}
-
-static cd_status gmax_forward64(const cd_node *n, cd_tensor *const *in, cd_tensor **out,
-                                cd_ctx *ctx)
-{
-    int64_t planes, sp;
-    cd_status st = need_f64(n, in[0], ctx->err);
-    if (st != CD_OK)
-        return st;
-    global_sizes(in[0], &planes, &sp);
-    if (sp == 0)
-        return cd_node_fail(n, ctx->err, CD_ERR_SHAPE, "empty spatial extent");
-    for (int64_t pl = 0; pl < planes; pl++) {
-        const double *x = cd_cf64(in[0]) + pl * sp;
-        cd_f64(out[0])[pl] = x[first_max64(x, sp)];
-    }
-    return CD_OK;
+    return gmax_grad(n, in, gout, gin, ctx, false);
 }
 
 static cd_status gmax_backward64(const cd_node *n, cd_tensor *const *in, cd_tensor *const *out,
                                  cd_tensor *const *gout, cd_tensor **gin, cd_ctx *ctx)
 {
     CD_UNUSED(out);
-    if (!gout[0] || !gin[0])
-        return CD_OK;
-    int64_t planes, sp;
-    cd_status st = need_f64(n, in[0], ctx->err);
-    if (st != CD_OK)
-        return st;
-    global_sizes(in[0], &planes, &sp);
-    for (int64_t pl = 0; pl < planes; pl++) {
-        const double *x = cd_cf64(in[0]) + pl * sp;
-        cd_f64(gin[0])[pl * sp + first_max64(x, sp)] += cd_cf64(gout[0])[pl];
-    }
-    return CD_OK;
+    return gmax_grad(n, in, gout, gin, ctx, true);
 }
 
 const cd_op_def cd_opdef_GLOBAL_MAX_POOL = {"GlobalMaxPool", 1,

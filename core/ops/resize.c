@@ -399,13 +399,28 @@ typedef struct rs_run {
     double *gx64;
 } rs_run;
 
+/* Input element off as double, and the gradient update at off: x/gx in the
+ * float32 plan (the update rounded to float), x64/gx64 in the float64 mode. */
+static inline double rs_load(const rs_run *r, size_t off)
+{
+    return r->x64 ? r->x64[off] : (double)r->x[off];
+}
+
+static inline void rs_add(const rs_run *r, size_t off, double v)
+{
+    if (r->gx64)
+        r->gx64[off] += v;
+    else
+        r->gx[off] += (float)v;
+}
+
 static double rs_gather(const rs_run *r, int d, size_t base)
 {
     const rs_tap *t = &r->tabs[d][r->at[d]];
     double s = 0;
     for (int k = 0; k < t->count; k++) {
         size_t off = base + (size_t)t->idx[k] * r->in_stride[d];
-        s += t->w[k] * (d + 1 == r->c->rank ? (double)r->x[off] : rs_gather(r, d + 1, off));
+        s += t->w[k] * (d + 1 == r->c->rank ? rs_load(r, off) : rs_gather(r, d + 1, off));
     }
     return s;
 }
@@ -416,32 +431,9 @@ static void rs_scatter(const rs_run *r, int d, size_t base, double g)
     for (int k = 0; k < t->count; k++) {
         size_t off = base + (size_t)t->idx[k] * r->in_stride[d];
         if (d + 1 == r->c->rank)
-            r->gx[off] += (float)(t->w[k] * g);
+            rs_add(r, off, t->w[k] * g);
         else
             rs_scatter(r, d + 1, off, g * t->w[k]);
-    }
-}
-
-static double rs_gather64(const rs_run *r, int d, size_t base)
-{
-    const rs_tap *t = &r->tabs[d][r->at[d]];
-    double s = 0;
-    for (int k = 0; k < t->count; k++) {
-        size_t off = base + (size_t)t->idx[k] * r->in_stride[d];
-        s += t->w[k] * (d + 1 == r->c->rank ? r->x64[off] : rs_gather64(r, d + 1, off));
-    }
-    return s;
-}
-
-static void rs_scatter64(const rs_run *r, int d, size_t base, double g)
-{
-    const rs_tap *t = &r->tabs[d][r->at[d]];
-    for (int k = 0; k < t->count; k++) {
-        size_t off = base + (size_t)t->idx[k] * r->in_stride[d];
-        if (d + 1 == r->c->rank)
-            r->gx64[off] += t->w[k] * g;
-        else
-            rs_scatter64(r, d + 1, off, g * t->w[k]);
     }
 }
 
@@ -570,28 +562,85 @@ static void rs_copy_nearest(rs_run *r, const cd_tensor *x, cd_tensor *y)
         memcpy((char *)y->data + o * es, (const char *)x->data + rs_nearest_offset(r) * es, es);
 }
 
-static cd_status resize_forward(const cd_node *n, cd_tensor *const *in, cd_tensor **out,
-                                cd_ctx *ctx)
+/* Both precisions: float32, or float64 in the float64 mode (where the plane
+ * fast path, float32 only, is not taken). */
+static cd_status resize_run(const cd_node *n, cd_tensor *const *in, cd_tensor **out,
+                            cd_ctx *ctx, bool f64)
 {
     rs_cfg c;
     rs_run r;
-    cd_status st = rs_prepare(n, in, false, ctx, &c, &r);
+    if (f64 && in[0] && in[0]->dtype == CD_FLOAT32)
+        return cd_node_fail(n, ctx->err, CD_ERR_UNSUPPORTED, "float64 kernel got float32 data");
+    cd_status st = rs_prepare(n, in, f64, ctx, &c, &r);
     if (st != CD_OK)
         return st;
+    if (in[0]->dtype != (f64 ? CD_FLOAT64 : CD_FLOAT32)) {
+        rs_copy_nearest(&r, in[0], out[0]); /* integer data keeps its type */
+        return CD_OK;
+    }
+    if (f64) {
+        r.x64 = cd_cf64(in[0]);
+    } else {
+        r.x = cd_cf32(in[0]);
+        if (rs_plane_path(&c, &r)) {
+            rs_planes(&c, &r, cd_f32(out[0]), ctx);
+            return CD_OK;
+        }
+    }
     size_t total = cd_tensor_numel_raw(out[0]);
-    if (in[0]->dtype != CD_FLOAT32) {
-        rs_copy_nearest(&r, in[0], out[0]);
-        return CD_OK;
+    for (size_t o = 0; o < total; o++, rs_next(&r)) {
+        double v = rs_outside(&r) ? c.extrapolation : c.rank ? rs_gather(&r, 0, 0) : rs_load(&r, 0);
+        if (f64)
+            cd_f64(out[0])[o] = v;
+        else
+            cd_f32(out[0])[o] = (float)v;
     }
-    r.x = cd_cf32(in[0]);
-    float *y = cd_f32(out[0]);
-    if (rs_plane_path(&c, &r)) {
-        rs_planes(&c, &r, y, ctx);
+    return CD_OK;
+}
+
+static cd_status resize_forward(const cd_node *n, cd_tensor *const *in, cd_tensor **out,
+                                cd_ctx *ctx)
+{
+    return resize_run(n, in, out, ctx, false);
+}
+
+static cd_status resize_forward64(const cd_node *n, cd_tensor *const *in, cd_tensor **out,
+                                  cd_ctx *ctx)
+{
+    return resize_run(n, in, out, ctx, true);
+}
+
+/* The transpose of the forward's linear map; roi/scales/sizes carry no
+ * gradient. */
+static cd_status resize_grad(const cd_node *n, cd_tensor *const *in, cd_tensor *const *gout,
+                             cd_tensor **gin, cd_ctx *ctx, bool f64)
+{
+    if (!gin[0] || !gout[0])
         return CD_OK;
+    cd_dtype want = f64 ? CD_FLOAT64 : CD_FLOAT32;
+    if (gin[0]->dtype != want || gout[0]->dtype != want)
+        return cd_node_fail(n, ctx->err, CD_ERR_UNSUPPORTED, "%s",
+                            f64 ? "float64 gradients need float64 data"
+                                : "gradients are supported for float32 only");
+    rs_cfg c;
+    rs_run r;
+    cd_status st = rs_prepare(n, in, f64, ctx, &c, &r);
+    if (st != CD_OK)
+        return st;
+    if (f64)
+        r.gx64 = cd_f64(gin[0]);
+    else
+        r.gx = cd_f32(gin[0]);
+    size_t total = cd_tensor_numel_raw(gout[0]);
+    for (size_t o = 0; o < total; o++, rs_next(&r)) {
+        if (rs_outside(&r))
+            continue;
+        double g = f64 ? cd_cf64(gout[0])[o] : (double)cd_cf32(gout[0])[o];
+        if (c.rank)
+            rs_scatter(&r, 0, 0, g);
+        else
+            rs_add(&r, 0, g);
     }
-    for (size_t o = 0; o < total; o++, rs_next(&r))
-        y[o] = rs_outside(&r) ? (float)c.extrapolation
-                              : (float)(c.rank ? rs_gather(&r, 0, 0) : r.x[0]);
     return CD_OK;
 }
 
@@ -599,80 +648,14 @@ static cd_status resize_backward(const cd_node *n, cd_tensor *const *in, cd_tens
                                  cd_tensor *const *gout, cd_tensor **gin, cd_ctx *ctx)
 {
     CD_UNUSED(out);
-    if (!gin[0] || !gout[0])
-        return CD_OK; /* roi/scales/sizes carry no gradient */
-    if (gin[0]->dtype != CD_FLOAT32 || gout[0]->dtype != CD_FLOAT32)
-        return cd_node_fail(n, ctx->err, CD_ERR_UNSUPPORTED,
-                            "gradients are supported for float32 only");
-    rs_cfg c;
-    rs_run r;
-    cd_status st = rs_prepare(n, in, false, ctx, &c, &r);
-    if (st != CD_OK)
-        return st;
-    r.gx = cd_f32(gin[0]);
-    const float *g = cd_cf32(gout[0]);
-    size_t total = cd_tensor_numel_raw(gout[0]);
-    for (size_t o = 0; o < total; o++, rs_next(&r)) {
-        if (rs_outside(&r))
-            continue;
-        if (c.rank)
-            rs_scatter(&r, 0, 0, g[o]);
-        else
-            r.gx[0] += g[o];
-    }
-    return CD_OK;
-}
-
-/* Float64 ------------------------------------------------------------------ */
-
-static cd_status resize_forward64(const cd_node *n, cd_tensor *const *in, cd_tensor **out,
-                                  cd_ctx *ctx)
-{
-    rs_cfg c;
-    rs_run r;
-    if (in[0] && in[0]->dtype == CD_FLOAT32)
-        return cd_node_fail(n, ctx->err, CD_ERR_UNSUPPORTED, "float64 kernel got float32 data");
-    cd_status st = rs_prepare(n, in, true, ctx, &c, &r);
-    if (st != CD_OK)
-        return st;
-    if (in[0]->dtype != CD_FLOAT64) {
-        rs_copy_nearest(&r, in[0], out[0]); /* integer data keeps its type */
-        return CD_OK;
-    }
-    r.x64 = cd_cf64(in[0]);
-    double *y = cd_f64(out[0]);
-    size_t total = cd_tensor_numel_raw(out[0]);
-    for (size_t o = 0; o < total; o++, rs_next(&r))
-        y[o] = rs_outside(&r) ? c.extrapolation : (c.rank ? rs_gather64(&r, 0, 0) : r.x64[0]);
-    return CD_OK;
+    return resize_grad(n, in, gout, gin, ctx, false);
 }
 
 static cd_status resize_backward64(const cd_node *n, cd_tensor *const *in, cd_tensor *const *out,
                                    cd_tensor *const *gout, cd_tensor **gin, cd_ctx *ctx)
 {
     CD_UNUSED(out);
-    if (!gin[0] || !gout[0])
-        return CD_OK;
-    if (gin[0]->dtype != CD_FLOAT64 || gout[0]->dtype != CD_FLOAT64)
-        return cd_node_fail(n, ctx->err, CD_ERR_UNSUPPORTED,
-                            "float64 gradients need float64 data");
-    rs_cfg c;
-    rs_run r;
-    cd_status st = rs_prepare(n, in, true, ctx, &c, &r);
-    if (st != CD_OK)
-        return st;
-    r.gx64 = cd_f64(gin[0]);
-    const double *g = cd_cf64(gout[0]);
-    size_t total = cd_tensor_numel_raw(gout[0]);
-    for (size_t o = 0; o < total; o++, rs_next(&r)) {
-        if (rs_outside(&r))
-            continue;
-        if (c.rank)
-            rs_scatter64(&r, 0, 0, g[o]);
-        else
-            r.gx64[0] += g[o];
-    }
-    return CD_OK;
+    return resize_grad(n, in, gout, gin, ctx, true);
 }
 
 const cd_op_def cd_opdef_RESIZE = {"Resize",         10,
