@@ -8,7 +8,9 @@
  * group and per batch item on scratch from the session.
  *
  * The float64 kernels (forward64/backward64, the exact-gradient mode) follow
- * the same lowering with dgemm and none of the fast paths.
+ * the same lowering with dgemm and none of the fast paths. Conv backward and
+ * both ConvTranspose kernels are one body for the two element types, over an
+ * element kit (conv_elem).
  *
  * Also holds the window geometry shared with core/ops/pool.c and a naive
  * reference Conv the tests compare the fast path against (conv_ref.h). */
@@ -386,39 +388,50 @@ static cd_status convt_plan_make(const cd_node *n, cd_tensor *const *in, conv_pl
                     }                                                                       \
     } while (0)
 
-/* col[(c*K + k), pos] = img[c, window(pos) + k] (0 in the padding). */
-static void im2col(const float *img, int64_t channels, const cd_win_geom *g, int64_t out_sp,
-                   float *col)
-{
-    WIN_WALK(g, channels, { col[row_ * out_sp + pos_] = src_ >= 0 ? img[src_] : 0.0f; });
-}
-
-/* img[c, window(pos) + k] += col[(c*K + k), pos] — the adjoint of im2col. */
-static void col2im_add(const float *col, int64_t channels, const cd_win_geom *g,
-                       int64_t out_sp, float *img)
-{
-    WIN_WALK(g, channels, {
-        if (src_ >= 0)
-            img[src_] += col[row_ * out_sp + pos_];
-    });
-}
-
-static void add_bias(float *y, const float *b, int64_t maps, int64_t sp)
-{
-    for (int64_t m = 0; m < maps; m++)
-        for (int64_t i = 0; i < sp; i++)
-            y[m * sp + i] += b[m];
-}
-
-static void sum_bias_grad(const float *gy, float *gb, int64_t maps, int64_t sp)
-{
-    for (int64_t m = 0; m < maps; m++) {
-        double s = 0;
-        for (int64_t i = 0; i < sp; i++)
-            s += gy[m * sp + i];
-        gb[m] += (float)s;
+/* The element-wise primitives once per element type T: im2col, col2im_add,
+ * add_bias, sum_bias_grad for float and the same names with 64 for double.
+ * Bias gradients are summed in double for both types. */
+#define CONV_PRIMITIVES(T, SFX)                                                             \
+    /* col[(c*K + k), pos] = img[c, window(pos) + k] (0 in the padding). */                 \
+    static void im2col##SFX(const T *img, int64_t channels, const cd_win_geom *g,           \
+                            int64_t out_sp, T *col)                                         \
+    {                                                                                       \
+        WIN_WALK(g, channels, { col[row_ * out_sp + pos_] = src_ >= 0 ? img[src_] : 0; });  \
+    }                                                                                       \
+                                                                                            \
+    /* img[c, window(pos) + k] += col[(c*K + k), pos]: the adjoint of im2col. */            \
+    static void col2im_add##SFX(const T *col, int64_t channels, const cd_win_geom *g,       \
+                                int64_t out_sp, T *img)                                     \
+    {                                                                                       \
+        WIN_WALK(g, channels, {                                                             \
+            if (src_ >= 0)                                                                  \
+                img[src_] += col[row_ * out_sp + pos_];                                     \
+        });                                                                                 \
+    }                                                                                       \
+                                                                                            \
+    static void add_bias##SFX(void *yv, const void *bv, int64_t maps, int64_t sp)           \
+    {                                                                                       \
+        T *y = yv;                                                                          \
+        const T *b = bv;                                                                    \
+        for (int64_t m = 0; m < maps; m++)                                                  \
+            for (int64_t i = 0; i < sp; i++)                                                \
+                y[m * sp + i] += b[m];                                                      \
+    }                                                                                       \
+                                                                                            \
+    static void sum_bias_grad##SFX(const void *gyv, void *gbv, int64_t maps, int64_t sp)    \
+    {                                                                                       \
+        const T *gy = gyv;                                                                  \
+        T *gb = gbv;                                                                        \
+        for (int64_t m = 0; m < maps; m++) {                                                \
+            double s = 0;                                                                   \
+            for (int64_t i = 0; i < sp; i++)                                                \
+                s += gy[m * sp + i];                                                        \
+            gb[m] += (T)s;                                                                  \
+        }                                                                                   \
     }
-}
+
+CONV_PRIMITIVES(float, )
+CONV_PRIMITIVES(double, 64)
 
 static void sgemm(cd_ctx *ctx, bool ta, bool tb, int64_t m, int64_t nn, int64_t k,
                   const float *a, int64_t lda, const float *b, int64_t ldb, float beta, float *c,
@@ -457,21 +470,6 @@ static int tasks_for(int64_t elems)
  *
  * The exact-gradient mode takes no fast path: im2col/col2im over the same
  * window walk as the float kernels, and OpenBLAS dgemm. */
-
-static void im2col64(const double *img, int64_t channels, const cd_win_geom *g, int64_t out_sp,
-                     double *col)
-{
-    WIN_WALK(g, channels, { col[row_ * out_sp + pos_] = src_ >= 0 ? img[src_] : 0.0; });
-}
-
-static void col2im_add64(const double *col, int64_t channels, const cd_win_geom *g,
-                         int64_t out_sp, double *img)
-{
-    WIN_WALK(g, channels, {
-        if (src_ >= 0)
-            img[src_] += col[row_ * out_sp + pos_];
-    });
-}
 
 /* Channel ranges of one image on the pool: each range owns its rows of the
  * column matrix and its planes of the image, so col2im needs no locking. */
@@ -536,10 +534,11 @@ static void dgemm_task(void *arg, int task)
 }
 
 /* About one range per 2^20 multiply-adds (smaller ones do not repay a pool
- * round trip), at most 8, each at least 32 long. */
+ * round trip), at most 8, each at least 32 long. Untyped pointers: this is
+ * the double kit's gemm (below). */
 static void dgemm64(cd_ctx *ctx, bool ta, bool tb, int64_t m, int64_t n, int64_t k,
-                    const double *a, int64_t lda, const double *b, int64_t ldb, double beta,
-                    double *c, int64_t ldc)
+                    const void *a, int64_t lda, const void *b, int64_t ldb, double beta, void *c,
+                    int64_t ldc)
 {
     if (m <= 0 || n <= 0)
         return;
@@ -553,26 +552,80 @@ static void dgemm64(cd_ctx *ctx, bool ta, bool tb, int64_t m, int64_t n, int64_t
     cd_pool_run(ctx->pool, (int)((len + j.per - 1) / j.per), dgemm_task, &j);
 }
 
-static void add_bias64(double *y, const double *b, int64_t maps, int64_t sp)
+/* Element kits ---------------------------------------------------------------
+ *
+ * The generic kernels (Conv backward, ConvTranspose forward and backward,
+ * float32 and float64 alike) are written once over untyped pointers; a kit
+ * gives the element size and the primitives that differ by type. Float keeps
+ * what the float32 kernels always did (cd_sgemm, serial window walks, the
+ * 2-D col2im); double uses dgemm64 and the pooled walks. Each call covers a
+ * whole product or image, so the indirection costs nothing measurable. */
+typedef struct conv_elem {
+    cd_dtype dtype;
+    size_t size;
+    /* C = op(A) op(B) + beta C (beta 0 or 1) */
+    void (*gemm)(cd_ctx *ctx, bool ta, bool tb, int64_t m, int64_t n, int64_t k, const void *a,
+                 int64_t lda, const void *b, int64_t ldb, double beta, void *c, int64_t ldc);
+    /* im2col of channels images of geometry p->g, and its adjoint (adds into img) */
+    void (*im2col)(cd_ctx *ctx, const conv_plan *p, int64_t channels, const void *img,
+                   void *col);
+    void (*col2im_add)(cd_ctx *ctx, const conv_plan *p, int64_t channels, const void *col,
+                       void *img);
+    void (*add_bias)(void *y, const void *b, int64_t maps, int64_t sp);
+    void (*sum_bias_grad)(const void *gy, void *gb, int64_t maps, int64_t sp);
+} conv_elem;
+
+static void gemm_f32(cd_ctx *ctx, bool ta, bool tb, int64_t m, int64_t n, int64_t k,
+                     const void *a, int64_t lda, const void *b, int64_t ldb, double beta, void *c,
+                     int64_t ldc)
 {
-    for (int64_t m = 0; m < maps; m++)
-        for (int64_t i = 0; i < sp; i++)
-            y[m * sp + i] += b[m];
+    sgemm(ctx, ta, tb, m, n, k, a, lda, b, ldb, (float)beta, c, ldc);
 }
 
-static void sum_bias_grad64(const double *gy, double *gb, int64_t maps, int64_t sp)
+static void im2col_f32(cd_ctx *ctx, const conv_plan *p, int64_t channels, const void *img,
+                       void *col)
 {
-    for (int64_t m = 0; m < maps; m++) {
-        double s = 0;
-        for (int64_t i = 0; i < sp; i++)
-            s += gy[m * sp + i];
-        gb[m] += s;
-    }
+    (void)ctx;
+    im2col(img, channels, &p->g, p->out_sp, col);
 }
 
-static double *scratch_doubles(cd_ctx *ctx, size_t elems, size_t copies)
+/* The 2-D scatter adds in the order of the generic walk: the same bits. */
+static void col2im_add_f32(cd_ctx *ctx, const conv_plan *p, int64_t channels, const void *col,
+                           void *img)
 {
-    return scratch_values(ctx, elems, copies, sizeof(double));
+    (void)ctx;
+    if (p->g.nsp == 2)
+        cd_col2im_2d_add(col, channels, &p->g, img);
+    else
+        col2im_add(col, channels, &p->g, p->out_sp, img);
+}
+
+static void im2col_f64(cd_ctx *ctx, const conv_plan *p, int64_t channels, const void *img,
+                       void *col)
+{
+    col64_run(ctx, p, channels, img, col, true);
+}
+
+static void col2im_add_f64(cd_ctx *ctx, const conv_plan *p, int64_t channels, const void *col,
+                           void *img)
+{
+    col64_run(ctx, p, channels, col, img, false);
+}
+
+static const conv_elem elem_f32 = {CD_FLOAT32,     sizeof(float), gemm_f32,     im2col_f32,
+                                   col2im_add_f32, add_bias,      sum_bias_grad};
+static const conv_elem elem_f64 = {CD_FLOAT64,     sizeof(double), dgemm64,        im2col_f64,
+                                   col2im_add_f64, add_bias64,     sum_bias_grad64};
+
+/* Element i of an array of the kit's type. */
+static void *el(const conv_elem *e, void *base, int64_t i)
+{
+    return (char *)base + (size_t)i * e->size;
+}
+
+static const void *cel(const conv_elem *e, const void *base, int64_t i)
+{
+    return (const char *)base + (size_t)i * e->size;
 }
 
 /* Conv --------------------------------------------------------------------- */
@@ -1242,54 +1295,62 @@ cd_status cd_conv_kernel_create_input_grad(const cd_node *n, cd_tensor *const *i
     return CD_OK;
 }
 
-/* dW += dY col^T, dcol = W^T dY then col2im into dX, dB += sum dY. */
-static cd_status conv_backward(const cd_node *n, cd_tensor *const *in, cd_tensor *const *out,
-                               cd_tensor *const *gout, cd_tensor **gin, cd_ctx *ctx)
+/* dW += dY col^T, dcol = W^T dY then col2im into dX, dB += sum dY, for
+ * either element type (e). */
+static cd_status conv_backward_any(const cd_node *n, cd_tensor *const *in,
+                                   cd_tensor *const *gout, cd_tensor **gin, cd_ctx *ctx,
+                                   const conv_elem *e)
 {
-    CD_UNUSED(out);
     if (!gout[0])
         return CD_OK;
     conv_plan p;
-    cd_status st = conv_plan_make(n, in, &p, CD_FLOAT32, ctx->err);
+    cd_status st = conv_plan_make(n, in, &p, e->dtype, ctx->err);
     if (st != CD_OK)
         return st;
-    float *gx = gin[0] ? cd_f32(gin[0]) : NULL, *gw = gin[1] ? cd_f32(gin[1]) : NULL;
-    float *gb = n->n_inputs > 2 && gin[2] ? cd_f32(gin[2]) : NULL;
-    float *col = p.direct ? NULL : scratch_floats(ctx, p.col_elems, 2);
-    if (!p.direct && !col)
+    void *gx = gin[0] ? gin[0]->data : NULL, *gw = gin[1] ? gin[1]->data : NULL;
+    void *gb = n->n_inputs > 2 && gin[2] ? gin[2]->data : NULL;
+    /* col (for dW) and dcol (for dX), only what is asked for. */
+    size_t copies = (size_t)(gw != NULL) + (size_t)(gx != NULL);
+    void *col = p.direct || !copies ? NULL : scratch_values(ctx, p.col_elems, copies, e->size);
+    if (!p.direct && copies && !col)
         return ctx->err->code;
-    float *dcol = col ? col + p.col_elems : NULL;
+    void *dcol = col && gw ? el(e, col, (int64_t)p.col_elems) : col;
     int64_t kdim = p.cg * p.ksize, m_all = p.mg * p.group, c_all = p.cg * p.group;
     for (int64_t bi = 0; bi < p.batch; bi++)
         for (int64_t gi = 0; gi < p.group; gi++) {
             int64_t xoff = (bi * c_all + gi * p.cg) * p.in_sp;
-            const float *x = cd_cf32(in[0]) + xoff;
-            const float *w = cd_cf32(in[1]) + gi * p.mg * kdim;
-            const float *gy = cd_cf32(gout[0]) + (bi * m_all + gi * p.mg) * p.out_sp;
+            const void *x = cel(e, in[0]->data, xoff);
+            const void *w = cel(e, in[1]->data, gi * p.mg * kdim);
+            const void *gy = cel(e, gout[0]->data, (bi * m_all + gi * p.mg) * p.out_sp);
             if (gw) {
                 if (!p.direct)
-                    im2col(x, p.cg, &p.g, p.out_sp, col);
-                sgemm(ctx, false, true, p.mg, kdim, p.out_sp, gy, p.out_sp, p.direct ? x : col,
-                      p.out_sp, 1.0f, gw + gi * p.mg * kdim, kdim);
+                    e->im2col(ctx, &p, p.cg, x, col);
+                e->gemm(ctx, false, true, p.mg, kdim, p.out_sp, gy, p.out_sp, p.direct ? x : col,
+                        p.out_sp, 1.0, el(e, gw, gi * p.mg * kdim), kdim);
             }
             if (gx && p.direct)
-                sgemm(ctx, true, false, kdim, p.out_sp, p.mg, w, kdim, gy, p.out_sp, 1.0f, gx + xoff,
-                      p.in_sp);
+                e->gemm(ctx, true, false, kdim, p.out_sp, p.mg, w, kdim, gy, p.out_sp, 1.0,
+                        el(e, gx, xoff), p.in_sp);
             else if (gx) {
-                sgemm(ctx, true, false, kdim, p.out_sp, p.mg, w, kdim, gy, p.out_sp, 0.0f, dcol,
-                      p.out_sp);
-                if (p.g.nsp == 2)
-                    cd_col2im_2d_add(dcol, p.cg, &p.g, gx + xoff);
-                else
-                    col2im_add(dcol, p.cg, &p.g, p.out_sp, gx + xoff);
+                e->gemm(ctx, true, false, kdim, p.out_sp, p.mg, w, kdim, gy, p.out_sp, 0.0, dcol,
+                        p.out_sp);
+                e->col2im_add(ctx, &p, p.cg, dcol, el(e, gx, xoff));
             }
             if (gb)
-                sum_bias_grad(gy, gb + gi * p.mg, p.mg, p.out_sp);
+                e->sum_bias_grad(gy, el(e, gb, gi * p.mg), p.mg, p.out_sp);
         }
     return CD_OK;
 }
 
-/* Float64 Conv: Y_g = W_g im2col(X_g) + B per batch item and group. */
+static cd_status conv_backward(const cd_node *n, cd_tensor *const *in, cd_tensor *const *out,
+                               cd_tensor *const *gout, cd_tensor **gin, cd_ctx *ctx)
+{
+    CD_UNUSED(out);
+    return conv_backward_any(n, in, gout, gin, ctx, &elem_f32);
+}
+
+/* Float64 Conv: Y_g = W_g im2col(X_g) + B per batch item and group (the
+ * float32 forward is the fast kernels above). */
 static cd_status conv_forward64(const cd_node *n, cd_tensor *const *in, cd_tensor **out,
                                 cd_ctx *ctx)
 {
@@ -1298,7 +1359,7 @@ static cd_status conv_forward64(const cd_node *n, cd_tensor *const *in, cd_tenso
     if (st != CD_OK)
         return st;
     const cd_tensor *b = n->n_inputs > 2 ? in[2] : NULL;
-    double *col = p.direct ? NULL : scratch_doubles(ctx, p.col_elems, 1);
+    double *col = p.direct ? NULL : scratch_values(ctx, p.col_elems, 1, sizeof(double));
     if (!p.direct && !col)
         return ctx->err->code;
     int64_t kdim = p.cg * p.ksize, m_all = p.mg * p.group, c_all = p.cg * p.group;
@@ -1316,50 +1377,11 @@ static cd_status conv_forward64(const cd_node *n, cd_tensor *const *in, cd_tenso
     return CD_OK;
 }
 
-/* conv_backward in float64: dW += dY col^T, dX += col2im(W^T dY), dB += sum dY. */
 static cd_status conv_backward64(const cd_node *n, cd_tensor *const *in, cd_tensor *const *out,
                                  cd_tensor *const *gout, cd_tensor **gin, cd_ctx *ctx)
 {
     CD_UNUSED(out);
-    if (!gout[0])
-        return CD_OK;
-    conv_plan p;
-    cd_status st = conv_plan_make(n, in, &p, CD_FLOAT64, ctx->err);
-    if (st != CD_OK)
-        return st;
-    double *gx = gin[0] ? cd_f64(gin[0]) : NULL, *gw = gin[1] ? cd_f64(gin[1]) : NULL;
-    double *gb = n->n_inputs > 2 && gin[2] ? cd_f64(gin[2]) : NULL;
-    /* col (for dW) and dcol (for dX), only what is asked for. */
-    size_t copies = (size_t)(gw != NULL) + (size_t)(gx != NULL);
-    double *col = p.direct || !copies ? NULL : scratch_doubles(ctx, p.col_elems, copies);
-    if (!p.direct && copies && !col)
-        return ctx->err->code;
-    double *dcol = col && gw ? col + p.col_elems : col;
-    int64_t kdim = p.cg * p.ksize, m_all = p.mg * p.group, c_all = p.cg * p.group;
-    for (int64_t bi = 0; bi < p.batch; bi++)
-        for (int64_t gi = 0; gi < p.group; gi++) {
-            int64_t xoff = (bi * c_all + gi * p.cg) * p.in_sp;
-            const double *x = cd_cf64(in[0]) + xoff;
-            const double *w = cd_cf64(in[1]) + gi * p.mg * kdim;
-            const double *gy = cd_cf64(gout[0]) + (bi * m_all + gi * p.mg) * p.out_sp;
-            if (gw) {
-                if (!p.direct)
-                    col64_run(ctx, &p, p.cg, x, col, true);
-                dgemm64(ctx, false, true, p.mg, kdim, p.out_sp, gy, p.out_sp, p.direct ? x : col,
-                        p.out_sp, 1.0, gw + gi * p.mg * kdim, kdim);
-            }
-            if (gx && p.direct)
-                dgemm64(ctx, true, false, kdim, p.out_sp, p.mg, w, kdim, gy, p.out_sp, 1.0,
-                        gx + xoff, p.in_sp);
-            else if (gx) {
-                dgemm64(ctx, true, false, kdim, p.out_sp, p.mg, w, kdim, gy, p.out_sp, 0.0, dcol,
-                        p.out_sp);
-                col64_run(ctx, &p, p.cg, dcol, gx + xoff, false);
-            }
-            if (gb)
-                sum_bias_grad64(gy, gb + gi * p.mg, p.mg, p.out_sp);
-        }
-    return CD_OK;
+    return conv_backward_any(n, in, gout, gin, ctx, &elem_f64);
 }
 
 const cd_op_def cd_opdef_CONV = {"Conv", 1, conv_parse, conv_infer, conv_forward, conv_backward,
@@ -1381,146 +1403,102 @@ static cd_status convt_infer(const cd_node *n, cd_tensor *const *in, cd_tensor *
     return CD_OK;
 }
 
-/* Y_g = col2im(W_g^T X_g) + B. */
-static cd_status convt_forward(const cd_node *n, cd_tensor *const *in, cd_tensor **out,
-                               cd_ctx *ctx)
+/* Y_g = col2im(W_g^T X_g) + B, for either element type (e). */
+static cd_status convt_forward_any(const cd_node *n, cd_tensor *const *in, cd_tensor **out,
+                                   cd_ctx *ctx, const conv_elem *e)
 {
     conv_plan p;
-    cd_status st = convt_plan_make(n, in, &p, CD_FLOAT32, ctx->err);
+    cd_status st = convt_plan_make(n, in, &p, e->dtype, ctx->err);
     if (st != CD_OK)
         return st;
     const cd_tensor *b = n->n_inputs > 2 ? in[2] : NULL;
-    float *col = p.direct ? NULL : scratch_floats(ctx, p.col_elems, 1);
+    void *col = p.direct ? NULL : scratch_values(ctx, p.col_elems, 1, e->size);
     if (!p.direct && !col)
         return ctx->err->code;
     int64_t kdim = p.mg * p.ksize, m_all = p.mg * p.group, c_all = p.cg * p.group;
     for (int64_t bi = 0; bi < p.batch; bi++)
         for (int64_t gi = 0; gi < p.group; gi++) {
-            const float *x = cd_cf32(in[0]) + (bi * c_all + gi * p.cg) * p.out_sp;
-            const float *w = cd_cf32(in[1]) + gi * p.cg * kdim;
-            float *y = cd_f32(out[0]) + (bi * m_all + gi * p.mg) * p.in_sp;
+            const void *x = cel(e, in[0]->data, (bi * c_all + gi * p.cg) * p.out_sp);
+            const void *w = cel(e, in[1]->data, gi * p.cg * kdim);
+            void *y = el(e, out[0]->data, (bi * m_all + gi * p.mg) * p.in_sp);
             if (p.direct) {
-                sgemm(ctx, true, false, kdim, p.out_sp, p.cg, w, kdim, x, p.out_sp, 0.0f, y, p.in_sp);
+                e->gemm(ctx, true, false, kdim, p.out_sp, p.cg, w, kdim, x, p.out_sp, 0.0, y,
+                        p.in_sp);
             } else {
-                sgemm(ctx, true, false, kdim, p.out_sp, p.cg, w, kdim, x, p.out_sp, 0.0f, col,
-                      p.out_sp);
-                memset(y, 0, (size_t)(p.mg * p.in_sp) * sizeof *y);
-                col2im_add(col, p.mg, &p.g, p.out_sp, y);
+                e->gemm(ctx, true, false, kdim, p.out_sp, p.cg, w, kdim, x, p.out_sp, 0.0, col,
+                        p.out_sp);
+                memset(y, 0, (size_t)(p.mg * p.in_sp) * e->size);
+                e->col2im_add(ctx, &p, p.mg, col, y);
             }
             if (b)
-                add_bias(y, cd_cf32(b) + gi * p.mg, p.mg, p.in_sp);
+                e->add_bias(y, cel(e, b->data, gi * p.mg), p.mg, p.in_sp);
         }
     return CD_OK;
 }
 
-/* With colY = im2col(dY_g): dX_g += W_g colY, dW_g += X_g colY^T. */
+/* With colY = im2col(dY_g): dX_g += W_g colY, dW_g += X_g colY^T,
+ * dB += sum dY, for either element type (e). */
+static cd_status convt_backward_any(const cd_node *n, cd_tensor *const *in,
+                                    cd_tensor *const *gout, cd_tensor **gin, cd_ctx *ctx,
+                                    const conv_elem *e)
+{
+    if (!gout[0])
+        return CD_OK;
+    conv_plan p;
+    cd_status st = convt_plan_make(n, in, &p, e->dtype, ctx->err);
+    if (st != CD_OK)
+        return st;
+    void *gx = gin[0] ? gin[0]->data : NULL, *gw = gin[1] ? gin[1]->data : NULL;
+    void *gb = n->n_inputs > 2 && gin[2] ? gin[2]->data : NULL;
+    bool need_col = !p.direct && (gx || gw);
+    void *col = need_col ? scratch_values(ctx, p.col_elems, 1, e->size) : NULL;
+    if (need_col && !col)
+        return ctx->err->code;
+    int64_t kdim = p.mg * p.ksize, m_all = p.mg * p.group, c_all = p.cg * p.group;
+    for (int64_t bi = 0; bi < p.batch; bi++)
+        for (int64_t gi = 0; gi < p.group; gi++) {
+            int64_t xoff = (bi * c_all + gi * p.cg) * p.out_sp;
+            const void *w = cel(e, in[1]->data, gi * p.cg * kdim);
+            const void *gy = cel(e, gout[0]->data, (bi * m_all + gi * p.mg) * p.in_sp);
+            const void *cy = p.direct ? gy : col;
+            if (need_col)
+                e->im2col(ctx, &p, p.mg, gy, col);
+            if (gx)
+                e->gemm(ctx, false, false, p.cg, p.out_sp, kdim, w, kdim, cy, p.out_sp, 1.0,
+                        el(e, gx, xoff), p.out_sp);
+            if (gw)
+                e->gemm(ctx, false, true, p.cg, kdim, p.out_sp, cel(e, in[0]->data, xoff),
+                        p.out_sp, cy, p.out_sp, 1.0, el(e, gw, gi * p.cg * kdim), kdim);
+            if (gb)
+                e->sum_bias_grad(gy, el(e, gb, gi * p.mg), p.mg, p.in_sp);
+        }
+    return CD_OK;
+}
+
+static cd_status convt_forward(const cd_node *n, cd_tensor *const *in, cd_tensor **out,
+                               cd_ctx *ctx)
+{
+    return convt_forward_any(n, in, out, ctx, &elem_f32);
+}
+
 static cd_status convt_backward(const cd_node *n, cd_tensor *const *in, cd_tensor *const *out,
                                 cd_tensor *const *gout, cd_tensor **gin, cd_ctx *ctx)
 {
     CD_UNUSED(out);
-    if (!gout[0])
-        return CD_OK;
-    conv_plan p;
-    cd_status st = convt_plan_make(n, in, &p, CD_FLOAT32, ctx->err);
-    if (st != CD_OK)
-        return st;
-    float *gx = gin[0] ? cd_f32(gin[0]) : NULL, *gw = gin[1] ? cd_f32(gin[1]) : NULL;
-    float *gb = n->n_inputs > 2 && gin[2] ? cd_f32(gin[2]) : NULL;
-    bool need_col = !p.direct && (gx || gw);
-    float *col = need_col ? scratch_floats(ctx, p.col_elems, 1) : NULL;
-    if (need_col && !col)
-        return ctx->err->code;
-    int64_t kdim = p.mg * p.ksize, m_all = p.mg * p.group, c_all = p.cg * p.group;
-    for (int64_t bi = 0; bi < p.batch; bi++)
-        for (int64_t gi = 0; gi < p.group; gi++) {
-            int64_t xoff = (bi * c_all + gi * p.cg) * p.out_sp;
-            const float *w = cd_cf32(in[1]) + gi * p.cg * kdim;
-            const float *gy = cd_cf32(gout[0]) + (bi * m_all + gi * p.mg) * p.in_sp;
-            const float *cy = p.direct ? gy : col;
-            if (need_col)
-                im2col(gy, p.mg, &p.g, p.out_sp, col);
-            if (gx)
-                sgemm(ctx, false, false, p.cg, p.out_sp, kdim, w, kdim, cy, p.out_sp, 1.0f, gx + xoff,
-                      p.out_sp);
-            if (gw)
-                sgemm(ctx, false, true, p.cg, kdim, p.out_sp, cd_cf32(in[0]) + xoff, p.out_sp, cy,
-                      p.out_sp, 1.0f, gw + gi * p.cg * kdim, kdim);
-            if (gb)
-                sum_bias_grad(gy, gb + gi * p.mg, p.mg, p.in_sp);
-        }
-    return CD_OK;
+    return convt_backward_any(n, in, gout, gin, ctx, &elem_f32);
 }
 
-/* Float64 ConvTranspose: Y_g = col2im(W_g^T X_g) + B. */
 static cd_status convt_forward64(const cd_node *n, cd_tensor *const *in, cd_tensor **out,
                                  cd_ctx *ctx)
 {
-    conv_plan p;
-    cd_status st = convt_plan_make(n, in, &p, CD_FLOAT64, ctx->err);
-    if (st != CD_OK)
-        return st;
-    const cd_tensor *b = n->n_inputs > 2 ? in[2] : NULL;
-    double *col = p.direct ? NULL : scratch_doubles(ctx, p.col_elems, 1);
-    if (!p.direct && !col)
-        return ctx->err->code;
-    int64_t kdim = p.mg * p.ksize, m_all = p.mg * p.group, c_all = p.cg * p.group;
-    for (int64_t bi = 0; bi < p.batch; bi++)
-        for (int64_t gi = 0; gi < p.group; gi++) {
-            const double *x = cd_cf64(in[0]) + (bi * c_all + gi * p.cg) * p.out_sp;
-            const double *w = cd_cf64(in[1]) + gi * p.cg * kdim;
-            double *y = cd_f64(out[0]) + (bi * m_all + gi * p.mg) * p.in_sp;
-            if (p.direct) {
-                dgemm64(ctx, true, false, kdim, p.out_sp, p.cg, w, kdim, x, p.out_sp, 0.0, y,
-                        p.in_sp);
-            } else {
-                dgemm64(ctx, true, false, kdim, p.out_sp, p.cg, w, kdim, x, p.out_sp, 0.0, col,
-                        p.out_sp);
-                memset(y, 0, (size_t)(p.mg * p.in_sp) * sizeof *y);
-                col64_run(ctx, &p, p.mg, col, y, false);
-            }
-            if (b)
-                add_bias64(y, cd_cf64(b) + gi * p.mg, p.mg, p.in_sp);
-        }
-    return CD_OK;
+    return convt_forward_any(n, in, out, ctx, &elem_f64);
 }
 
-/* convt_backward in float64: with colY = im2col(dY_g), dX_g += W_g colY,
- * dW_g += X_g colY^T, dB += sum dY. */
 static cd_status convt_backward64(const cd_node *n, cd_tensor *const *in, cd_tensor *const *out,
                                   cd_tensor *const *gout, cd_tensor **gin, cd_ctx *ctx)
 {
     CD_UNUSED(out);
-    if (!gout[0])
-        return CD_OK;
-    conv_plan p;
-    cd_status st = convt_plan_make(n, in, &p, CD_FLOAT64, ctx->err);
-    if (st != CD_OK)
-        return st;
-    double *gx = gin[0] ? cd_f64(gin[0]) : NULL, *gw = gin[1] ? cd_f64(gin[1]) : NULL;
-    double *gb = n->n_inputs > 2 && gin[2] ? cd_f64(gin[2]) : NULL;
-    bool need_col = !p.direct && (gx || gw);
-    double *col = need_col ? scratch_doubles(ctx, p.col_elems, 1) : NULL;
-    if (need_col && !col)
-        return ctx->err->code;
-    int64_t kdim = p.mg * p.ksize, m_all = p.mg * p.group, c_all = p.cg * p.group;
-    for (int64_t bi = 0; bi < p.batch; bi++)
-        for (int64_t gi = 0; gi < p.group; gi++) {
-            int64_t xoff = (bi * c_all + gi * p.cg) * p.out_sp;
-            const double *w = cd_cf64(in[1]) + gi * p.cg * kdim;
-            const double *gy = cd_cf64(gout[0]) + (bi * m_all + gi * p.mg) * p.in_sp;
-            const double *cy = p.direct ? gy : col;
-            if (need_col)
-                col64_run(ctx, &p, p.mg, gy, col, true);
-            if (gx)
-                dgemm64(ctx, false, false, p.cg, p.out_sp, kdim, w, kdim, cy, p.out_sp, 1.0,
-                        gx + xoff, p.out_sp);
-            if (gw)
-                dgemm64(ctx, false, true, p.cg, kdim, p.out_sp, cd_cf64(in[0]) + xoff, p.out_sp,
-                        cy, p.out_sp, 1.0, gw + gi * p.cg * kdim, kdim);
-            if (gb)
-                sum_bias_grad64(gy, gb + gi * p.mg, p.mg, p.in_sp);
-        }
-    return CD_OK;
+    return convt_backward_any(n, in, gout, gin, ctx, &elem_f64);
 }
 
 const cd_op_def cd_opdef_CONV_TRANSPOSE = {"ConvTranspose", 1,

@@ -77,32 +77,29 @@ typedef struct bn_view {
     size_t outer, channels, inner, params;
     bool per_position;
     float eps;
-    const float *scale, *bias, *mean, *var;          /* float32 plan */
-    const double *scale64, *bias64, *mean64, *var64; /* float64 mode */
+    /* float32, or float64 in float64 mode (as X) */
+    const void *scale, *bias, *mean, *var;
 } bn_view;
 
-static cd_status bn_view_init(const cd_node *n, cd_tensor *const *in, bn_view *v, cd_error *err)
+/* f64: the float64 kernels, which need every input widened (infer checked
+ * the float32 plan, so a float64 X comes with float64 parameters). */
+static cd_status bn_view_init(const cd_node *n, cd_tensor *const *in, bool f64, bn_view *v,
+                              cd_error *err)
 {
+    if (f64 && (!in[0] || in[0]->dtype != CD_FLOAT64))
+        return cd_node_fail(n, err, CD_ERR_UNSUPPORTED, "float64 kernel needs float64 X");
     cd_status st = bn_layout(n, in[0], &v->outer, &v->channels, &v->inner, &v->per_position, err);
     if (st != CD_OK)
         return st;
     v->params = v->per_position ? v->channels * v->inner : v->channels;
     v->eps = cd_attr_float(n, "epsilon", 1e-5f);
-    if (in[0]->dtype != CD_FLOAT64) {
-        v->scale = cd_cf32(in[1]);
-        v->bias = cd_cf32(in[2]);
-        v->mean = cd_cf32(in[3]);
-        v->var = cd_cf32(in[4]);
-        return CD_OK;
-    }
-    /* Float64 mode: infer checked the float32 plan, so every input widened. */
-    for (int i = 1; i < 5; i++)
+    for (int i = 1; f64 && i < 5; i++)
         if (!in[i] || in[i]->dtype != CD_FLOAT64)
             return cd_node_fail(n, err, CD_ERR_UNSUPPORTED, "input %d is not float64", i);
-    v->scale64 = cd_cf64(in[1]);
-    v->bias64 = cd_cf64(in[2]);
-    v->mean64 = cd_cf64(in[3]);
-    v->var64 = cd_cf64(in[4]);
+    v->scale = in[1]->data;
+    v->bias = in[2]->data;
+    v->mean = in[3]->data;
+    v->var = in[4]->data;
     return CD_OK;
 }
 
@@ -115,7 +112,7 @@ static size_t bn_slot(const bn_view *v, size_t c, size_t s)
 static cd_status bn_forward(const cd_node *n, cd_tensor *const *in, cd_tensor **out, cd_ctx *ctx)
 {
     bn_view v = {0};
-    cd_status st = bn_view_init(n, in, &v, ctx->err);
+    cd_status st = bn_view_init(n, in, false, &v, ctx->err);
     if (st != CD_OK)
         return st;
     /* Fold into y = a*x + b per slot once, then stream over X. */
@@ -126,9 +123,10 @@ static cd_status bn_forward(const cd_node *n, cd_tensor *const *in, cd_tensor **
     if (!a)
         return CD_ERR_OUT_OF_MEMORY;
     float *b = a + v.params;
+    const float *scale = v.scale, *bias = v.bias, *mean = v.mean, *var = v.var;
     for (size_t p = 0; p < v.params; p++) {
-        a[p] = v.scale[p] / sqrtf(v.var[p] + v.eps);
-        b[p] = v.bias[p] - v.mean[p] * a[p];
+        a[p] = scale[p] / sqrtf(var[p] + v.eps);
+        b[p] = bias[p] - mean[p] * a[p];
     }
     const float *x = cd_cf32(in[0]);
     float *y = cd_f32(out[0]);
@@ -143,62 +141,15 @@ static cd_status bn_forward(const cd_node *n, cd_tensor *const *in, cd_tensor **
     return CD_OK;
 }
 
-/* With r = 1/sqrt(var + eps) and xh = (x - mean) * r:
- *   dX = g*scale*r, dscale = sum g*xh, dB = sum g, dmean = -sum g*scale*r,
- *   dvar = -1/2 * sum g*scale*(x - mean)*r^3. */
-static cd_status bn_backward(const cd_node *n, cd_tensor *const *in, cd_tensor *const *out,
-                             cd_tensor *const *gout, cd_tensor **gin, cd_ctx *ctx)
-{
-    CD_UNUSED(out);
-    if (!gout[0])
-        return CD_OK;
-    bn_view v = {0};
-    cd_status st = bn_view_init(n, in, &v, ctx->err);
-    if (st != CD_OK)
-        return st;
-    const float *x = cd_cf32(in[0]), *g = cd_cf32(gout[0]);
-    float *gx = gin[0] ? cd_f32(gin[0]) : NULL;
-    float *gp[5] = {NULL};
-    for (int i = 1; i < 5; i++)
-        gp[i] = gin[i] ? cd_f32(gin[i]) : NULL;
-    for (size_t o = 0; o < v.outer; o++)
-        for (size_t c = 0; c < v.channels; c++) {
-            size_t base = (o * v.channels + c) * v.inner;
-            for (size_t s = 0; s < v.inner; s++) {
-                size_t p = bn_slot(&v, c, s);
-                float r = 1.0f / sqrtf(v.var[p] + v.eps);
-                float gi = g[base + s], xc = x[base + s] - v.mean[p];
-                if (gx)
-                    gx[base + s] += gi * v.scale[p] * r;
-                if (gp[1])
-                    gp[1][p] += gi * xc * r;
-                if (gp[2])
-                    gp[2][p] += gi;
-                if (gp[3])
-                    gp[3][p] -= gi * v.scale[p] * r;
-                if (gp[4])
-                    gp[4][p] -= 0.5f * gi * v.scale[p] * xc * r * r * r;
-            }
-        }
-    return CD_OK;
-}
-
-/* Float64 ------------------------------------------------------------------ */
-
-static cd_status bn_view64(const cd_node *n, cd_tensor *const *in, bn_view *v, cd_error *err)
-{
-    if (!in[0] || in[0]->dtype != CD_FLOAT64)
-        return cd_node_fail(n, err, CD_ERR_UNSUPPORTED, "float64 kernel needs float64 X");
-    return bn_view_init(n, in, v, err);
-}
-
+/* Float64: the formula itself, unfolded (the fold above is for speed). */
 static cd_status bn_forward64(const cd_node *n, cd_tensor *const *in, cd_tensor **out,
                               cd_ctx *ctx)
 {
     bn_view v = {0};
-    cd_status st = bn_view64(n, in, &v, ctx->err);
+    cd_status st = bn_view_init(n, in, true, &v, ctx->err);
     if (st != CD_OK)
         return st;
+    const double *scale = v.scale, *bias = v.bias, *mean = v.mean, *var = v.var;
     const double *x = cd_cf64(in[0]);
     double *y = cd_f64(out[0]);
     for (size_t o = 0; o < v.outer; o++)
@@ -206,49 +157,80 @@ static cd_status bn_forward64(const cd_node *n, cd_tensor *const *in, cd_tensor 
             size_t base = (o * v.channels + c) * v.inner;
             for (size_t s = 0; s < v.inner; s++) {
                 size_t p = bn_slot(&v, c, s);
-                double r = 1.0 / sqrt(v.var64[p] + (double)v.eps);
-                y[base + s] = v.scale64[p] * (x[base + s] - v.mean64[p]) * r + v.bias64[p];
+                double r = 1.0 / sqrt(var[p] + (double)v.eps);
+                y[base + s] = scale[p] * (x[base + s] - mean[p]) * r + bias[p];
             }
         }
     return CD_OK;
 }
 
-/* The formulas of bn_backward, in double. */
+/* With r = 1/sqrt(var + eps) and xh = (x - mean) * r:
+ *   dX = g*scale*r, dscale = sum g*xh, dB = sum g, dmean = -sum g*scale*r,
+ *   dvar = -1/2 * sum g*scale*(x - mean)*r^3.
+ * One body for both element types T (SQRT: sqrtf or sqrt); the float32
+ * kernel computes in float throughout. */
+#define BN_BACKWARD(T, SFX, SQRT)                                                           \
+    static void bn_backward_##SFX(const bn_view *v, cd_tensor *const *in,                   \
+                                  cd_tensor *const *gout, cd_tensor **gin)                  \
+    {                                                                                       \
+        const T *x = in[0]->data, *g = gout[0]->data;                                       \
+        const T *scale = v->scale, *mean = v->mean, *var = v->var, eps = (T)v->eps;         \
+        T *gx = gin[0] ? gin[0]->data : NULL;                                               \
+        T *gp[5] = {NULL};                                                                  \
+        for (int i = 1; i < 5; i++)                                                         \
+            gp[i] = gin[i] ? gin[i]->data : NULL;                                           \
+        for (size_t o = 0; o < v->outer; o++)                                               \
+            for (size_t c = 0; c < v->channels; c++) {                                      \
+                size_t base = (o * v->channels + c) * v->inner;                             \
+                for (size_t s = 0; s < v->inner; s++) {                                     \
+                    size_t p = bn_slot(v, c, s);                                            \
+                    T r = (T)1 / SQRT(var[p] + eps);                                        \
+                    T gi = g[base + s], xc = x[base + s] - mean[p];                         \
+                    if (gx)                                                                 \
+                        gx[base + s] += gi * scale[p] * r;                                  \
+                    if (gp[1])                                                              \
+                        gp[1][p] += gi * xc * r;                                            \
+                    if (gp[2])                                                              \
+                        gp[2][p] += gi;                                                     \
+                    if (gp[3])                                                              \
+                        gp[3][p] -= gi * scale[p] * r;                                      \
+                    if (gp[4])                                                              \
+                        gp[4][p] -= (T)0.5 * gi * scale[p] * xc * r * r * r;                \
+                }                                                                           \
+            }                                                                               \
+    }
+
+BN_BACKWARD(float, f32, sqrtf)
+BN_BACKWARD(double, f64, sqrt)
+
+static cd_status bn_backward_any(const cd_node *n, cd_tensor *const *in, cd_tensor *const *gout,
+                                 cd_tensor **gin, cd_ctx *ctx, bool f64)
+{
+    if (!gout[0])
+        return CD_OK;
+    bn_view v = {0};
+    cd_status st = bn_view_init(n, in, f64, &v, ctx->err);
+    if (st != CD_OK)
+        return st;
+    if (f64)
+        bn_backward_f64(&v, in, gout, gin);
+    else
+        bn_backward_f32(&v, in, gout, gin);
+    return CD_OK;
+}
+
+static cd_status bn_backward(const cd_node *n, cd_tensor *const *in, cd_tensor *const *out,
+                             cd_tensor *const *gout, cd_tensor **gin, cd_ctx *ctx)
+{
+    CD_UNUSED(out);
+    return bn_backward_any(n, in, gout, gin, ctx, false);
+}
+
 static cd_status bn_backward64(const cd_node *n, cd_tensor *const *in, cd_tensor *const *out,
                                cd_tensor *const *gout, cd_tensor **gin, cd_ctx *ctx)
 {
     CD_UNUSED(out);
-    if (!gout[0])
-        return CD_OK;
-    bn_view v = {0};
-    cd_status st = bn_view64(n, in, &v, ctx->err);
-    if (st != CD_OK)
-        return st;
-    const double *x = cd_cf64(in[0]), *g = cd_cf64(gout[0]);
-    double *gx = gin[0] ? cd_f64(gin[0]) : NULL;
-    double *gp[5] = {NULL};
-    for (int i = 1; i < 5; i++)
-        gp[i] = gin[i] ? cd_f64(gin[i]) : NULL;
-    for (size_t o = 0; o < v.outer; o++)
-        for (size_t c = 0; c < v.channels; c++) {
-            size_t base = (o * v.channels + c) * v.inner;
-            for (size_t s = 0; s < v.inner; s++) {
-                size_t p = bn_slot(&v, c, s);
-                double r = 1.0 / sqrt(v.var64[p] + (double)v.eps);
-                double gi = g[base + s], xc = x[base + s] - v.mean64[p];
-                if (gx)
-                    gx[base + s] += gi * v.scale64[p] * r;
-                if (gp[1])
-                    gp[1][p] += gi * xc * r;
-                if (gp[2])
-                    gp[2][p] += gi;
-                if (gp[3])
-                    gp[3][p] -= gi * v.scale64[p] * r;
-                if (gp[4])
-                    gp[4][p] -= 0.5 * gi * v.scale64[p] * xc * r * r * r;
-            }
-        }
-    return CD_OK;
+    return bn_backward_any(n, in, gout, gin, ctx, true);
 }
 
 const cd_op_def cd_opdef_BATCH_NORMALIZATION = {"BatchNormalization", 1,           bn_parse,

@@ -116,17 +116,33 @@ static void next_index(int nd, const int64_t *dims, const int64_t *st, int64_t *
     }
 }
 
-static cd_status reduce_forward(const cd_node *n, cd_tensor *const *in, cd_tensor **out,
-                                cd_ctx *ctx)
+/* The kernels serve float32 and, with f64, float64 data through these:
+ * element i as double, and y[i] += x[o] * s computed in the data's type (s
+ * holds a float value for float32). */
+static inline double load(const void *x, size_t i, bool f64)
+{
+    return f64 ? ((const double *)x)[i] : ((const float *)x)[i];
+}
+
+static inline void add_scaled(void *y, size_t i, const void *x, size_t o, double s, bool f64)
+{
+    if (f64)
+        ((double *)y)[i] += ((const double *)x)[o] * s;
+    else
+        ((float *)y)[i] += ((const float *)x)[o] * (float)s;
+}
+
+static cd_status reduce_forward_any(const cd_node *n, cd_tensor *const *in, cd_tensor **out,
+                                    cd_ctx *ctx, bool f64)
 {
     reduce_plan p;
-    cd_status st = reduce_plan_make(n, in, CD_FLOAT32, &p, ctx->err);
+    cd_status st = reduce_plan_make(n, in, f64 ? CD_FLOAT64 : CD_FLOAT32, &p, ctx->err);
     if (st != CD_OK)
         return st;
     const cd_tensor *x = in[0];
     size_t cnt = cd_tensor_numel_raw(x), n_out = cd_tensor_numel_raw(out[0]);
     if (p.identity) {
-        memcpy(out[0]->data, x->data, cnt * sizeof(float));
+        memcpy(out[0]->data, x->data, cnt * (f64 ? sizeof(double) : sizeof(float)));
         return CD_OK;
     }
     /* Accumulate in double: a mean over a large image would otherwise lose
@@ -138,100 +154,76 @@ static cd_status reduce_forward(const cd_node *n, cd_tensor *const *in, cd_tenso
     if (!acc)
         return CD_ERR_OUT_OF_MEMORY;
     memset(acc, 0, bytes);
-    const float *xs = cd_cf32(x);
     int64_t idx[CD_MAX_DIMS] = {0};
     size_t o = 0;
     for (size_t i = 0; i < cnt; i++) {
-        acc[o] += xs[i];
+        acc[o] += load(x->data, i, f64);
         next_index(x->ndim, x->dims, p.out_stride, idx, &o);
     }
-    float *y = cd_f32(out[0]);
-    for (size_t k = 0; k < n_out; k++)
-        y[k] = (float)(acc[k] / (double)p.count);
+    for (size_t k = 0; k < n_out; k++) {
+        double mean = acc[k] / (double)p.count;
+        if (f64)
+            cd_f64(out[0])[k] = mean;
+        else
+            cd_f32(out[0])[k] = (float)mean;
+    }
     return CD_OK;
 }
 
 /* Every input element contributes 1/count to its output. */
+static cd_status reduce_backward_any(const cd_node *n, cd_tensor *const *in,
+                                     cd_tensor *const *gout, cd_tensor **gin, cd_ctx *ctx,
+                                     bool f64)
+{
+    if (!gout[0] || !gin[0])
+        return CD_OK;
+    reduce_plan p;
+    cd_status st = reduce_plan_make(n, in, f64 ? CD_FLOAT64 : CD_FLOAT32, &p, ctx->err);
+    if (st != CD_OK)
+        return st;
+    const cd_tensor *x = in[0];
+    const void *g = gout[0]->data;
+    void *gx = gin[0]->data;
+    size_t cnt = cd_tensor_numel_raw(x);
+    if (p.identity) { /* count 1 and o == i: no index walk */
+        for (size_t i = 0; i < cnt; i++)
+            add_scaled(gx, i, g, i, 1.0, f64);
+        return CD_OK;
+    }
+    double scale = f64 ? 1.0 / (double)p.count : (double)(1.0f / (float)p.count);
+    int64_t idx[CD_MAX_DIMS] = {0};
+    size_t o = 0;
+    for (size_t i = 0; i < cnt; i++) {
+        add_scaled(gx, i, g, o, scale, f64);
+        next_index(x->ndim, x->dims, p.out_stride, idx, &o);
+    }
+    return CD_OK;
+}
+
+static cd_status reduce_forward(const cd_node *n, cd_tensor *const *in, cd_tensor **out,
+                                cd_ctx *ctx)
+{
+    return reduce_forward_any(n, in, out, ctx, false);
+}
+
 static cd_status reduce_backward(const cd_node *n, cd_tensor *const *in, cd_tensor *const *out,
                                  cd_tensor *const *gout, cd_tensor **gin, cd_ctx *ctx)
 {
     CD_UNUSED(out);
-    if (!gout[0] || !gin[0])
-        return CD_OK;
-    reduce_plan p;
-    cd_status st = reduce_plan_make(n, in, CD_FLOAT32, &p, ctx->err);
-    if (st != CD_OK)
-        return st;
-    const cd_tensor *x = in[0];
-    const float *g = cd_cf32(gout[0]);
-    float *gx = cd_f32(gin[0]);
-    size_t cnt = cd_tensor_numel_raw(x);
-    if (p.identity) {
-        for (size_t i = 0; i < cnt; i++)
-            gx[i] += g[i];
-        return CD_OK;
-    }
-    float scale = 1.0f / (float)p.count;
-    int64_t idx[CD_MAX_DIMS] = {0};
-    size_t o = 0;
-    for (size_t i = 0; i < cnt; i++) {
-        gx[i] += g[o] * scale;
-        next_index(x->ndim, x->dims, p.out_stride, idx, &o);
-    }
-    return CD_OK;
+    return reduce_backward_any(n, in, gout, gin, ctx, false);
 }
 
 static cd_status reduce_forward64(const cd_node *n, cd_tensor *const *in, cd_tensor **out,
                                   cd_ctx *ctx)
 {
-    reduce_plan p;
-    cd_status st = reduce_plan_make(n, in, CD_FLOAT64, &p, ctx->err);
-    if (st != CD_OK)
-        return st;
-    const cd_tensor *x = in[0];
-    size_t cnt = cd_tensor_numel_raw(x), n_out = cd_tensor_numel_raw(out[0]);
-    const double *xs = cd_cf64(x);
-    double *y = cd_f64(out[0]);
-    if (p.identity) {
-        memcpy(y, xs, cnt * sizeof *y);
-        return CD_OK;
-    }
-    for (size_t k = 0; k < n_out; k++)
-        y[k] = 0; /* output buffers are reused: not zeroed by the caller */
-    int64_t idx[CD_MAX_DIMS] = {0};
-    size_t o = 0;
-    for (size_t i = 0; i < cnt; i++) {
-        y[o] += xs[i];
-        next_index(x->ndim, x->dims, p.out_stride, idx, &o);
-    }
-    for (size_t k = 0; k < n_out; k++)
-        y[k] /= (double)p.count;
-    return CD_OK;
+    return reduce_forward_any(n, in, out, ctx, true);
 }
 
 static cd_status reduce_backward64(const cd_node *n, cd_tensor *const *in, cd_tensor *const *out,
                                    cd_tensor *const *gout, cd_tensor **gin, cd_ctx *ctx)
 {
     CD_UNUSED(out);
-    if (!gout[0] || !gin[0])
-        return CD_OK;
-    reduce_plan p;
-    cd_status st = reduce_plan_make(n, in, CD_FLOAT64, &p, ctx->err);
-    if (st != CD_OK)
-        return st;
-    const cd_tensor *x = in[0];
-    const double *g = cd_cf64(gout[0]);
-    double *gx = cd_f64(gin[0]);
-    size_t cnt = cd_tensor_numel_raw(x);
-    /* An identity plan reduces nothing: count 1 and o == i, so one loop. */
-    double scale = 1.0 / (double)p.count;
-    int64_t idx[CD_MAX_DIMS] = {0};
-    size_t o = 0;
-    for (size_t i = 0; i < cnt; i++) {
-        gx[i] += g[o] * scale;
-        next_index(x->ndim, x->dims, p.out_stride, idx, &o);
-    }
-    return CD_OK;
+    return reduce_backward_any(n, in, gout, gin, ctx, true);
 }
 
 const cd_op_def cd_opdef_REDUCE_MEAN = {"ReduceMean",     1,
