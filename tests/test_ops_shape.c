@@ -539,13 +539,18 @@ static void test_gather(void **state)
 
 /* Cast ------------------------------------------------------------------- */
 
+static void cast_node(cd_node *n, cd_dtype to)
+{
+    cd_error err;
+    init_node(n, "Cast", 13, 1);
+    cd_node_add_int(n, "to", to, &err);
+    bind_or_fail(n);
+}
+
 static cd_tensor *cast(cd_tensor *x, cd_dtype to)
 {
     cd_node n;
-    cd_error err;
-    init_node(&n, "Cast", 13, 1);
-    cd_node_add_int(&n, "to", to, &err);
-    bind_or_fail(&n);
+    cast_node(&n, to);
     cd_tensor *in[1] = {x};
     cd_tensor *y = run1(&n, in);
     cd_node_clear(&n);
@@ -557,10 +562,7 @@ static cd_tensor *cast(cd_tensor *x, cd_dtype to)
 static void cast_check64(cd_tensor *x, cd_dtype to)
 {
     cd_node n;
-    cd_error err;
-    init_node(&n, "Cast", 13, 1);
-    cd_node_add_int(&n, "to", to, &err);
-    bind_or_fail(&n);
+    cast_node(&n, to);
     cd_tensor *in[1] = {x};
     gradcheck_ok(&n, in, (const bool[]){x->dtype == CD_FLOAT32});
     cd_node_clear(&n);

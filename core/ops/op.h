@@ -134,6 +134,11 @@ cd_status cd_node_fail(const cd_node *n, cd_error *err, cd_status code, const ch
 #endif
     ;
 
+/* For backward kernels serving both precisions: CD_OK when the gradients
+ * gx and gy are float64 (f64) or float32, else a failure naming the node. */
+cd_status cd_grad_dtype_check(const cd_node *n, const cd_tensor *gx, const cd_tensor *gy, bool f64,
+                              cd_error *err);
+
 static inline float *cd_f32(cd_tensor *t) { return (float *)t->data; }
 static inline const float *cd_cf32(const cd_tensor *t) { return (const float *)t->data; }
 static inline double *cd_f64(cd_tensor *t) { return (double *)t->data; }

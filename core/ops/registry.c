@@ -51,6 +51,17 @@ cd_status cd_node_fail(const cd_node *n, cd_error *err, cd_status code, const ch
     return code;
 }
 
+cd_status cd_grad_dtype_check(const cd_node *n, const cd_tensor *gx, const cd_tensor *gy, bool f64,
+                              cd_error *err)
+{
+    cd_dtype want = f64 ? CD_FLOAT64 : CD_FLOAT32;
+    if (gx->dtype == want && gy->dtype == want)
+        return CD_OK;
+    return cd_node_fail(n, err, CD_ERR_UNSUPPORTED, "%s",
+                        f64 ? "float64 gradients need float64 data"
+                            : "gradients are supported for float32 only");
+}
+
 int64_t cd_tensor_int_at(const cd_tensor *t, size_t i)
 {
     switch (t->dtype) {

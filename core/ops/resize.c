@@ -617,11 +617,9 @@ static cd_status resize_grad(const cd_node *n, cd_tensor *const *in, cd_tensor *
 {
     if (!gin[0] || !gout[0])
         return CD_OK;
-    cd_dtype want = f64 ? CD_FLOAT64 : CD_FLOAT32;
-    if (gin[0]->dtype != want || gout[0]->dtype != want)
-        return cd_node_fail(n, ctx->err, CD_ERR_UNSUPPORTED, "%s",
-                            f64 ? "float64 gradients need float64 data"
-                                : "gradients are supported for float32 only");
+    cd_status chk = cd_grad_dtype_check(n, gin[0], gout[0], f64, ctx->err);
+    if (chk != CD_OK)
+        return chk;
     rs_cfg c;
     rs_run r;
     cd_status st = rs_prepare(n, in, f64, ctx, &c, &r);
