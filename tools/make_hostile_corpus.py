@@ -13,9 +13,10 @@ Generation (deterministic, seeded) writes into OUTDIR:
   csv/      mutated prediction CSVs (junk, NaN/Inf, ragged rows, bad labels...);
   npy/      mutated .npy tensors;
   sidecar/  a valid model with a mutated MODEL.candor.json each;
-  plus base.onnx, x.npy and ok.png as known-good companions.
+  plus base.onnx, x.npy (batch 2), x1.npy (batch 1) and ok.png as known-good
+  companions.
 
---check runs `candor info/run/predict/report` over all of it and fails when any
+--check runs `candor info/run/predict/explain/report` over all of it and fails when any
 process dies by a signal, hangs (10 s), prints a sanitizer report, or fails
 (non-zero exit) without a final one-line "candor ...: message" on stderr.
 Exit status 0 when every process behaved."""
@@ -320,6 +321,8 @@ def gen_models(out, rng):
             count += 1
     write(os.path.join(out, "base.onnx"), base_bytes)
     np.save(os.path.join(out, "x.npy"), np.linspace(-1, 1, 32, dtype=np.float32).reshape(2, 1, 4, 4))
+    # explain takes one example
+    np.save(os.path.join(out, "x1.npy"), np.linspace(-1, 1, 16, dtype=np.float32).reshape(1, 1, 4, 4))
     return count
 
 
@@ -486,6 +489,7 @@ def run_one(cmd):
 def check(out, cli, jobs):
     ls = lambda d: sorted(os.path.join(out, d, f) for f in os.listdir(os.path.join(out, d)))
     x, ok_png, base = os.path.join(out, "x.npy"), os.path.join(out, "ok.png"), os.path.join(out, "base.onnx")
+    x1 = os.path.join(out, "x1.npy")
     tmp = os.path.join(out, "outputs")
     os.makedirs(tmp, exist_ok=True)
     cmds = []
@@ -494,6 +498,10 @@ def check(out, cli, jobs):
         cmds.append([cli, "run", m, x, "--threads", "1"])
         if i % 4 == 0:
             cmds.append([cli, "predict", m, ok_png, "--threads", "1"])
+        elif i % 4 in (1, 2):  # the reverse pass, in float32 and in float64
+            cmds.append([cli, "explain", m, x1, "--method", "gradient", "--threads", "1",
+                         "--npy", os.path.join(tmp, "g%d.npy" % i)] +
+                        (["--precision", "float64"] if i % 4 == 2 else []))
     for f in ls("images"):
         cmds.append([cli, "predict", base, f, "--threads", "1"])
     for f in ls("npy"):
