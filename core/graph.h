@@ -70,6 +70,7 @@ struct cd_model {
     int n_outputs;
     int *outputs;
     struct cd_sidecar *sidecar; /* NULL when no sidecar */
+    uint64_t max_activation_bytes; /* cd_load_options; 0 = the plan default */
 };
 
 /* Attribute lookup on a node. Return the default when absent. */

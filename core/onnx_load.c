@@ -739,6 +739,8 @@ static cd_status load_bytes(const void *bytes, size_t size, const char *file,
         st = cd_fail(err, CD_ERR_OUT_OF_MEMORY, "%s: out of memory", label);
     else
         st = build_model(&L, err);
+    if (st == CD_OK && opts)
+        L.m->max_activation_bytes = opts->max_activation_bytes;
     free(L.map.slots);
     candor_onnx__model_proto__free_unpacked(mp, NULL);
     if (st != CD_OK) {

@@ -211,6 +211,22 @@ static bool all_outputs_empty(const cd_node *n, cd_tensor *const *out)
     return any;
 }
 
+uint64_t cd_plan_activation_cap(const cd_model *m)
+{
+    return m->max_activation_bytes ? m->max_activation_bytes : CD_PLAN_MAX_ACTIVATION_BYTES;
+}
+
+cd_status cd_plan_check_cap(const cd_model *m, uint64_t bytes, const char *what, cd_error *err)
+{
+    uint64_t cap = cd_plan_activation_cap(m);
+    if (bytes <= cap)
+        return CD_OK;
+    return cd_fail(err, CD_ERR_LIMIT,
+                   "%s need %.3g MiB for these input shapes (limit %.3g MiB, "
+                   "max_activation_bytes): refusing before allocating",
+                   what, (double)bytes / 1048576.0, (double)cap / 1048576.0);
+}
+
 static cd_status plan_node(cd_plan *p, int node_index, const cd_plan_options *opts,
                            cd_ctx *ctx)
 {
@@ -258,9 +274,15 @@ static cd_status plan_node(cd_plan *p, int node_index, const cd_plan_options *op
         size_t numel;
         if (!cd_shape_numel(out[j]->ndim, out[j]->dims, 0, &numel))
             return cd_node_fail(n, err, CD_ERR_SHAPE, "output %d has an invalid shape", j);
-        /* Fast plans place runtime values in the arena later. */
-        if ((fold || p->keep_activations) && (st = cd_tensor_ensure(out[j], err)) != CD_OK)
-            return st;
+        /* Fast plans place runtime values in the arena later (and check the
+         * cap there); values allocated now are counted against it now. */
+        if (fold || p->keep_activations) {
+            p->built_bytes += cd_tensor_nbytes(out[j]);
+            if ((st = cd_plan_check_cap(p->model, p->built_bytes, "the activations kept for "
+                                        "gradients (every tensor)", err)) != CD_OK ||
+                (st = cd_tensor_ensure(out[j], err)) != CD_OK)
+                return st;
+        }
         p->kind[n->outputs[j]] = fold ? CD_VALUE_CONST : CD_VALUE_RUNTIME;
         if (!fold)
             p->naive_bytes += cd_tensor_nbytes(out[j]);
@@ -822,12 +844,7 @@ static cd_status plan_memory(cd_plan *p, cd_error *err)
         assign_buffers(p, &mp);
         slice_concats(p, &mp);
         p->runtime_bytes = place_buffers(&mp, order);
-        if (p->runtime_bytes > CD_PLAN_MAX_ACTIVATION_BYTES)
-            st = cd_fail(err, CD_ERR_LIMIT,
-                         "the activations of this model need %.1f GiB for these input shapes "
-                         "(limit %.0f GiB): refusing before allocating",
-                         (double)p->runtime_bytes / 1073741824.0,
-                         (double)CD_PLAN_MAX_ACTIVATION_BYTES / 1073741824.0);
+        st = cd_plan_check_cap(m, p->runtime_bytes, "the activations of this model", err);
     }
     if (st == CD_OK) {
         p->arena = p->runtime_bytes ? aligned_alloc(ARENA_ALIGN, p->runtime_bytes) : NULL;

@@ -20,8 +20,13 @@ typedef enum cd_value_kind {
 } cd_value_kind;
 
 /* Plans whose activations would exceed this are refused with CD_ERR_LIMIT
- * before anything is allocated (absurd shapes from hostile models). */
+ * before anything is allocated (absurd shapes from hostile models), unless
+ * the model was loaded with another cd_load_options.max_activation_bytes. */
 #define CD_PLAN_MAX_ACTIVATION_BYTES ((size_t)256 << 30)
+/* The cap for plans of model m, in bytes. */
+uint64_t cd_plan_activation_cap(const cd_model *m);
+/* CD_ERR_LIMIT naming what needs `bytes` when it exceeds m's cap. */
+cd_status cd_plan_check_cap(const cd_model *m, uint64_t bytes, const char *what, cd_error *err);
 
 typedef struct cd_plan_options {
     /* Node indices that must never be folded, skipped or fused (stochastic
@@ -54,6 +59,7 @@ typedef struct cd_plan {
     int *steps;            /* node indices run at run time, in order */
     size_t runtime_bytes;  /* bytes held by runtime activations (the arena in fast mode) */
     size_t naive_bytes;    /* sum of all runtime activation sizes (no reuse) */
+    size_t built_bytes;    /* allocated while building (folded values, the tape's) */
     bool keep_activations; /* as built (cd_plan_options) */
     int n_sliced_concats;  /* fast mode: Concat steps skipped (inputs written in place) */
     /* Private to plan.c: the executed program and its storage. */

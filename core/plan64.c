@@ -108,6 +108,11 @@ cd_status cd_plan_run64(cd_plan *p, const cd_tensor *const *inputs, cd_ctx *ctx)
     if (!cd_plan_matches(p, inputs))
         return cd_fail(err, CD_ERR_INTERNAL, "plan used with other input shapes");
     if (!p->f64) {
+        /* float64 copies of every float tensor the plan holds */
+        cd_status cap = cd_plan_check_cap(m, (uint64_t)p->built_bytes * 3,
+                                          "the float32 and float64 activations", err);
+        if (cap != CD_OK)
+            return cap;
         p->f64 = calloc(1, sizeof *p->f64);
         if (!p->f64 || !(p->f64->v = calloc((size_t)p->n_values + 1, sizeof *p->f64->v)) ||
             !(p->f64->widened = calloc((size_t)p->n_values + 1, sizeof *p->f64->widened))) {

@@ -547,6 +547,7 @@ static cd_status run_rows(cd_explainer *e, const cd_tensor *x, const pass_io *io
     sub.values = io->values ? v : NULL;
     cd_status st = CD_OK;
     int64_t start = 0;
+    cd_error over = {0}; /* a batched plan refused for its size (CD_ERR_LIMIT) */
     while (st == CD_OK && start < n) {
         int64_t chunk = e->force_loop || e->batch_refused ? 1 : e->max_batch;
         int64_t rows = n - start < chunk ? n - start : chunk;
@@ -558,8 +559,15 @@ static cd_status run_rows(cd_explainer *e, const cd_tensor *x, const pass_io *io
         st = one_pass(e, &view, &sub, &batch_problem, err);
         if (st != CD_OK && batch_problem && rows > 1) {
             e->batch_refused = true; /* e.g. a Reshape to a constant batch of 1 */
+            if (st == CD_ERR_LIMIT && err)
+                over = *err; /* one row at a time may fit */
             st = CD_OK;
             continue;
+        }
+        /* A model that cannot take one row either: the size was the problem. */
+        if (st != CD_OK && batch_problem && over.code == CD_ERR_LIMIT && err) {
+            *err = over;
+            st = over.code;
         }
         for (int i = 0; st == CD_OK && i < io->n_wrt; i++) {
             const char *nm = io->wrt ? io->wrt[i] : NULL;

@@ -371,6 +371,54 @@ static void test_image_pixel_caps(void **state)
 
 /* ------------------------------------------------ runtime shape overflow */
 
+/* cd_load_options.max_activation_bytes: the fast plan (a chain of in-place
+ * Relus on 4 floats: one buffer, 64 bytes aligned), the gradient plan (48
+ * bytes: every activation kept) and the float64 mode (3 x 48) are refused
+ * with CD_ERR_LIMIT, naming the cap, before they allocate. */
+static void test_activation_cap(void **state)
+{
+    (void)state;
+    chain_spec c = {.depth = 3};
+    size_t size;
+    uint8_t *bytes = pack_chain(&c, &size);
+    const uint64_t caps[] = {8, 100, 0};
+    for (size_t i = 0; i < CD_COUNT_OF(caps); i++) {
+        cd_load_options o = {.max_activation_bytes = caps[i]};
+        cd_model *m = NULL;
+        cd_error err = {0};
+        assert_int_equal(cd_model_load_memory(bytes, size, NULL, &o, &m, &err), CD_OK);
+        cd_tensor *x = tu_random(1, (int64_t[]){4}, 3, 0.5f, 1.0f), *y = NULL, *g = NULL;
+        cd_session *s = NULL;
+        assert_int_equal(cd_session_create(m, NULL, &s, &err), CD_OK);
+        cd_status run = cd_session_run(s, 1, NULL, (const cd_tensor *const *)&x, 1, NULL, &y,
+                                       &err);
+        assert_int_equal(run, caps[i] == 8 ? CD_ERR_LIMIT : CD_OK);
+        if (run != CD_OK)
+            assert_non_null(strstr(err.message, "max_activation_bytes"));
+        for (int f64 = 0; f64 < 2; f64++) {
+            cd_explain_options eo = {.threads = 1, .float64 = f64};
+            cd_explainer *e = NULL;
+            assert_int_equal(cd_explainer_create(m, &eo, &e, &err), CD_OK);
+            cd_status st = cd_explain_gradient(e, x, NULL, 1, NULL, &g, NULL, NULL, &err);
+            bool over = caps[i] && (f64 ? 3 * 48 : 48) > caps[i];
+            assert_int_equal(st, over ? CD_ERR_LIMIT : CD_OK);
+            if (over)
+                assert_non_null(strstr(err.message, "max_activation_bytes"));
+            else /* y = relu(x) on positive x: the gradient is all ones */
+                for (int k = 0; k < 4; k++)
+                    assert_true(cd_f32(g)[k] == 1.0f);
+            cd_tensor_free(g);
+            g = NULL;
+            cd_explainer_free(e);
+        }
+        cd_tensor_free(y);
+        cd_tensor_free(x);
+        cd_session_free(s);
+        cd_model_free(m);
+    }
+    free(bytes);
+}
+
 static void test_runtime_shape_overflow_is_an_error(void **state)
 {
     (void)state;
@@ -407,6 +455,7 @@ int main(void)
         cmocka_unit_test(test_npy_caps),
         cmocka_unit_test(test_image_pixel_caps),
         cmocka_unit_test(test_runtime_shape_overflow_is_an_error),
+        cmocka_unit_test(test_activation_cap),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

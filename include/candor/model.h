@@ -21,6 +21,11 @@ typedef struct cd_load_options {
     uint64_t max_total_bytes;     /* default 8 GiB of weights */
     uint32_t max_nodes;           /* default 1,000,000 */
     uint32_t max_graph_depth;     /* longest node chain, default 100,000 */
+    /* Activations one run of the model may hold (each execution plan: the
+     * fast plan's arena, a gradient plan's every activation, twice that in
+     * the explainers' float64 mode). Plans over it are refused with
+     * CD_ERR_LIMIT before anything is allocated. Default 256 GiB. */
+    uint64_t max_activation_bytes;
 } cd_load_options;
 
 /* Loads an ONNX model from a file. External-data tensors are resolved

@@ -27,7 +27,8 @@ class cd_error(Structure):
 
 class cd_load_options(Structure):
     _fields_ = [("max_tensor_elements", c_uint64), ("max_total_bytes", c_uint64),
-                ("max_nodes", c_uint32)]
+                ("max_nodes", c_uint32), ("max_graph_depth", c_uint32),
+                ("max_activation_bytes", c_uint64)]
 
 
 class cd_session_options(Structure):
