@@ -728,8 +728,8 @@ static bool direct_wins(const conv_plan *p)
 
 /* The row-vectorised kernel (conv_rowvec.c) against the direct one, for
  * the MobileNets' first layers (3 -> 16 / 32 maps, 3x3 stride 2, 112x112
- * out, K = 27, HardSwish / Clip fused): 0.19-0.23 against 0.24-0.27 ms and
- * 0.41-0.44 against 0.52-0.59 ms, one thread (docs/performance.md).
+ * out, K = 27, HardSwish / Clip fused): 0.18-0.20 against 0.23-0.26 ms and
+ * 0.39-0.45 against 0.50-0.53 ms, one thread (docs/performance.md).
  * Squeezenet's (64 maps, ReLU, which the direct kernel fuses too) tied or
  * lost (0.69-0.77 against 0.67-0.69 ms), as did resnet18's 7x7 (K = 147:
  * 3.0 against 2.6 ms), so it takes stride-2 rows with short windows and
