@@ -80,6 +80,17 @@ static shape random_shape(cd_conv_algo algo, uint64_t *st)
         s.h = s.h > (s.kh - 1) * s.d + 1 ? s.h : (s.kh - 1) * s.d + 1; /* >= 1 output */
         s.w = s.w > (s.kw - 1) * s.d + 1 ? s.w : (s.kw - 1) * s.d + 1;
         break;
+    case CD_CONV_ROWVEC: /* few channels; 3x3 and 5x5 mostly, widths up to 7; stride 1
+                          * or 2; map blocks of 16 and 8 with tails; rows from one
+                          * partial 16-column chunk to several, left/right padding */
+        s.c = rnd(st, 1, 4), s.m = rnd(st, 1, 40), s.d = 1, s.pad_extra = rnd(st, 0, 1);
+        s.kh = rnd(st, 1, 7), s.kw = rnd(st, 1, 7), s.pad = rnd(st, 0, 3);
+        if (rnd(st, 0, 1))
+            s.kh = s.kw = rnd(st, 0, 1) ? 3 : 5;
+        s.h = rnd(st, 1, 24), s.w = rnd(st, 1, 70);
+        s.h = s.h + 2 * s.pad > s.kh ? s.h : s.kh; /* >= 1 output */
+        s.w = s.w + 2 * s.pad > s.kw ? s.w : s.kw;
+        break;
     default: break;
     }
     return s;
@@ -376,6 +387,50 @@ static void test_pack1x1_fused(void **state)
 static void test_depthwise(void **state) { (void)state; check_algo(CD_CONV_DEPTHWISE); }
 static void test_direct(void **state) { (void)state; check_algo(CD_CONV_DIRECT); }
 static void test_im2col_pack(void **state) { (void)state; check_algo(CD_CONV_IM2COL_PACK); }
+
+/* The row kernel exists in AVX-512 builds only (elsewhere it never applies). */
+static bool rowvec_built(void)
+{
+    cd_win_geom g = {.nsp = 2, .k = {3, 3, 1}, .s = {2, 2, 1}, .d = {1, 1, 1}};
+    return cd_conv_rowvec_applies(&g);
+}
+
+/* The row-vectorised kernel on random shapes, then on fixed ones with every
+ * epilogue: the MobileNets' first layers at full size (224 -> 112, 16 and 32
+ * maps, batch 2), 5x5 and 7x7 windows with asymmetric padding, 24 maps (a
+ * 16 block and an 8 block), tails of 16-column chunks, planes narrower than
+ * one chunk, stride 1, one channel and four. */
+static void test_rowvec(void **state)
+{
+    (void)state;
+    if (!rowvec_built())
+        skip();
+    check_algo(CD_CONV_ROWVEC);
+    static const shape fixed[] = {
+        {.batch = 2, .c = 3, .m = 16, .h = 224, .w = 224, .kh = 3, .kw = 3, .s = 2, .pad = 1},
+        {.batch = 2, .c = 3, .m = 32, .h = 224, .w = 224, .kh = 3, .kw = 3, .s = 2, .pad = 1},
+        {.batch = 2, .c = 3, .m = 24, .h = 33, .w = 35, .kh = 5, .kw = 5, .s = 2, .pad = 2,
+         .pad_extra = 1},
+        {.batch = 1, .c = 1, .m = 8, .h = 9, .w = 17, .kh = 3, .kw = 3, .s = 2},
+        {.batch = 2, .c = 4, .m = 16, .h = 31, .w = 47, .kh = 3, .kw = 3, .s = 1, .pad = 1},
+        {.batch = 1, .c = 2, .m = 32, .h = 4, .w = 4, .kh = 3, .kw = 3, .s = 2, .pad = 1},
+        {.batch = 2, .c = 3, .m = 20, .h = 41, .w = 67, .kh = 7, .kw = 7, .s = 2, .pad = 3},
+        {.batch = 2, .c = 4, .m = 8, .h = 18, .w = 66, .kh = 3, .kw = 3, .s = 2, .pad = 0,
+         .pad_extra = 1},
+    };
+    for (size_t i = 0; i < sizeof fixed / sizeof *fixed; i++)
+        for (int act = CD_ACT_NONE; act <= CD_ACT_HARD_SIGMOID; act++) {
+            shape s = fixed[i];
+            s.group = 1, s.d = 1, s.bias = act % 2 == 0;
+            cd_epilogue ep = {.act = (cd_act)act, .lo = 0.0f, .hi = 6.0f, .alpha = 0.1f,
+                              .beta = 0.5f};
+            if (act == CD_ACT_HARD_SIGMOID)
+                ep.alpha = 1.0f / 6.0f;
+            uint64_t seed = 100 * i + (uint64_t)act;
+            assert_true(check_shape_ep(CD_CONV_ROWVEC, s, seed, ep, act % 3 == 0, act % 2 == 1) <=
+                        1.0);
+        }
+}
 static void test_winograd(void **state) { (void)state; check_algo(CD_CONV_WINOGRAD); }
 /* F(4x4, 3x3) and F(2x2, 3x3) (the same blocked code with 2x2 output tiles)
  * on shapes that reach every branch of their work split: several
@@ -450,7 +505,13 @@ static void test_winograd4_selection(void **state)
                  {64, 128, 56, 3, CD_CONV_AUTO, CD_CONV_IM2COL_PACK, 2},
                  {256, 512, 14, 3, CD_CONV_AUTO_EXACT, CD_CONV_IM2COL_PACK, 2},
                  {64, 128, 56, 1, CD_CONV_AUTO, CD_CONV_IM2COL, 2},
-                 {3, 64, 224, 7, CD_CONV_AUTO, CD_CONV_DIRECT, 2}};
+                 {3, 64, 224, 7, CD_CONV_AUTO, CD_CONV_DIRECT, 2},
+                 /* the MobileNets' first layers (3 -> 16 / 32 maps, 3x3
+                  * stride 2): the row kernel where it is built; 64 maps
+                  * (squeezenet) stay on the direct one */
+                 {3, 16, 224, 3, CD_CONV_AUTO, CD_CONV_ROWVEC, 2},
+                 {3, 32, 224, 3, CD_CONV_AUTO_EXACT, CD_CONV_ROWVEC, 2},
+                 {3, 64, 224, 3, CD_CONV_AUTO, CD_CONV_DIRECT, 2}};
     for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
         shape s = {.batch = 1, .c = cases[i].c, .m = cases[i].m, .group = 1, .h = cases[i].hw,
                    .w = cases[i].hw, .kh = cases[i].ks, .kw = cases[i].ks,
@@ -465,7 +526,10 @@ static void test_winograd4_selection(void **state)
         cd_conv_kernel *k = NULL;
         assert_int_equal(cd_conv_kernel_create(&n, in, NULL, NULL, NULL, cases[i].algo, &k, &err),
                          CD_OK);
-        assert_int_equal(cd_conv_kernel_algo(k), cases[i].want);
+        cd_conv_algo want = cases[i].want;
+        if (want == CD_CONV_ROWVEC && !rowvec_built())
+            want = CD_CONV_DIRECT;
+        assert_int_equal(cd_conv_kernel_algo(k), want);
         cd_conv_kernel_free(k);
         cd_tensor_free(x);
         cd_tensor_free(w);
@@ -633,7 +697,7 @@ int main(void)
         cmocka_unit_test(test_im2col),     cmocka_unit_test(test_gemm_1x1),
         cmocka_unit_test(test_pack1x1),    cmocka_unit_test(test_pack1x1_fused),
         cmocka_unit_test(test_depthwise),  cmocka_unit_test(test_direct),
-        cmocka_unit_test(test_im2col_pack),
+        cmocka_unit_test(test_im2col_pack), cmocka_unit_test(test_rowvec),
         cmocka_unit_test(test_winograd),
         cmocka_unit_test(test_winograd4),  cmocka_unit_test(test_winograd4_selection),
         cmocka_unit_test(test_refuses_inapplicable), cmocka_unit_test(test_maxpool),

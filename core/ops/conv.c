@@ -674,6 +674,7 @@ static bool algo_applies(const conv_plan *p, cd_conv_algo a)
                p->cg * p->ksize <= CD_DIRECT_MAX_K;
     case CD_CONV_IM2COL_PACK:
         return p->group == 1 && p->g.nsp <= 2 && p->g.k[2] == 1 && p->g.in[2] == 1;
+    case CD_CONV_ROWVEC: return p->group == 1 && cd_conv_rowvec_applies(&p->g);
     case CD_CONV_DEPTHWISE:
         return p->cg == 1 && p->mg == 1 && p->g.k[2] == 1 && p->g.in[2] == 1 &&
                p->ksize <= CD_DW_MAX_TAPS && p->g.s[1] <= CD_DW_MAX_STRIDE;
@@ -725,6 +726,20 @@ static bool direct_wins(const conv_plan *p)
     return p->out_sp >= 256 && p->mg >= 8 && p->ksize > 1;
 }
 
+/* The row-vectorised kernel (conv_rowvec.c) against the direct one, for
+ * the MobileNets' first layers (3 -> 16 / 32 maps, 3x3 stride 2, 112x112
+ * out, K = 27, HardSwish / Clip fused): 0.18-0.20 against 0.23-0.26 ms and
+ * 0.39-0.45 against 0.50-0.53 ms, one thread (docs/performance.md).
+ * Squeezenet's (64 maps, ReLU, which the direct kernel fuses too) tied or
+ * lost (0.69-0.77 against 0.67-0.69 ms), as did resnet18's 7x7 (K = 147:
+ * 3.0 against 2.6 ms), so it takes stride-2 rows with short windows and
+ * 8..32 maps only. */
+static bool rowvec_wins(const conv_plan *p)
+{
+    return p->g.s[1] == 2 && p->cg * p->ksize <= 32 && p->out_sp >= 256 && p->mg >= 8 &&
+           p->mg <= 32;
+}
+
 /* im2col + the packed 1x1 kernel (conv_pack1x1.c) on the column matrix
  * against im2col + sgemm, for strided 2-D windows the kernels above do not
  * take (resnet18's stride-2 3x3 convs, K = 576..2304): the packed kernel
@@ -753,6 +768,8 @@ static cd_conv_algo pick_algo(const conv_plan *p, bool plan_time)
         return CD_CONV_DEPTHWISE;
     if (plan_time && algo_applies(p, CD_CONV_WINOGRAD4) && wino_wins(p))
         return wino_variant(p);
+    if (plan_time && algo_applies(p, CD_CONV_ROWVEC) && rowvec_wins(p))
+        return CD_CONV_ROWVEC;
     if (plan_time && algo_applies(p, CD_CONV_DIRECT) && direct_wins(p))
         return CD_CONV_DIRECT;
     if (plan_time && algo_applies(p, CD_CONV_IM2COL_PACK) && im2col_pack_wins(p))
@@ -837,6 +854,20 @@ static cd_status pack1x1_init(const cd_node *n, cd_conv_kernel *k, cd_error *err
     return CD_OK;
 }
 
+/* Packs the row kernel's weights once, 16 maps interleaved per tap
+ * (cd_conv_rowvec_pack). */
+static cd_status rowvec_init(const cd_node *n, cd_conv_kernel *k, cd_error *err)
+{
+    const conv_plan *p = &k->p;
+    cd_status st = alloc_transformed(n, k, cd_conv_rowvec_packed_floats(p->cg * p->ksize, p->mg),
+                                     "packed row-kernel weights", err);
+    if (st != CD_OK)
+        return st;
+    cd_conv_rowvec_pack(k->w, p->cg * p->ksize, p->mg, k->u);
+    drop_plain_weights(k);
+    return CD_OK;
+}
+
 /* Packs the direct kernel's weights once, 8 maps interleaved per channel
  * tap (cd_conv_direct_pack). */
 static cd_status direct_init(const cd_node *n, cd_conv_kernel *k, cd_error *err)
@@ -860,6 +891,8 @@ static cd_status algo_init(const cd_node *n, cd_conv_kernel *k, cd_error *err)
         return pack1x1_init(n, k, err);
     if (k->algo == CD_CONV_DIRECT)
         return direct_init(n, k, err);
+    if (k->algo == CD_CONV_ROWVEC)
+        return rowvec_init(n, k, err);
     return CD_OK;
 }
 
@@ -1176,6 +1209,42 @@ static cd_status run_direct(const cd_conv_kernel *k, const float *x, const float
     return CD_OK;
 }
 
+typedef struct rowvec_job {
+    const cd_conv_kernel *k;
+    const float *x, *res;
+    float *y;
+} rowvec_job;
+
+/* Output rows [lo, hi) counted over all images (image b's rows are
+ * b * OH .. b * OH + OH - 1). */
+static void rowvec_range(void *arg, int64_t lo, int64_t hi)
+{
+    const rowvec_job *j = arg;
+    const conv_plan *p = &j->k->p;
+    int64_t OH = p->g.out[0];
+    for (int64_t r = lo; r < hi;) {
+        int64_t b = r / OH, oh = r % OH, end = hi - r < OH - oh ? oh + hi - r : OH;
+        int64_t off = b * p->mg * p->out_sp;
+        cd_conv_rowvec_rows(j->x + b * p->cg * p->in_sp, j->k->u, j->k->bias,
+                            j->res ? j->res + off : NULL, &j->k->ep, j->y + off, p->cg, p->mg,
+                            &p->g, oh, end);
+        r += end - oh;
+    }
+}
+
+/* Rows of all images in at most 64 equal ranges (a cut from the shape
+ * alone; rows are computed whole, so the bits never depend on it). */
+static cd_status run_rowvec(const cd_conv_kernel *k, const float *x, const float *residual,
+                            float *y, cd_ctx *ctx)
+{
+    const conv_plan *p = &k->p;
+    rowvec_job j = {k, x, residual, y};
+    int64_t rows = p->batch * p->g.out[0];
+    if (rows > 0)
+        cd_pool_for(ctx->pool, rows, rows < 64 ? (int)rows : 64, rowvec_range, &j);
+    return CD_OK;
+}
+
 /* Image by image: its column matrix on the pool (channel ranges), then the
  * packed kernel over it with the epilogue fused. */
 static cd_status run_im2col_pack(const cd_conv_kernel *k, const float *xall,
@@ -1213,6 +1282,8 @@ cd_status cd_conv_kernel_run(const cd_conv_kernel *k, const float *x, const floa
     }
     if (k->algo == CD_CONV_DIRECT)
         return run_direct(k, x, residual, y, ctx);
+    if (k->algo == CD_CONV_ROWVEC)
+        return run_rowvec(k, x, residual, y, ctx);
     if (k->algo == CD_CONV_PACK1X1) {
         int workers = cd_pool_threads(ctx->pool);
         float *s = scratch_floats(ctx, cd_pack1x1_scratch_floats(&k->pk, workers), 1);

@@ -40,7 +40,9 @@ typedef enum cd_conv_algo {
     CD_CONV_AUTO_EXACT, /* like AUTO, but never F(4x4) (see cd_conv_kernel_create) */
     CD_CONV_PACK1X1,    /* 1x1, stride 1, no padding, group 1: own packed kernel (conv_pack1x1.c) */
     CD_CONV_DIRECT,     /* 2-D, group 1, channels * kernel <= CD_DIRECT_MAX_K: conv_direct.c */
-    CD_CONV_IM2COL_PACK /* 2-D, group 1: im2col, then the packed 1x1 kernel on the columns */
+    CD_CONV_IM2COL_PACK, /* 2-D, group 1: im2col, then the packed 1x1 kernel on the columns */
+    CD_CONV_ROWVEC /* 2-D, group 1, dilation 1, horizontal stride 1 or 2, AVX-512 builds:
+                    * conv_rowvec.c */
 } cd_conv_algo;
 
 typedef struct cd_conv_kernel cd_conv_kernel;
@@ -94,6 +96,20 @@ size_t cd_conv_direct_scratch_floats(void);
 void cd_conv_direct_block(const float *x, const float *u, const float *bias, const float *res,
                           const cd_epilogue *ep, float *y, int64_t channels, int64_t maps,
                           const cd_win_geom *g, int64_t block, float *scratch);
+/* Row-vectorised direct convolution (conv_rowvec.c): the same x, y, res
+ * and K as above, any channels, window widths up to CD_ROWVEC_MAX_KW,
+ * dilation 1, horizontal stride 1 or 2 (cd_conv_rowvec_applies: false
+ * without AVX-512, where nothing else here is usable). u: the weights
+ * packed by cd_conv_rowvec_pack into cd_conv_rowvec_packed_floats floats.
+ * Each call computes output rows [oh0, oh1) of all maps, epilogue included;
+ * no scratch. */
+#define CD_ROWVEC_MAX_KW 16
+bool cd_conv_rowvec_applies(const cd_win_geom *g);
+size_t cd_conv_rowvec_packed_floats(int64_t K, int64_t maps);
+void cd_conv_rowvec_pack(const float *w, int64_t K, int64_t maps, float *u);
+void cd_conv_rowvec_rows(const float *x, const float *u, const float *bias, const float *res,
+                         const cd_epilogue *ep, float *y, int64_t channels, int64_t maps,
+                         const cd_win_geom *g, int64_t oh0, int64_t oh1);
 #define CD_DW_MAX_TAPS 256
 #define CD_DW_MAX_STRIDE 16
 size_t cd_dw_scratch_floats(const cd_win_geom *g);
