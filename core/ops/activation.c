@@ -97,9 +97,10 @@ static float attr_alpha(const cd_node *n)
 
 /* Both precisions; alpha and beta stay the float attributes' values in the
  * float64 mode too (exactly widened where they meet a double). */
-static cd_status pointwise_run(const cd_node *n, cd_tensor *const *in, cd_tensor **out,
-                               cd_ctx *ctx, bool f64)
+static cd_status pointwise_forward(const cd_node *n, cd_tensor *const *in, cd_tensor **out,
+                                   cd_ctx *ctx)
 {
+    bool f64 = cd_is_f64(in[0]);
     size_t cnt = cd_tensor_numel_raw(in[0]);
     float alpha = attr_alpha(n), beta = cd_attr_float(n, "beta", 0.5f);
     if (f64) {
@@ -110,18 +111,6 @@ static cd_status pointwise_run(const cd_node *n, cd_tensor *const *in, cd_tensor
     return CD_OK;
 }
 #undef POINTWISE_LOOPS
-
-static cd_status pointwise_forward(const cd_node *n, cd_tensor *const *in, cd_tensor **out,
-                                   cd_ctx *ctx)
-{
-    return pointwise_run(n, in, out, ctx, false);
-}
-
-static cd_status pointwise_forward64(const cd_node *n, cd_tensor *const *in, cd_tensor **out,
-                                     cd_ctx *ctx)
-{
-    return pointwise_run(n, in, out, ctx, true);
-}
 
 /* dy/dx at one element, from the input x and the output y. Both element
  * types take the same branches at the kinks. */
@@ -157,9 +146,11 @@ POINTWISE_SLOPE(pointwise_slope64, double)
             gx[i] += g[i] * SLOPE(n->op, x[i], y[i], alpha, beta);                            \
     } while (0)
 
-static cd_status pointwise_grad(const cd_node *n, cd_tensor *const *in, cd_tensor *const *out,
-                                cd_tensor *const *gout, cd_tensor **gin, bool f64)
+static cd_status pointwise_backward(const cd_node *n, cd_tensor *const *in, cd_tensor *const *out,
+                                    cd_tensor *const *gout, cd_tensor **gin, cd_ctx *ctx)
 {
+    CD_UNUSED(ctx);
+    bool f64 = cd_is_f64(in[0]);
     if (!gout[0] || !gin[0])
         return CD_OK;
     size_t cnt = cd_tensor_numel_raw(in[0]);
@@ -172,26 +163,9 @@ static cd_status pointwise_grad(const cd_node *n, cd_tensor *const *in, cd_tenso
 }
 #undef POINTWISE_GRAD_LOOP
 
-static cd_status pointwise_backward(const cd_node *n, cd_tensor *const *in,
-                                    cd_tensor *const *out, cd_tensor *const *gout,
-                                    cd_tensor **gin, cd_ctx *ctx)
-{
-    CD_UNUSED(ctx);
-    return pointwise_grad(n, in, out, gout, gin, false);
-}
-
-static cd_status pointwise_backward64(const cd_node *n, cd_tensor *const *in,
-                                      cd_tensor *const *out, cd_tensor *const *gout,
-                                      cd_tensor **gin, cd_ctx *ctx)
-{
-    CD_UNUSED(ctx);
-    return pointwise_grad(n, in, out, gout, gin, true);
-}
-
 #define POINTWISE(id, name, opset)                                                            \
     const cd_op_def cd_opdef_##id = {name, opset, NULL, same_shape_infer, pointwise_forward,  \
-                                     pointwise_backward, pointwise_forward64,                 \
-                                     pointwise_backward64};
+                                     pointwise_backward, pointwise_forward, pointwise_backward};
 POINTWISE(RELU, "Relu", 1)
 POINTWISE(LEAKY_RELU, "LeakyRelu", 1)
 POINTWISE(ELU, "Elu", 1)
@@ -274,9 +248,9 @@ static void next_index(int nd, const int64_t *dims, const int64_t *st, int64_t *
     } while (0)
 
 /* Both precisions: in the float64 mode the slope arrives as float64 too. */
-static cd_status prelu_run(const cd_node *n, cd_tensor *const *in, cd_tensor **out,
-                           cd_ctx *ctx, bool f64)
+static cd_status prelu_forward(const cd_node *n, cd_tensor *const *in, cd_tensor **out, cd_ctx *ctx)
 {
+    bool f64 = cd_is_f64(in[0]);
     int64_t st[CD_MAX_DIMS], idx[CD_MAX_DIMS] = {0};
     cd_status status = prelu_strides(n, in[0], in[1], st, ctx->err);
     if (status != CD_OK)
@@ -289,18 +263,6 @@ static cd_status prelu_run(const cd_node *n, cd_tensor *const *in, cd_tensor **o
     return CD_OK;
 }
 #undef PRELU_LOOP
-
-static cd_status prelu_forward(const cd_node *n, cd_tensor *const *in, cd_tensor **out,
-                               cd_ctx *ctx)
-{
-    return prelu_run(n, in, out, ctx, false);
-}
-
-static cd_status prelu_forward64(const cd_node *n, cd_tensor *const *in, cd_tensor **out,
-                                 cd_ctx *ctx)
-{
-    return prelu_run(n, in, out, ctx, true);
-}
 
 /* gx = g or g * slope; the slope collects g * x where x < 0 (in T). */
 #define PRELU_GRAD_LOOP(T)                                                                    \
@@ -317,9 +279,11 @@ static cd_status prelu_forward64(const cd_node *n, cd_tensor *const *in, cd_tens
         }                                                                                     \
     } while (0)
 
-static cd_status prelu_grad(const cd_node *n, cd_tensor *const *in, cd_tensor *const *gout,
-                            cd_tensor **gin, cd_ctx *ctx, bool f64)
+static cd_status prelu_backward(const cd_node *n, cd_tensor *const *in, cd_tensor *const *out,
+                                cd_tensor *const *gout, cd_tensor **gin, cd_ctx *ctx)
 {
+    CD_UNUSED(out);
+    bool f64 = cd_is_f64(in[0]);
     if (!gout[0] || (!gin[0] && !gin[1]))
         return CD_OK;
     int64_t st[CD_MAX_DIMS], idx[CD_MAX_DIMS] = {0};
@@ -335,23 +299,8 @@ static cd_status prelu_grad(const cd_node *n, cd_tensor *const *in, cd_tensor *c
 }
 #undef PRELU_GRAD_LOOP
 
-static cd_status prelu_backward(const cd_node *n, cd_tensor *const *in, cd_tensor *const *out,
-                                cd_tensor *const *gout, cd_tensor **gin, cd_ctx *ctx)
-{
-    CD_UNUSED(out);
-    return prelu_grad(n, in, gout, gin, ctx, false);
-}
-
-static cd_status prelu_backward64(const cd_node *n, cd_tensor *const *in,
-                                  cd_tensor *const *out, cd_tensor *const *gout,
-                                  cd_tensor **gin, cd_ctx *ctx)
-{
-    CD_UNUSED(out);
-    return prelu_grad(n, in, gout, gin, ctx, true);
-}
-
 const cd_op_def cd_opdef_PRELU = {"PRelu", 1, NULL, prelu_infer, prelu_forward, prelu_backward,
-                                  prelu_forward64, prelu_backward64};
+                                  prelu_forward, prelu_backward};
 
 /* Clip -------------------------------------------------------------------------- */
 
@@ -462,9 +411,11 @@ static cd_status clip_forward(const cd_node *n, cd_tensor *const *in, cd_tensor 
     } while (0)
 
 /* Both precisions (the float64 mode's X, bounds and gradients are float64). */
-static cd_status clip_grad(const cd_node *n, cd_tensor *const *in, cd_tensor *const *gout,
-                           cd_tensor **gin, cd_ctx *ctx, bool f64)
+static cd_status clip_backward(const cd_node *n, cd_tensor *const *in, cd_tensor *const *out,
+                               cd_tensor *const *gout, cd_tensor **gin, cd_ctx *ctx)
 {
+    CD_UNUSED(out);
+    bool f64 = cd_is_f64(in[0]);
     if (!gout[0])
         return CD_OK;
     if (in[0]->dtype != (f64 ? CD_FLOAT64 : CD_FLOAT32))
@@ -477,22 +428,8 @@ static cd_status clip_grad(const cd_node *n, cd_tensor *const *in, cd_tensor *co
     return CD_OK;
 }
 
-static cd_status clip_backward(const cd_node *n, cd_tensor *const *in, cd_tensor *const *out,
-                               cd_tensor *const *gout, cd_tensor **gin, cd_ctx *ctx)
-{
-    CD_UNUSED(out);
-    return clip_grad(n, in, gout, gin, ctx, false);
-}
-
-static cd_status clip_backward64(const cd_node *n, cd_tensor *const *in, cd_tensor *const *out,
-                                 cd_tensor *const *gout, cd_tensor **gin, cd_ctx *ctx)
-{
-    CD_UNUSED(out);
-    return clip_grad(n, in, gout, gin, ctx, true);
-}
-
-const cd_op_def cd_opdef_CLIP = {"Clip", 1, NULL, clip_infer, clip_forward,
-                                 clip_backward, clip_forward, clip_backward64};
+const cd_op_def cd_opdef_CLIP = {"Clip", 1, NULL, clip_infer, clip_forward, clip_backward,
+                                 clip_forward, clip_backward};
 
 /* Softmax, LogSoftmax --------------------------------------------------------- */
 
@@ -594,10 +531,12 @@ typedef void (*softmax_pass_fn)(const void *a, const void *b, void *dst, size_t 
 static const softmax_pass_fn softmax_fwd[2] = {softmax_slice_f32, softmax_slice_f64};
 static const softmax_pass_fn softmax_bwd[2] = {softmax_slice_grad_f32, softmax_slice_grad_f64};
 
-/* Runs pass[f64] over every slice of x's layout: one typed call per slice. */
+/* Runs pass[f64] (x float64 or not) over every slice of x's layout: one
+ * typed call per slice. */
 static cd_status softmax_apply(const cd_node *n, const cd_tensor *x, const void *a, const void *b,
-                               void *dst, const softmax_pass_fn pass[2], bool f64, cd_ctx *ctx)
+                               void *dst, const softmax_pass_fn pass[2], cd_ctx *ctx)
 {
+    bool f64 = cd_is_f64(x);
     size_t outer = 0, len = 0, inner = 0;
     cd_status st = softmax_layout(n, x, &outer, &len, &inner, ctx->err);
     if (st != CD_OK)
@@ -616,13 +555,7 @@ static cd_status softmax_apply(const cd_node *n, const cd_tensor *x, const void 
 static cd_status softmax_forward(const cd_node *n, cd_tensor *const *in, cd_tensor **out,
                                  cd_ctx *ctx)
 {
-    return softmax_apply(n, in[0], in[0]->data, NULL, out[0]->data, softmax_fwd, false, ctx);
-}
-
-static cd_status softmax_forward64(const cd_node *n, cd_tensor *const *in, cd_tensor **out,
-                                   cd_ctx *ctx)
-{
-    return softmax_apply(n, in[0], in[0]->data, NULL, out[0]->data, softmax_fwd, true, ctx);
+    return softmax_apply(n, in[0], in[0]->data, NULL, out[0]->data, softmax_fwd, ctx);
 }
 
 static cd_status softmax_backward(const cd_node *n, cd_tensor *const *in, cd_tensor *const *out,
@@ -630,21 +563,10 @@ static cd_status softmax_backward(const cd_node *n, cd_tensor *const *in, cd_ten
 {
     if (!gout[0] || !gin[0])
         return CD_OK;
-    return softmax_apply(n, in[0], out[0]->data, gout[0]->data, gin[0]->data, softmax_bwd, false,
-                         ctx);
-}
-
-static cd_status softmax_backward64(const cd_node *n, cd_tensor *const *in,
-                                    cd_tensor *const *out, cd_tensor *const *gout,
-                                    cd_tensor **gin, cd_ctx *ctx)
-{
-    if (!gout[0] || !gin[0])
-        return CD_OK;
-    return softmax_apply(n, in[0], out[0]->data, gout[0]->data, gin[0]->data, softmax_bwd, true,
-                         ctx);
+    return softmax_apply(n, in[0], out[0]->data, gout[0]->data, gin[0]->data, softmax_bwd, ctx);
 }
 
 const cd_op_def cd_opdef_SOFTMAX = {"Softmax", 1, NULL, softmax_infer, softmax_forward,
-                                    softmax_backward, softmax_forward64, softmax_backward64};
+                                    softmax_backward, softmax_forward, softmax_backward};
 const cd_op_def cd_opdef_LOG_SOFTMAX = {"LogSoftmax", 1, NULL, softmax_infer, softmax_forward,
-                                        softmax_backward, softmax_forward64, softmax_backward64};
+                                        softmax_backward, softmax_forward, softmax_backward};

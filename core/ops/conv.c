@@ -171,7 +171,7 @@ cd_status cd_win_resolve(const cd_node *n, int nsp, const int64_t *in, const int
 typedef struct conv_plan {
     cd_win_geom g;
     int64_t batch, group;
-    int64_t cg, mg;        /* Conv: in/out channels per group. ConvTranspose: X/Y channels per group */
+    int64_t cg, mg;        /* per group: Conv in/out channels, ConvTranspose X/Y channels */
     int64_t ksize;         /* kernel elements (product of k) */
     int64_t in_sp, out_sp; /* spatial element counts of geometry in/out */
     size_t col_elems;      /* rows * out_sp of the column matrix */
@@ -1417,7 +1417,7 @@ static cd_status conv_backward(const cd_node *n, cd_tensor *const *in, cd_tensor
                                cd_tensor *const *gout, cd_tensor **gin, cd_ctx *ctx)
 {
     CD_UNUSED(out);
-    return conv_backward_any(n, in, gout, gin, ctx, &elem_f32);
+    return conv_backward_any(n, in, gout, gin, ctx, cd_is_f64(in[0]) ? &elem_f64 : &elem_f32);
 }
 
 /* Float64 Conv: Y_g = W_g im2col(X_g) + B per batch item and group (the
@@ -1448,15 +1448,8 @@ static cd_status conv_forward64(const cd_node *n, cd_tensor *const *in, cd_tenso
     return CD_OK;
 }
 
-static cd_status conv_backward64(const cd_node *n, cd_tensor *const *in, cd_tensor *const *out,
-                                 cd_tensor *const *gout, cd_tensor **gin, cd_ctx *ctx)
-{
-    CD_UNUSED(out);
-    return conv_backward_any(n, in, gout, gin, ctx, &elem_f64);
-}
-
 const cd_op_def cd_opdef_CONV = {"Conv", 1, conv_parse, conv_infer, conv_forward, conv_backward,
-                                 conv_forward64, conv_backward64};
+                                 conv_forward64, conv_backward};
 
 /* ConvTranspose ------------------------------------------------------------ */
 
@@ -1549,33 +1542,19 @@ static cd_status convt_backward_any(const cd_node *n, cd_tensor *const *in,
 static cd_status convt_forward(const cd_node *n, cd_tensor *const *in, cd_tensor **out,
                                cd_ctx *ctx)
 {
-    return convt_forward_any(n, in, out, ctx, &elem_f32);
+    return convt_forward_any(n, in, out, ctx, cd_is_f64(in[0]) ? &elem_f64 : &elem_f32);
 }
 
 static cd_status convt_backward(const cd_node *n, cd_tensor *const *in, cd_tensor *const *out,
                                 cd_tensor *const *gout, cd_tensor **gin, cd_ctx *ctx)
 {
     CD_UNUSED(out);
-    return convt_backward_any(n, in, gout, gin, ctx, &elem_f32);
+    return convt_backward_any(n, in, gout, gin, ctx, cd_is_f64(in[0]) ? &elem_f64 : &elem_f32);
 }
 
-static cd_status convt_forward64(const cd_node *n, cd_tensor *const *in, cd_tensor **out,
-                                 cd_ctx *ctx)
-{
-    return convt_forward_any(n, in, out, ctx, &elem_f64);
-}
-
-static cd_status convt_backward64(const cd_node *n, cd_tensor *const *in, cd_tensor *const *out,
-                                  cd_tensor *const *gout, cd_tensor **gin, cd_ctx *ctx)
-{
-    CD_UNUSED(out);
-    return convt_backward_any(n, in, gout, gin, ctx, &elem_f64);
-}
-
-const cd_op_def cd_opdef_CONV_TRANSPOSE = {"ConvTranspose", 1,
-                                           conv_parse,      convt_infer,
-                                           convt_forward,   convt_backward,
-                                           convt_forward64, convt_backward64};
+const cd_op_def cd_opdef_CONV_TRANSPOSE = {"ConvTranspose", 1, conv_parse, convt_infer,
+                                           convt_forward, convt_backward, convt_forward,
+                                           convt_backward};
 
 /* Reference ---------------------------------------------------------------- */
 

@@ -125,13 +125,7 @@ static cd_status dropout_run(const cd_node *n, cd_tensor *const *in, cd_tensor *
 static cd_status dropout_forward(const cd_node *n, cd_tensor *const *in, cd_tensor **out,
                                  cd_ctx *ctx)
 {
-    return dropout_run(n, in, out, ctx, CD_FLOAT32);
-}
-
-static cd_status dropout_forward64(const cd_node *n, cd_tensor *const *in, cd_tensor **out,
-                                   cd_ctx *ctx)
-{
-    return dropout_run(n, in, out, ctx, CD_FLOAT64);
+    return dropout_run(n, in, out, ctx, cd_is_f64(in[0]) ? CD_FLOAT64 : CD_FLOAT32);
 }
 
 /* Deterministic mode is the identity, so its Jacobian is too; a sampled
@@ -167,16 +161,8 @@ static cd_status dropout_backward(const cd_node *n, cd_tensor *const *in, cd_ten
                                   cd_tensor *const *gout, cd_tensor **gin, cd_ctx *ctx)
 {
     CD_UNUSED(out);
-    return dropout_grad(n, in, gout, gin, ctx, CD_FLOAT32);
-}
-
-static cd_status dropout_backward64(const cd_node *n, cd_tensor *const *in,
-                                    cd_tensor *const *out, cd_tensor *const *gout,
-                                    cd_tensor **gin, cd_ctx *ctx)
-{
-    CD_UNUSED(out);
-    return dropout_grad(n, in, gout, gin, ctx, CD_FLOAT64);
+    return dropout_grad(n, in, gout, gin, ctx, cd_is_f64(in[0]) ? CD_FLOAT64 : CD_FLOAT32);
 }
 
 const cd_op_def cd_opdef_DROPOUT = {"Dropout", 1, NULL, dropout_infer, dropout_forward,
-                                    dropout_backward, dropout_forward64, dropout_backward64};
+                                    dropout_backward, dropout_forward, dropout_backward};

@@ -378,23 +378,16 @@ static cd_status binary_backward(const cd_node *n, cd_tensor *const *in, cd_tens
                                  cd_tensor *const *gout, cd_tensor **gin, cd_ctx *ctx)
 {
     CD_UNUSED(out);
-    return binary_grads(n, in, gout, gin, CD_FLOAT32, grad_row_f32, ctx);
-}
-
-static cd_status binary_backward64(const cd_node *n, cd_tensor *const *in,
-                                   cd_tensor *const *out, cd_tensor *const *gout,
-                                   cd_tensor **gin, cd_ctx *ctx)
-{
-    CD_UNUSED(out);
-    return binary_grads(n, in, gout, gin, CD_FLOAT64, grad_row_f64, ctx);
+    bool f64 = cd_is_f64(in[0]);
+    return binary_grads(n, in, gout, gin, f64 ? CD_FLOAT64 : CD_FLOAT32,
+                        f64 ? grad_row_f64 : grad_row_f32, ctx);
 }
 
 /* binary_forward already computes float64 (and integer) tensors, which is
  * all the float64 mode hands it. */
 #define BINARY(id, name)                                                                      \
-    const cd_op_def cd_opdef_##id = {name, 1, NULL, binary_infer,      \
-                                     binary_forward, binary_backward, binary_forward,         \
-                                     binary_backward64};
+    const cd_op_def cd_opdef_##id = {name, 1, NULL, binary_infer, binary_forward,             \
+                                     binary_backward, binary_forward, binary_backward};
 BINARY(ADD, "Add")
 BINARY(SUB, "Sub")
 BINARY(MUL, "Mul")
@@ -458,14 +451,9 @@ static cd_status sum_accumulate(const cd_node *n, cd_tensor *const *in, cd_tenso
 static cd_status sum_forward(const cd_node *n, cd_tensor *const *in, cd_tensor **out, cd_ctx *ctx)
 {
     CD_UNUSED(ctx);
+    if (cd_is_f64(in[0]))
+        return sum_accumulate(n, in, out[0], row_f64, sizeof(double));
     return sum_accumulate(n, in, out[0], row_f32, sizeof(float));
-}
-
-static cd_status sum_forward64(const cd_node *n, cd_tensor *const *in, cd_tensor **out,
-                               cd_ctx *ctx)
-{
-    CD_UNUSED(ctx);
-    return sum_accumulate(n, in, out[0], row_f64, sizeof(double));
 }
 
 /* Each input receives the output gradient summed over its broadcast axes. */
@@ -490,19 +478,11 @@ static cd_status sum_backward(const cd_node *n, cd_tensor *const *in, cd_tensor 
 {
     CD_UNUSED(ctx);
     CD_UNUSED(out);
-    return sum_grads(n, in, gout[0], gin, grad_row_f32);
-}
-
-static cd_status sum_backward64(const cd_node *n, cd_tensor *const *in, cd_tensor *const *out,
-                                cd_tensor *const *gout, cd_tensor **gin, cd_ctx *ctx)
-{
-    CD_UNUSED(ctx);
-    CD_UNUSED(out);
-    return sum_grads(n, in, gout[0], gin, grad_row_f64);
+    return sum_grads(n, in, gout[0], gin, cd_is_f64(in[0]) ? grad_row_f64 : grad_row_f32);
 }
 
 const cd_op_def cd_opdef_SUM = {"Sum", 1, NULL, sum_infer, sum_forward, sum_backward,
-                                sum_forward64, sum_backward64};
+                                sum_forward, sum_backward};
 
 /* Sqrt, Exp ---------------------------------------------------------------- */
 
@@ -548,14 +528,7 @@ static cd_status unary_forward(const cd_node *n, cd_tensor *const *in, cd_tensor
                                cd_ctx *ctx)
 {
     CD_UNUSED(ctx);
-    return unary_run(n, in, out, false);
-}
-
-static cd_status unary_forward64(const cd_node *n, cd_tensor *const *in, cd_tensor **out,
-                                 cd_ctx *ctx)
-{
-    CD_UNUSED(ctx);
-    return unary_run(n, in, out, true);
+    return unary_run(n, in, out, cd_is_f64(in[0]));
 }
 
 /* Both derivatives are cheapest in terms of the output y. */
@@ -589,18 +562,10 @@ static cd_status unary_backward(const cd_node *n, cd_tensor *const *in, cd_tenso
                                 cd_tensor *const *gout, cd_tensor **gin, cd_ctx *ctx)
 {
     CD_UNUSED(ctx);
-    return unary_grad(n, in, out, gout, gin, false);
-}
-
-static cd_status unary_backward64(const cd_node *n, cd_tensor *const *in,
-                                  cd_tensor *const *out, cd_tensor *const *gout,
-                                  cd_tensor **gin, cd_ctx *ctx)
-{
-    CD_UNUSED(ctx);
-    return unary_grad(n, in, out, gout, gin, true);
+    return unary_grad(n, in, out, gout, gin, cd_is_f64(in[0]));
 }
 
 const cd_op_def cd_opdef_SQRT = {"Sqrt", 1, NULL, unary_infer, unary_forward, unary_backward,
-                                 unary_forward64, unary_backward64};
+                                 unary_forward, unary_backward};
 const cd_op_def cd_opdef_EXP = {"Exp", 1, NULL, unary_infer, unary_forward, unary_backward,
-                                unary_forward64, unary_backward64};
+                                unary_forward, unary_backward};

@@ -154,13 +154,7 @@ static cd_status gemm_run(const cd_node *n, cd_tensor *const *in, cd_tensor **ou
 static cd_status gemm_forward(const cd_node *n, cd_tensor *const *in, cd_tensor **out,
                               cd_ctx *ctx)
 {
-    return gemm_run(n, in, out, CD_FLOAT32, ctx);
-}
-
-static cd_status gemm_forward64(const cd_node *n, cd_tensor *const *in, cd_tensor **out,
-                                cd_ctx *ctx)
-{
-    return gemm_run(n, in, out, CD_FLOAT64, ctx);
+    return gemm_run(n, in, out, cd_is_f64(in[0]) ? CD_FLOAT64 : CD_FLOAT32, ctx);
 }
 
 /* With G = dL/dY and op(X) = X or X^T:
@@ -225,18 +219,11 @@ static cd_status gemm_backward(const cd_node *n, cd_tensor *const *in, cd_tensor
                                cd_tensor *const *gout, cd_tensor **gin, cd_ctx *ctx)
 {
     CD_UNUSED(out);
-    return gemm_grads(n, in, gout, gin, CD_FLOAT32, ctx);
-}
-
-static cd_status gemm_backward64(const cd_node *n, cd_tensor *const *in, cd_tensor *const *out,
-                                 cd_tensor *const *gout, cd_tensor **gin, cd_ctx *ctx)
-{
-    CD_UNUSED(out);
-    return gemm_grads(n, in, gout, gin, CD_FLOAT64, ctx);
+    return gemm_grads(n, in, gout, gin, cd_is_f64(in[0]) ? CD_FLOAT64 : CD_FLOAT32, ctx);
 }
 
 const cd_op_def cd_opdef_GEMM = {"Gemm", 1, NULL, gemm_infer, gemm_forward, gemm_backward,
-                                 gemm_forward64, gemm_backward64};
+                                 gemm_forward, gemm_backward};
 
 /* MatMul ------------------------------------------------------------------------ */
 
@@ -374,13 +361,7 @@ static cd_status matmul_run(const cd_node *n, cd_tensor *const *in, cd_tensor **
 static cd_status matmul_forward(const cd_node *n, cd_tensor *const *in, cd_tensor **out,
                                 cd_ctx *ctx)
 {
-    return matmul_run(n, in, out, CD_FLOAT32, ctx);
-}
-
-static cd_status matmul_forward64(const cd_node *n, cd_tensor *const *in, cd_tensor **out,
-                                  cd_ctx *ctx)
-{
-    return matmul_run(n, in, out, CD_FLOAT64, ctx);
+    return matmul_run(n, in, out, cd_is_f64(in[0]) ? CD_FLOAT64 : CD_FLOAT32, ctx);
 }
 
 /* dA_t += G_t B_t^T and dB_t += A_t^T G_t for every batch t; a repeated
@@ -421,16 +402,8 @@ static cd_status matmul_backward(const cd_node *n, cd_tensor *const *in, cd_tens
                                  cd_tensor *const *gout, cd_tensor **gin, cd_ctx *ctx)
 {
     CD_UNUSED(out);
-    return matmul_grads(n, in, gout, gin, CD_FLOAT32, ctx);
-}
-
-static cd_status matmul_backward64(const cd_node *n, cd_tensor *const *in,
-                                   cd_tensor *const *out, cd_tensor *const *gout,
-                                   cd_tensor **gin, cd_ctx *ctx)
-{
-    CD_UNUSED(out);
-    return matmul_grads(n, in, gout, gin, CD_FLOAT64, ctx);
+    return matmul_grads(n, in, gout, gin, cd_is_f64(in[0]) ? CD_FLOAT64 : CD_FLOAT32, ctx);
 }
 
 const cd_op_def cd_opdef_MATMUL = {"MatMul", 1, NULL, matmul_infer, matmul_forward,
-                                   matmul_backward, matmul_forward64, matmul_backward64};
+                                   matmul_backward, matmul_forward, matmul_backward};

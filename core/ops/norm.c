@@ -203,9 +203,11 @@ static cd_status bn_forward64(const cd_node *n, cd_tensor *const *in, cd_tensor 
 BN_BACKWARD(float, f32, sqrtf)
 BN_BACKWARD(double, f64, sqrt)
 
-static cd_status bn_backward_any(const cd_node *n, cd_tensor *const *in, cd_tensor *const *gout,
-                                 cd_tensor **gin, cd_ctx *ctx, bool f64)
+static cd_status bn_backward(const cd_node *n, cd_tensor *const *in, cd_tensor *const *out,
+                             cd_tensor *const *gout, cd_tensor **gin, cd_ctx *ctx)
 {
+    CD_UNUSED(out);
+    bool f64 = cd_is_f64(in[0]);
     if (!gout[0])
         return CD_OK;
     bn_view v = {0};
@@ -219,20 +221,5 @@ static cd_status bn_backward_any(const cd_node *n, cd_tensor *const *in, cd_tens
     return CD_OK;
 }
 
-static cd_status bn_backward(const cd_node *n, cd_tensor *const *in, cd_tensor *const *out,
-                             cd_tensor *const *gout, cd_tensor **gin, cd_ctx *ctx)
-{
-    CD_UNUSED(out);
-    return bn_backward_any(n, in, gout, gin, ctx, false);
-}
-
-static cd_status bn_backward64(const cd_node *n, cd_tensor *const *in, cd_tensor *const *out,
-                               cd_tensor *const *gout, cd_tensor **gin, cd_ctx *ctx)
-{
-    CD_UNUSED(out);
-    return bn_backward_any(n, in, gout, gin, ctx, true);
-}
-
-const cd_op_def cd_opdef_BATCH_NORMALIZATION = {"BatchNormalization", 1,           bn_parse,
-                                                bn_infer,             bn_forward,  bn_backward,
-                                                bn_forward64,         bn_backward64};
+const cd_op_def cd_opdef_BATCH_NORMALIZATION = {"BatchNormalization", 1, bn_parse, bn_infer,
+                                                bn_forward, bn_backward, bn_forward64, bn_backward};

@@ -110,8 +110,9 @@ typedef struct cd_op_def {
      * contracts as forward/backward, except that every tensor which is
      * float32 in the float32 plan arrives as float64 (weights, activations,
      * gradients); integer tensors are unchanged. Outputs are allocated by
-     * the caller with the float32 plan's shapes. backward64 may be NULL only
-     * where backward is (Shape). */
+     * the caller with the float32 plan's shapes. Every operator has both;
+     * most give the same function for both slots, reading the mode off the
+     * data's type (cd_is_f64). */
     cd_op_forward_fn forward64;
     cd_op_backward_fn backward64;
 } cd_op_def;
@@ -141,6 +142,9 @@ cd_status cd_grad_dtype_check(const cd_node *n, const cd_tensor *gx, const cd_te
 
 static inline float *cd_f32(cd_tensor *t) { return (float *)t->data; }
 static inline const float *cd_cf32(const cd_tensor *t) { return (const float *)t->data; }
+/* Kernels serving both precisions tell them apart by the data's type: the
+ * float64 mode hands every float tensor over as float64. */
+static inline bool cd_is_f64(const cd_tensor *t) { return t && t->dtype == CD_FLOAT64; }
 static inline double *cd_f64(cd_tensor *t) { return (double *)t->data; }
 static inline const double *cd_cf64(const cd_tensor *t) { return (const double *)t->data; }
 

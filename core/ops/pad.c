@@ -306,11 +306,13 @@ PAD_ROW_BACKWARD(double, pad_row_backward64)
 /* Reflected and edge positions feed several outputs from one input, so the
  * gradient accumulates; constant positions have no input to flow to. Both
  * precisions: float32, or float64 in the float64 mode. */
-static cd_status pad_grad(const cd_node *n, cd_tensor *const *in, cd_tensor *const *gout,
-                          cd_tensor **gin, cd_ctx *ctx, bool f64)
+static cd_status pad_backward(const cd_node *n, cd_tensor *const *in, cd_tensor *const *out,
+                              cd_tensor *const *gout, cd_tensor **gin, cd_ctx *ctx)
 {
+    CD_UNUSED(out);
     if (!gin[0] || !gout[0])
         return CD_OK;
+    bool f64 = cd_is_f64(gout[0]); /* the data may be integer */
     cd_status chk = cd_grad_dtype_check(n, gin[0], gout[0], f64, ctx->err);
     if (chk != CD_OK)
         return chk;
@@ -326,20 +328,6 @@ static cd_status pad_grad(const cd_node *n, cd_tensor *const *in, cd_tensor *con
     return CD_OK;
 }
 
-static cd_status pad_backward(const cd_node *n, cd_tensor *const *in, cd_tensor *const *out,
-                              cd_tensor *const *gout, cd_tensor **gin, cd_ctx *ctx)
-{
-    CD_UNUSED(out);
-    return pad_grad(n, in, gout, gin, ctx, false);
-}
-
-static cd_status pad_backward64(const cd_node *n, cd_tensor *const *in, cd_tensor *const *out,
-                                cd_tensor *const *gout, cd_tensor **gin, cd_ctx *ctx)
-{
-    CD_UNUSED(out);
-    return pad_grad(n, in, gout, gin, ctx, true);
-}
-
 /* forward64 is pad_forward: see the top of the file. */
-const cd_op_def cd_opdef_PAD = {"Pad",       1,           NULL,        pad_infer,
-                                pad_forward, pad_backward, pad_forward, pad_backward64};
+const cd_op_def cd_opdef_PAD = {"Pad", 1, NULL, pad_infer, pad_forward, pad_backward, pad_forward,
+                                pad_backward};

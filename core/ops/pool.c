@@ -150,24 +150,9 @@ static argmax_fn argmax_for(cd_dtype dt)
     case CD_FLOAT32: return argmax_f32;
     case CD_UINT8: return argmax_u8;
     case CD_INT8: return argmax_i8;
+    case CD_FLOAT64: return argmax_f64; /* the float64 mode's data */
     default: return NULL;
     }
-}
-
-/* Float64 mode: float data arrives widened, integer data as it is. */
-static argmax_fn argmax64_for(cd_dtype dt)
-{
-    if (dt == CD_FLOAT64)
-        return argmax_f64;
-    return dt == CD_FLOAT32 ? NULL : argmax_for(dt);
-}
-
-/* The float64 kernels' data check (infer ran on the float32 plan only). */
-static cd_status need_f64(const cd_node *n, const cd_tensor *t, cd_error *err)
-{
-    if (!t || t->dtype != CD_FLOAT64)
-        return cd_node_fail(n, err, CD_ERR_UNSUPPORTED, "float64 kernel needs float64 data");
-    return CD_OK;
 }
 
 static cd_status maxpool_infer(const cd_node *n, cd_tensor *const *in, cd_tensor **out,
@@ -177,7 +162,7 @@ static cd_status maxpool_infer(const cd_node *n, cd_tensor *const *in, cd_tensor
     cd_status st = pool_plan_make(n, in[0], &p, err);
     if (st != CD_OK)
         return st;
-    if (!argmax_for(in[0]->dtype))
+    if (in[0]->dtype == CD_FLOAT64 || !argmax_for(in[0]->dtype))
         return cd_node_fail(n, err, CD_ERR_UNSUPPORTED,
                             "element type %d (supported: float32, uint8, int8)", in[0]->dtype);
     int64_t dims[CD_MAX_DIMS];
@@ -216,7 +201,8 @@ static void lowest_value(cd_dtype dt, void *dst)
         *(uint8_t *)dst = 0;
 }
 
-/* Both precisions: copies the selected element's bytes (argmax for the type). */
+/* Both precisions (and the integer types): copies the selected element's
+ * bytes (argmax for the type). */
 static cd_status maxpool_run(const cd_node *n, cd_tensor *const *in, cd_tensor **out,
                              cd_ctx *ctx, argmax_fn argmax)
 {
@@ -256,12 +242,6 @@ static cd_status maxpool_forward(const cd_node *n, cd_tensor *const *in, cd_tens
     return maxpool_run(n, in, out, ctx, in[0] ? argmax_for(in[0]->dtype) : NULL);
 }
 
-static cd_status maxpool_forward64(const cd_node *n, cd_tensor *const *in, cd_tensor **out,
-                                   cd_ctx *ctx)
-{
-    return maxpool_run(n, in, out, ctx, in[0] ? argmax64_for(in[0]->dtype) : NULL);
-}
-
 /* The float kernels below are written once as typed loops over all planes
  * and expanded for float (the float32 plan) and double (the float64 mode);
  * the entry points pick the expansion once per call. */
@@ -287,49 +267,27 @@ DEFINE_MAXPOOL_GRAD(float, maxpool_grad_f32, argmax_f32)
 DEFINE_MAXPOOL_GRAD(double, maxpool_grad_f64, argmax_f64)
 #undef DEFINE_MAXPOOL_GRAD
 
-/* The float64 kernels check their data first; the float32 ones rely on infer. */
-static cd_status pool_prepare(const cd_node *n, const cd_tensor *x, bool f64, pool_plan *p,
-                              cd_error *err)
-{
-    cd_status st = f64 ? need_f64(n, x, err) : CD_OK;
-    return st != CD_OK ? st : pool_plan_make(n, x, p, err);
-}
-
 /* Both precisions; the float64 mode decides the first maximum on the doubles. */
-static cd_status maxpool_grad(const cd_node *n, cd_tensor *const *in, cd_tensor *const *gout,
-                              cd_tensor **gin, cd_ctx *ctx, bool f64)
+static cd_status maxpool_backward(const cd_node *n, cd_tensor *const *in, cd_tensor *const *out,
+                                  cd_tensor *const *gout, cd_tensor **gin, cd_ctx *ctx)
 {
+    CD_UNUSED(out);
+    bool f64 = cd_is_f64(in[0]);
     if (!gout[0] || !gin[0])
         return CD_OK;
     if (!f64 && in[0]->dtype != CD_FLOAT32)
         return cd_node_fail(n, ctx->err, CD_ERR_UNSUPPORTED, "gradient needs float32 input");
     pool_plan p;
-    cd_status st = pool_prepare(n, in[0], f64, &p, ctx->err);
+    cd_status st = pool_plan_make(n, in[0], &p, ctx->err);
     if (st != CD_OK)
         return st;
     (f64 ? maxpool_grad_f64 : maxpool_grad_f32)(&p, in[0]->data, gout[0]->data, gin[0]->data);
     return CD_OK;
 }
 
-static cd_status maxpool_backward(const cd_node *n, cd_tensor *const *in, cd_tensor *const *out,
-                                  cd_tensor *const *gout, cd_tensor **gin, cd_ctx *ctx)
-{
-    CD_UNUSED(out);
-    return maxpool_grad(n, in, gout, gin, ctx, false);
-}
-
-static cd_status maxpool_backward64(const cd_node *n, cd_tensor *const *in,
-                                    cd_tensor *const *out, cd_tensor *const *gout,
-                                    cd_tensor **gin, cd_ctx *ctx)
-{
-    CD_UNUSED(out);
-    return maxpool_grad(n, in, gout, gin, ctx, true);
-}
-
-const cd_op_def cd_opdef_MAX_POOL = {"MaxPool",          1,
-                                     pool_parse,         maxpool_infer,
-                                     maxpool_forward,    maxpool_backward,
-                                     maxpool_forward64,  maxpool_backward64};
+const cd_op_def cd_opdef_MAX_POOL = {"MaxPool", 1, pool_parse, maxpool_infer,
+                                     maxpool_forward, maxpool_backward,
+                                     maxpool_forward, maxpool_backward};
 
 /* AveragePool -------------------------------------------------------------- */
 
@@ -414,13 +372,14 @@ DEFINE_AVG_GRAD(float, avg_grad_f32)
 DEFINE_AVG_GRAD(double, avg_grad_f64)
 #undef DEFINE_AVG_GRAD
 
-/* The four AveragePool kernels: x is the input (for the geometry), pass the
- * typed loop for {float32, float64}. */
+/* Both AveragePool kernels in both precisions: x is the input (for the
+ * geometry and the type), pass the typed loop for {float32, float64}. */
 static cd_status avgpool_apply(const cd_node *n, const cd_tensor *x, const cd_tensor *src,
-                               cd_tensor *dst, bool f64, const avg_pass_fn pass[2], cd_ctx *ctx)
+                               cd_tensor *dst, const avg_pass_fn pass[2], cd_ctx *ctx)
 {
+    bool f64 = cd_is_f64(x);
     pool_plan p;
-    cd_status st = pool_prepare(n, x, f64, &p, ctx->err);
+    cd_status st = pool_plan_make(n, x, &p, ctx->err);
     if (st != CD_OK)
         return st;
     bool include_pad = cd_attr_int(n, "count_include_pad", 0) != 0;
@@ -434,13 +393,7 @@ static const avg_pass_fn avg_grad_pass[2] = {avg_grad_f32, avg_grad_f64};
 static cd_status avgpool_forward(const cd_node *n, cd_tensor *const *in, cd_tensor **out,
                                  cd_ctx *ctx)
 {
-    return avgpool_apply(n, in[0], in[0], out[0], false, avg_forward_pass, ctx);
-}
-
-static cd_status avgpool_forward64(const cd_node *n, cd_tensor *const *in, cd_tensor **out,
-                                   cd_ctx *ctx)
-{
-    return avgpool_apply(n, in[0], in[0], out[0], true, avg_forward_pass, ctx);
+    return avgpool_apply(n, in[0], in[0], out[0], avg_forward_pass, ctx);
 }
 
 static cd_status avgpool_backward(const cd_node *n, cd_tensor *const *in, cd_tensor *const *out,
@@ -449,23 +402,12 @@ static cd_status avgpool_backward(const cd_node *n, cd_tensor *const *in, cd_ten
     CD_UNUSED(out);
     if (!gout[0] || !gin[0])
         return CD_OK;
-    return avgpool_apply(n, in[0], gout[0], gin[0], false, avg_grad_pass, ctx);
+    return avgpool_apply(n, in[0], gout[0], gin[0], avg_grad_pass, ctx);
 }
 
-static cd_status avgpool_backward64(const cd_node *n, cd_tensor *const *in,
-                                    cd_tensor *const *out, cd_tensor *const *gout,
-                                    cd_tensor **gin, cd_ctx *ctx)
-{
-    CD_UNUSED(out);
-    if (!gout[0] || !gin[0])
-        return CD_OK;
-    return avgpool_apply(n, in[0], gout[0], gin[0], true, avg_grad_pass, ctx);
-}
-
-const cd_op_def cd_opdef_AVERAGE_POOL = {"AveragePool",     1,
-                                         pool_parse,        avgpool_infer,
-                                         avgpool_forward,   avgpool_backward,
-                                         avgpool_forward64, avgpool_backward64};
+const cd_op_def cd_opdef_AVERAGE_POOL = {"AveragePool", 1, pool_parse, avgpool_infer,
+                                         avgpool_forward, avgpool_backward,
+                                         avgpool_forward, avgpool_backward};
 
 /* Global pools ------------------------------------------------------------- */
 
@@ -486,14 +428,11 @@ static cd_status global_infer(const cd_node *n, cd_tensor *const *in, cd_tensor 
     return CD_OK;
 }
 
-/* planes = N*C, sp = elements per plane; the float64 kernels check their
- * data first, forward kernels (nonempty) the spatial extent. */
-static cd_status global_sizes(const cd_node *n, const cd_tensor *x, bool f64, bool nonempty,
+/* planes = N*C, sp = elements per plane; forward kernels (nonempty) check
+ * the spatial extent. */
+static cd_status global_sizes(const cd_node *n, const cd_tensor *x, bool nonempty,
                               int64_t *planes, int64_t *sp, cd_error *err)
 {
-    cd_status st = f64 ? need_f64(n, x, err) : CD_OK;
-    if (st != CD_OK)
-        return st;
     *planes = x->dims[0] * x->dims[1];
     *sp = 1;
     for (int i = 2; i < x->ndim; i++)
@@ -556,11 +495,11 @@ DEFINE_GLOBAL(float, f32)
 DEFINE_GLOBAL(double, f64)
 #undef DEFINE_GLOBAL
 
-static cd_status gavg_run(const cd_node *n, cd_tensor *const *in, cd_tensor **out, cd_ctx *ctx,
-                          bool f64)
+static cd_status gavg_forward(const cd_node *n, cd_tensor *const *in, cd_tensor **out, cd_ctx *ctx)
 {
+    bool f64 = cd_is_f64(in[0]);
     int64_t planes, sp;
-    cd_status st = global_sizes(n, in[0], f64, true, &planes, &sp, ctx->err);
+    cd_status st = global_sizes(n, in[0], true, &planes, &sp, ctx->err);
     if (st != CD_OK)
         return st;
     gavg_job j = {in[0]->data, out[0]->data, sp};
@@ -569,57 +508,32 @@ static cd_status gavg_run(const cd_node *n, cd_tensor *const *in, cd_tensor **ou
     return CD_OK;
 }
 
-static cd_status gavg_forward(const cd_node *n, cd_tensor *const *in, cd_tensor **out,
-                              cd_ctx *ctx)
+static cd_status gavg_backward(const cd_node *n, cd_tensor *const *in, cd_tensor *const *out,
+                               cd_tensor *const *gout, cd_tensor **gin, cd_ctx *ctx)
 {
-    return gavg_run(n, in, out, ctx, false);
-}
-
-static cd_status gavg_forward64(const cd_node *n, cd_tensor *const *in, cd_tensor **out,
-                                cd_ctx *ctx)
-{
-    return gavg_run(n, in, out, ctx, true);
-}
-
-static cd_status gavg_grad(const cd_node *n, cd_tensor *const *in, cd_tensor *const *gout,
-                           cd_tensor **gin, cd_ctx *ctx, bool f64)
-{
+    CD_UNUSED(out);
+    bool f64 = cd_is_f64(in[0]);
     if (!gout[0] || !gin[0])
         return CD_OK;
     int64_t planes, sp;
-    cd_status st = global_sizes(n, in[0], f64, false, &planes, &sp, ctx->err);
+    cd_status st = global_sizes(n, in[0], false, &planes, &sp, ctx->err);
     if (st != CD_OK)
         return st;
     (f64 ? gavg_grad_f64 : gavg_grad_f32)(gout[0]->data, gin[0]->data, planes, sp);
     return CD_OK;
 }
 
-static cd_status gavg_backward(const cd_node *n, cd_tensor *const *in, cd_tensor *const *out,
-                               cd_tensor *const *gout, cd_tensor **gin, cd_ctx *ctx)
-{
-    CD_UNUSED(out);
-    return gavg_grad(n, in, gout, gin, ctx, false);
-}
-
-static cd_status gavg_backward64(const cd_node *n, cd_tensor *const *in, cd_tensor *const *out,
-                                 cd_tensor *const *gout, cd_tensor **gin, cd_ctx *ctx)
-{
-    CD_UNUSED(out);
-    return gavg_grad(n, in, gout, gin, ctx, true);
-}
-
-const cd_op_def cd_opdef_GLOBAL_AVERAGE_POOL = {"GlobalAveragePool", 1,
-                                                NULL,                global_infer,
-                                                gavg_forward,        gavg_backward,
-                                                gavg_forward64,      gavg_backward64};
+const cd_op_def cd_opdef_GLOBAL_AVERAGE_POOL = {"GlobalAveragePool", 1, NULL, global_infer,
+                                                gavg_forward, gavg_backward,
+                                                gavg_forward, gavg_backward};
 
 /* GlobalMaxPool: the first maximum of each plane; one typed call per plane,
  * the value moved as element bytes. */
-static cd_status gmax_run(const cd_node *n, cd_tensor *const *in, cd_tensor **out, cd_ctx *ctx,
-                          bool f64)
+static cd_status gmax_forward(const cd_node *n, cd_tensor *const *in, cd_tensor **out, cd_ctx *ctx)
 {
+    bool f64 = cd_is_f64(in[0]);
     int64_t planes, sp;
-    cd_status st = global_sizes(n, in[0], f64, true, &planes, &sp, ctx->err);
+    cd_status st = global_sizes(n, in[0], true, &planes, &sp, ctx->err);
     if (st != CD_OK)
         return st;
     size_t es = f64 ? sizeof(double) : sizeof(float);
@@ -631,25 +545,15 @@ static cd_status gmax_run(const cd_node *n, cd_tensor *const *in, cd_tensor **ou
     return CD_OK;
 }
 
-static cd_status gmax_forward(const cd_node *n, cd_tensor *const *in, cd_tensor **out,
-                              cd_ctx *ctx)
+static cd_status gmax_backward(const cd_node *n, cd_tensor *const *in, cd_tensor *const *out,
+                               cd_tensor *const *gout, cd_tensor **gin, cd_ctx *ctx)
 {
-    return gmax_run(n, in, out, ctx, false);
-}
-
-static cd_status gmax_forward64(const cd_node *n, cd_tensor *const *in, cd_tensor **out,
-                                cd_ctx *ctx)
-{
-    return gmax_run(n, in, out, ctx, true);
-}
-
-static cd_status gmax_grad(const cd_node *n, cd_tensor *const *in, cd_tensor *const *gout,
-                           cd_tensor **gin, cd_ctx *ctx, bool f64)
-{
+    CD_UNUSED(out);
+    bool f64 = cd_is_f64(in[0]);
     if (!gout[0] || !gin[0])
         return CD_OK;
     int64_t planes, sp;
-    cd_status st = global_sizes(n, in[0], f64, false, &planes, &sp, ctx->err);
+    cd_status st = global_sizes(n, in[0], false, &planes, &sp, ctx->err);
     if (st != CD_OK)
         return st;
     for (int64_t pl = 0; pl < planes; pl++) {
@@ -664,21 +568,6 @@ static cd_status gmax_grad(const cd_node *n, cd_tensor *const *in, cd_tensor *co
     return CD_OK;
 }
 
-static cd_status gmax_backward(const cd_node *n, cd_tensor *const *in, cd_tensor *const *out,
-                               cd_tensor *const *gout, cd_tensor **gin, cd_ctx *ctx)
-{
-    CD_UNUSED(out);
-    return gmax_grad(n, in, gout, gin, ctx, false);
-}
-
-static cd_status gmax_backward64(const cd_node *n, cd_tensor *const *in, cd_tensor *const *out,
-                                 cd_tensor *const *gout, cd_tensor **gin, cd_ctx *ctx)
-{
-    CD_UNUSED(out);
-    return gmax_grad(n, in, gout, gin, ctx, true);
-}
-
-const cd_op_def cd_opdef_GLOBAL_MAX_POOL = {"GlobalMaxPool", 1,
-                                            NULL,            global_infer,
-                                            gmax_forward,    gmax_backward,
-                                            gmax_forward64,  gmax_backward64};
+const cd_op_def cd_opdef_GLOBAL_MAX_POOL = {"GlobalMaxPool", 1, NULL, global_infer,
+                                            gmax_forward, gmax_backward,
+                                            gmax_forward, gmax_backward};

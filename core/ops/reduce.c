@@ -132,9 +132,10 @@ static inline void add_scaled(void *y, size_t i, const void *x, size_t o, double
         ((float *)y)[i] += ((const float *)x)[o] * (float)s;
 }
 
-static cd_status reduce_forward_any(const cd_node *n, cd_tensor *const *in, cd_tensor **out,
-                                    cd_ctx *ctx, bool f64)
+static cd_status reduce_forward(const cd_node *n, cd_tensor *const *in, cd_tensor **out,
+                                cd_ctx *ctx)
 {
+    bool f64 = cd_is_f64(in[0]);
     reduce_plan p;
     cd_status st = reduce_plan_make(n, in, f64 ? CD_FLOAT64 : CD_FLOAT32, &p, ctx->err);
     if (st != CD_OK)
@@ -171,10 +172,11 @@ static cd_status reduce_forward_any(const cd_node *n, cd_tensor *const *in, cd_t
 }
 
 /* Every input element contributes 1/count to its output. */
-static cd_status reduce_backward_any(const cd_node *n, cd_tensor *const *in,
-                                     cd_tensor *const *gout, cd_tensor **gin, cd_ctx *ctx,
-                                     bool f64)
+static cd_status reduce_backward(const cd_node *n, cd_tensor *const *in, cd_tensor *const *out,
+                                 cd_tensor *const *gout, cd_tensor **gin, cd_ctx *ctx)
 {
+    CD_UNUSED(out);
+    bool f64 = cd_is_f64(in[0]);
     if (!gout[0] || !gin[0])
         return CD_OK;
     reduce_plan p;
@@ -200,33 +202,5 @@ static cd_status reduce_backward_any(const cd_node *n, cd_tensor *const *in,
     return CD_OK;
 }
 
-static cd_status reduce_forward(const cd_node *n, cd_tensor *const *in, cd_tensor **out,
-                                cd_ctx *ctx)
-{
-    return reduce_forward_any(n, in, out, ctx, false);
-}
-
-static cd_status reduce_backward(const cd_node *n, cd_tensor *const *in, cd_tensor *const *out,
-                                 cd_tensor *const *gout, cd_tensor **gin, cd_ctx *ctx)
-{
-    CD_UNUSED(out);
-    return reduce_backward_any(n, in, gout, gin, ctx, false);
-}
-
-static cd_status reduce_forward64(const cd_node *n, cd_tensor *const *in, cd_tensor **out,
-                                  cd_ctx *ctx)
-{
-    return reduce_forward_any(n, in, out, ctx, true);
-}
-
-static cd_status reduce_backward64(const cd_node *n, cd_tensor *const *in, cd_tensor *const *out,
-                                   cd_tensor *const *gout, cd_tensor **gin, cd_ctx *ctx)
-{
-    CD_UNUSED(out);
-    return reduce_backward_any(n, in, gout, gin, ctx, true);
-}
-
-const cd_op_def cd_opdef_REDUCE_MEAN = {"ReduceMean",     1,
-                                        NULL,             reduce_infer,
-                                        reduce_forward,   reduce_backward,
-                                        reduce_forward64, reduce_backward64};
+const cd_op_def cd_opdef_REDUCE_MEAN = {"ReduceMean", 1, NULL, reduce_infer, reduce_forward,
+                                        reduce_backward, reduce_forward, reduce_backward};

@@ -563,7 +563,9 @@ static void rs_copy_nearest(rs_run *r, const cd_tensor *x, cd_tensor *y)
 }
 
 /* Both precisions: float32, or float64 in the float64 mode (where the plane
- * fast path, float32 only, is not taken). */
+ * fast path, float32 only, is not taken). The mode is passed, not read off
+ * the data: integer data keeps its type, while scales and roi are float64
+ * in the float64 mode. */
 static cd_status resize_run(const cd_node *n, cd_tensor *const *in, cd_tensor **out,
                             cd_ctx *ctx, bool f64)
 {
@@ -612,11 +614,13 @@ static cd_status resize_forward64(const cd_node *n, cd_tensor *const *in, cd_ten
 
 /* The transpose of the forward's linear map; roi/scales/sizes carry no
  * gradient. */
-static cd_status resize_grad(const cd_node *n, cd_tensor *const *in, cd_tensor *const *gout,
-                             cd_tensor **gin, cd_ctx *ctx, bool f64)
+static cd_status resize_backward(const cd_node *n, cd_tensor *const *in, cd_tensor *const *out,
+                                 cd_tensor *const *gout, cd_tensor **gin, cd_ctx *ctx)
 {
+    CD_UNUSED(out);
     if (!gin[0] || !gout[0])
         return CD_OK;
+    bool f64 = cd_is_f64(gout[0]);
     cd_status chk = cd_grad_dtype_check(n, gin[0], gout[0], f64, ctx->err);
     if (chk != CD_OK)
         return chk;
@@ -642,21 +646,5 @@ static cd_status resize_grad(const cd_node *n, cd_tensor *const *in, cd_tensor *
     return CD_OK;
 }
 
-static cd_status resize_backward(const cd_node *n, cd_tensor *const *in, cd_tensor *const *out,
-                                 cd_tensor *const *gout, cd_tensor **gin, cd_ctx *ctx)
-{
-    CD_UNUSED(out);
-    return resize_grad(n, in, gout, gin, ctx, false);
-}
-
-static cd_status resize_backward64(const cd_node *n, cd_tensor *const *in, cd_tensor *const *out,
-                                   cd_tensor *const *gout, cd_tensor **gin, cd_ctx *ctx)
-{
-    CD_UNUSED(out);
-    return resize_grad(n, in, gout, gin, ctx, true);
-}
-
-const cd_op_def cd_opdef_RESIZE = {"Resize",         10,
-                                   NULL,             resize_infer,
-                                   resize_forward,   resize_backward,
-                                   resize_forward64, resize_backward64};
+const cd_op_def cd_opdef_RESIZE = {"Resize", 10, NULL, resize_infer, resize_forward,
+                                   resize_backward, resize_forward64, resize_backward};
